@@ -1,0 +1,547 @@
+"""The typed oduflow.toml model and its loader.
+
+`load_config(path)` reads the file, validates it with pydantic, applies the cross-field rules that
+pydantic cannot express (overlapping port ranges, duplicate hostnames, database-name collisions ...),
+assigns stable host ports (see `ports.py`) and returns a `Config`. Any problem raises `ConfigError`
+with one line per problem naming the file and the key path.
+
+The file of Oduflow itself is accepted unchanged: its `[team.N]` keys are modelled here and the
+sections that belong to the Oduflow server alone are accepted and ignored (`IGNORED_SECTIONS`).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from oduflow_iac import naming
+from oduflow_iac.errors import ConfigError, Problem
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+EnvType = Literal["development", "staging", "production"]
+ENV_TYPES: tuple[EnvType, ...] = ("development", "staging", "production")
+
+# Sections of Oduflow's own oduflow.toml that configure its server process, not infrastructure.
+IGNORED_SECTIONS = frozenset(
+    {"server", "routing", "database", "storage", "lifecycle", "agent", "production", "route"}
+)
+
+PORT_MIN = 1024
+PORT_MAX = 65535
+MAX_BRANCH_LENGTH = 100
+SECRET_PREFIX = "secret:"
+_SECRET_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class _Model(BaseModel):
+    # Sections this project owns reject unknown keys: a typo must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretValue(BaseModel):
+    """A secret written inline (Oduflow's format) or as `secret:KEY`, a Pulumi config secret
+    `oduflow:KEY` of the stack. The value is never part of repr() or str()."""
+
+    model_config = ConfigDict(frozen=True)
+
+    inline_value: str | None = Field(default=None, repr=False)
+    config_key: str | None = None
+
+    @property
+    def is_inline(self) -> bool:
+        return self.config_key is None
+
+    def identity(self) -> str:
+        """What makes two secrets the same, for duplicate detection without revealing either."""
+        return f"ref:{self.config_key}" if self.config_key else f"inline:{self.inline_value}"
+
+    def __str__(self) -> str:
+        return f"secret:{self.config_key}" if self.config_key else "[inline secret]"
+
+
+def _parse_secret(value: Any) -> Any:
+    if isinstance(value, SecretValue) or value is None:
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    if value.startswith(SECRET_PREFIX):
+        key = value[len(SECRET_PREFIX) :]
+        if not _SECRET_KEY.match(key):
+            raise ValueError("a secret reference is `secret:KEY` with KEY of letters, digits, `_`, `.`, `-`")
+        return SecretValue(config_key=key)
+    if value == "":
+        raise ValueError("must not be empty")
+    return SecretValue(inline_value=value)
+
+
+class Quota(_Model):
+    cpu: float | None = Field(default=None, gt=0)
+    memory_mb: int | None = Field(default=None, gt=0)
+    disk_gb: int | None = Field(default=None, gt=0)
+    environments: int | None = Field(default=None, gt=0)
+
+
+class Organisation(_Model):
+    name: str = "default"
+    quota: Quota = Quota()
+    addons: list[AddonRepo] = []
+
+
+class TypeDefaults(_Model):
+    """Resource defaults of one environment type; every limit comes from here or the environment."""
+
+    cpu: float = Field(gt=0)
+    memory_mb: int = Field(gt=0)
+    workers: int = Field(ge=0)
+
+
+def _default_type_defaults() -> dict[str, TypeDefaults]:
+    return {
+        "development": TypeDefaults(cpu=1.0, memory_mb=2048, workers=0),
+        "staging": TypeDefaults(cpu=1.0, memory_mb=2048, workers=2),
+        "production": TypeDefaults(cpu=2.0, memory_mb=4096, workers=4),
+    }
+
+
+class Platform(_Model):
+    network: str = naming.SHARED_NETWORK
+    docker_host: str = "unix:///var/run/docker.sock"
+    postgres_image: str = "postgres:16.4"
+    postgres_memory_mb: int = Field(default=2048, gt=0)
+    postgres_port: int = Field(default=5432, ge=1, le=PORT_MAX)
+    traefik_image: str = "traefik:v3.2.3"
+    tls: bool = False
+    acme_email: str | None = None
+    dashboard: bool = False
+    addons_fetch_image: str = "alpine/git:v2.47.2"
+    backup_image: str = "ghcr.io/tiredofit/docker-db-backup:4.1.21"
+    environment_defaults: dict[EnvType, TypeDefaults] = Field(default_factory=_default_type_defaults)
+    addons: list[AddonRepo] = []
+
+    @field_validator("environment_defaults", mode="before")
+    @classmethod
+    def _merge_defaults(cls, value: Any) -> Any:
+        # A partial table overrides only the types it names.
+        if isinstance(value, dict):
+            merged: dict[str, Any] = {k: v.model_dump() for k, v in _default_type_defaults().items()}
+            for key, table in value.items():
+                if key in merged and isinstance(table, dict):
+                    merged[key] = {**merged[key], **table}
+                else:
+                    merged[key] = table
+            return merged
+        return value
+
+
+class Dns(_Model):
+    """Cloudflare DNS for team and environment hostnames."""
+
+    provider: Literal["cloudflare"] = "cloudflare"
+    zone: str
+    zone_id: str
+    target: str
+    record_type: Literal["A", "AAAA", "CNAME"] = "A"
+    proxied: bool = False
+    ttl: int = Field(default=1, ge=1)
+    api_token: SecretValue | None = None
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _parse_token(cls, value: Any) -> Any:
+        return _parse_secret(value)
+
+
+class Retention(_Model):
+    daily: int = Field(default=7, ge=0)
+    weekly: int = Field(default=4, ge=0)
+    monthly: int = Field(default=6, ge=0)
+
+    @property
+    def days(self) -> int:
+        """How long the oldest kept backup lives: the S3 lifecycle expiry."""
+        return max(self.daily, self.weekly * 7, self.monthly * 31, 1)
+
+
+class Backup(_Model):
+    """Nightly dumps of every environment database and filestore to one S3 bucket per team."""
+
+    bucket_prefix: str = Field(min_length=3)
+    region: str
+    schedule: str = "0 3 * * *"
+    retention: Retention = Retention()
+
+
+class Template(_Model):
+    odoo_image: str
+    modules: list[str] = ["base", "web"]
+
+
+class AddonRepo(_Model):
+    """An addon repository. Platform and organisation repositories map Odoo versions to branches
+    (`versions`); project repositories map environment types to branches (`branches`); a repository
+    with a single `branch` is included as it is everywhere."""
+
+    name: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    branch: str | None = None
+    versions: dict[str, str] = {}
+    branches: dict[EnvType, str] = {}
+
+    @model_validator(mode="after")
+    def _one_branch_source(self) -> AddonRepo:
+        if not (self.branch or self.versions or self.branches):
+            raise ValueError("needs `branch`, `versions` or `branches`")
+        return self
+
+
+AddonOverride = str | Literal[False]
+
+
+class Environment(_Model):
+    branch: str
+    type: EnvType = "development"
+    odoo_image: str | None = None
+    template: str | None = None
+    port: int | None = Field(default=None, ge=1, le=PORT_MAX)
+    cpu: float | None = Field(default=None, gt=0)
+    memory_mb: int | None = Field(default=None, gt=0)
+    workers: int | None = Field(default=None, ge=0)
+    hostname: str | None = None
+    protect: bool | None = None
+    backup: bool = True
+    networks: list[str] = []
+    odoo_options: dict[str, str | int | float | bool] = {}
+    addons: dict[str, AddonOverride] = {}
+
+    @field_validator("branch")
+    @classmethod
+    def _valid_branch(cls, branch: str) -> str:
+        problem = branch_problem(branch)
+        if problem:
+            raise ValueError(problem)
+        return branch
+
+    @property
+    def slug(self) -> str:
+        return naming.slugify_branch(self.branch)
+
+    @property
+    def is_protected(self) -> bool:
+        """Production environments are protected unless the file says otherwise."""
+        return self.protect if self.protect is not None else self.type == "production"
+
+
+class Team(_Model):
+    # Oduflow's own keys.
+    hostname: str = Field(min_length=1)
+    auth_token: SecretValue
+    ui_password: SecretValue | None = None
+    port_range: tuple[int, int]
+    base_domain: str | None = None
+    environment_slots: int = Field(default=20, gt=0)
+    environment_hostname_mode: Literal["branch", "slots"] = "branch"
+    service_slots: int | None = Field(default=None, ge=0)
+    production_token: SecretValue | None = None
+    db_quota_gb: float | None = Field(default=None, gt=0)
+    disk_quota_gb: float | None = Field(default=None, gt=0)
+    public_scheme: Literal["http", "https"] | None = None
+    # What the infrastructure adds.
+    quota: Quota = Quota()
+    templates: dict[str, Template] = {}
+    addons: list[AddonRepo] = []
+    environments: list[Environment] = []
+
+    @field_validator("auth_token", "ui_password", "production_token", mode="before")
+    @classmethod
+    def _parse_secrets(cls, value: Any) -> Any:
+        return _parse_secret(value)
+
+    @property
+    def base(self) -> str:
+        return self.base_domain or self.hostname
+
+
+class Config(_Model):
+    """A whole oduflow.toml, validated, with the stable host port of every environment."""
+
+    organisation: Organisation = Organisation()
+    platform: Platform = Platform()
+    dns: Dns | None = None
+    backup: Backup | None = None
+    team: dict[str, Team] = {}
+
+    _path: Path = PrivateAttr(default=Path("oduflow.toml"))
+    _ports: dict[str, dict[str, int]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def ports(self) -> dict[str, dict[str, int]]:
+        """Host port of every environment: `ports[team_id][branch]`."""
+        return self._ports
+
+    @property
+    def teams(self) -> list[tuple[str, Team]]:
+        """Teams in a stable order: numerically by id where ids are numbers."""
+        return sorted(self.team.items(), key=lambda kv: _team_sort_key(kv[0]))
+
+    def environment_port(self, team_id: str, branch: str) -> int:
+        return self._ports[team_id][branch]
+
+    def environment_slot(self, team_id: str, branch: str) -> int:
+        """A stable number (1-based) for `slots` hostname mode: the port's offset in the team range."""
+        return self._ports[team_id][branch] - self.team[team_id].port_range[0] + 1
+
+    def env_hostname(self, team_id: str, env: Environment) -> str:
+        if env.hostname:
+            return env.hostname
+        team = self.team[team_id]
+        return naming.env_hostname(
+            team.base, env.branch, team.environment_hostname_mode, self.environment_slot(team_id, env.branch)
+        )
+
+    def env_limits(self, env: Environment) -> TypeDefaults:
+        """CPU, memory and workers of an environment: its own values, else its type's defaults."""
+        d = self.platform.environment_defaults[env.type]
+        return TypeDefaults(
+            cpu=env.cpu if env.cpu is not None else d.cpu,
+            memory_mb=env.memory_mb if env.memory_mb is not None else d.memory_mb,
+            workers=env.workers if env.workers is not None else d.workers,
+        )
+
+    def env_image(self, team_id: str, env: Environment) -> str:
+        if env.odoo_image:
+            return env.odoo_image
+        assert env.template is not None  # validated: an environment has an image or a template
+        return self.team[team_id].templates[env.template].odoo_image
+
+    def inline_secrets(self) -> list[str]:
+        """Key paths of secrets written inline in the file (a policy flags them)."""
+        found = []
+        if self.dns and self.dns.api_token and self.dns.api_token.is_inline:
+            found.append("dns.api_token")
+        for team_id, team in self.teams:
+            for key in ("auth_token", "ui_password", "production_token"):
+                value = getattr(team, key)
+                if value is not None and value.is_inline:
+                    found.append(f"team.{team_id}.{key}")
+        return found
+
+
+def _team_sort_key(team_id: str) -> tuple[int, int, str]:
+    return (0, int(team_id), "") if team_id.isdigit() else (1, 0, team_id)
+
+
+def branch_problem(branch: str) -> str | None:
+    """Why a branch name is unusable, or None. Mirrors what git and the naming scheme accept."""
+    if branch == "":
+        return "branch name is empty"
+    if branch != branch.strip():
+        return f"branch name {branch!r} has surrounding whitespace"
+    if len(branch) > MAX_BRANCH_LENGTH:
+        return f"branch name is longer than {MAX_BRANCH_LENGTH} characters"
+    if "\\" in branch or "\x00" in branch:
+        return f"branch name {branch!r} contains a backslash or NUL"
+    if any(seg in (".", "..") for seg in branch.split("/")):
+        return f"branch name {branch!r} has a `.` or `..` segment"
+    if naming.slugify_branch(branch) == "":
+        return f"branch name {branch!r} has nothing left after slugging"
+    return None
+
+
+# Pydantic resolves the forward reference to AddonRepo used before its definition.
+Organisation.model_rebuild()
+Platform.model_rebuild()
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | Path, *, lock_path: str | Path | None = None) -> Config:
+    """Read, validate and return an oduflow.toml. Raises `ConfigError` on any problem.
+
+    Host ports come from the port lock beside the file (`ports.lock_path_for`) when it exists, so
+    an environment keeps its port whatever else changes in the file.
+    """
+    from oduflow_iac import ports  # ports depends on this module's models
+
+    path = Path(path)
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError.single(shown, "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError.single(shown, "", f"cannot be read: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None) or _line_of(str(exc))
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", getattr(exc, "msg", str(exc)))
+        raise ConfigError.single(shown, "", f"TOML syntax error: {message}", line) from None
+
+    config = parse_config(raw, shown)
+    config._path = path
+    lock_file = Path(lock_path) if lock_path is not None else ports.lock_path_for(path)
+    lock = ports.read_lock(lock_file)
+    config._ports = ports.assign_all(config, lock, shown)
+    return config
+
+
+def parse_config(raw: dict[str, Any], shown: str = "oduflow.toml") -> Config:
+    """Validate an already-parsed TOML document (no ports assigned)."""
+    owned = {k: v for k, v in raw.items() if k not in IGNORED_SECTIONS}
+    try:
+        config = Config.model_validate(owned)
+    except ValidationError as exc:
+        raise ConfigError([_problem_from_pydantic(shown, err) for err in exc.errors()]) from None
+    problems = _cross_checks(config, shown)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _line_of(message: str) -> int | None:
+    match = re.search(r"line (\d+)", message)
+    return int(match.group(1)) if match else None
+
+
+def _problem_from_pydantic(shown: str, err: Any) -> Problem:
+    loc = [str(p) for p in err["loc"]]
+    # Drop pydantic's internal branch names (union members, "function-after[...]").
+    loc = [p for p in loc if not p.startswith(("function-", "literal[", "str", "bool", "int", "float"))]
+    key = ".".join(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        message = "unknown key (not a key of this section; check its spelling)"
+    elif kind == "missing":
+        message = "required key is missing"
+    elif kind == "literal_error":
+        message = f"{err['input']!r} is not one of {err['ctx']['expected']}"
+    else:
+        message = str(err["msg"]).removeprefix("Value error, ")
+    return Problem(shown, key, message)
+
+
+def _cross_checks(config: Config, shown: str) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def add(key: str, message: str) -> None:
+        problems.append(Problem(shown, key, message))
+
+    teams = config.teams
+    # Port ranges: each sane on its own, then no two overlapping (sorted sweep, linear after sort).
+    sane: list[tuple[int, int, str]] = []
+    for team_id, team in teams:
+        start, end = team.port_range
+        key = f"team.{team_id}.port_range"
+        if start > end:
+            add(key, f"[{start}, {end}) is reversed: the start must be below the end")
+        elif start == end:
+            add(key, f"[{start}, {end}) is empty: the end is exclusive")
+        elif start < PORT_MIN or end - 1 > PORT_MAX:
+            add(key, f"[{start}, {end}) is outside {PORT_MIN}-{PORT_MAX}")
+        else:
+            sane.append((start, end, team_id))
+    sane.sort()
+    widest: tuple[int, int, str] | None = None
+    for start, end, team_id in sane:
+        if widest is not None and start < widest[1]:
+            add(
+                f"team.{team_id}.port_range",
+                f"[{start}, {end}) overlaps team.{widest[2]} [{widest[0]}, {widest[1]})",
+            )
+        if widest is None or end > widest[1]:
+            widest = (start, end, team_id)
+
+    seen_hosts: dict[str, str] = {}
+    seen_tokens: dict[str, str] = {}
+    for team_id, team in teams:
+        host = team.hostname.lower()
+        if host in seen_hosts:
+            add(f"team.{team_id}.hostname", f"{team.hostname!r} is already the hostname of team.{seen_hosts[host]}")
+        else:
+            seen_hosts[host] = team_id
+        for key in ("auth_token", "production_token"):
+            token: SecretValue | None = getattr(team, key)
+            if token is None:
+                continue
+            ident = token.identity()
+            if ident in seen_tokens:
+                add(f"team.{team_id}.{key}", f"the same token as {seen_tokens[ident]}")
+            else:
+                seen_tokens[ident] = f"team.{team_id}.{key}"
+        problems.extend(_team_checks(config, team_id, team, shown))
+    return problems
+
+
+def _team_checks(config: Config, team_id: str, team: Team, shown: str) -> list[Problem]:
+    problems: list[Problem] = []
+    prefix = f"team.{team_id}"
+
+    def add(key: str, message: str) -> None:
+        problems.append(Problem(shown, f"{prefix}.{key}", message))
+
+    envs = team.environments
+    size = team.port_range[1] - team.port_range[0]
+    if len(envs) > team.environment_slots:
+        add("environments", f"{len(envs)} environments but environment_slots is {team.environment_slots}")
+    if size > 0 and len(envs) > size:
+        add("environments", f"{len(envs)} environments but port_range has only {size} ports")
+
+    repos = _known_repos(config, team)
+    by_branch: dict[str, int] = {}
+    by_db: dict[str, str] = {}
+    for i, env in enumerate(envs):
+        key = f"environments[{i}]"
+        if env.branch in by_branch:
+            add(f"{key}.branch", f"{env.branch!r} is already environments[{by_branch[env.branch]}]")
+            continue
+        by_branch[env.branch] = i
+        db = naming.env_db_name(team_id, env.branch)
+        if db in by_db:
+            add(f"{key}.branch", f"{env.branch!r} and {by_db[db]!r} both map to database {db!r}")
+        else:
+            by_db[db] = env.branch
+        if env.template is not None and env.template not in team.templates:
+            add(f"{key}.template", f"template {env.template!r} is not defined in [{prefix}.templates]")
+        if env.template is None and env.odoo_image is None:
+            add(f"{key}.odoo_image", "an environment needs `odoo_image` or a `template`")
+        for repo in env.addons:
+            if repo not in repos:
+                add(f"{key}.addons.{repo}", f"addon repository {repo!r} is not defined at any level")
+    for name in team.templates:
+        if "\x00" in name or naming.slugify_branch(name) == "":
+            add(f"templates.{name}", "template name has nothing usable for a database name")
+    return problems
+
+
+def _known_repos(config: Config, team: Team) -> set[str]:
+    return {r.name for r in (*config.platform.addons, *config.organisation.addons, *team.addons)}
+
+
+def count_by_type(team: Team) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for env in team.environments:
+        counts[env.type] += 1
+    return dict(counts)

@@ -1,0 +1,126 @@
+"""Every name the platform gives to anything: the one place names come from.
+
+The names match Oduflow's own wherever those are valid, so an oduflow-iac platform and an Oduflow
+server agree on databases, containers, networks and labels. PostgreSQL silently truncates
+identifiers to 63 bytes and Docker uses container names as DNS labels (also 63 bytes), so every
+identifier is kept within 63 bytes deterministically: when it must be cut, the tail is replaced by
+a short digest of the full name, which keeps distinct long names distinct.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+MAX_IDENTIFIER_BYTES = 63
+DIGEST_CHARS = 8
+
+SHARED_NETWORK = "oduflow-net"
+SHARED_DB_CONTAINER = "oduflow-db"
+SHARED_TRAEFIK_CONTAINER = "oduflow-traefik"
+SHARED_DB_VOLUME = "oduflow-db-data"
+TRAEFIK_CERTS_VOLUME = "oduflow-traefik-certs"
+
+LABEL_TEAM = "oduflow.team"
+LABEL_MANAGED = "oduflow.managed"
+LABEL_ENV = "oduflow.env"
+LABEL_ROLE = "oduflow.role"
+
+TLS_RESOLVER = "oduflow"
+
+_SLUG_DROP = re.compile(r"[^a-zA-Z0-9_-]")
+_HOST_DROP = re.compile(r"[^a-z0-9-]")
+
+
+def slugify_branch(branch: str) -> str:
+    """Oduflow's branch slug: `/` becomes `-`, anything outside [a-zA-Z0-9_-] is dropped, lower-cased."""
+    return _SLUG_DROP.sub("", branch.replace("/", "-")).lower()
+
+
+def fit_identifier(name: str, limit: int = MAX_IDENTIFIER_BYTES) -> str:
+    """`name` unchanged when it fits in `limit` bytes, else its head plus `-` and a digest of all of it."""
+    raw = name.encode()
+    if len(raw) <= limit:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:DIGEST_CHARS]
+    head = raw[: limit - DIGEST_CHARS - 1].decode(errors="ignore")
+    return f"{head}-{digest}"
+
+
+def env_db_name(team_id: str, branch: str) -> str:
+    """Environment database: `oduflow_{team}_{slug}` (e.g. `oduflow_1_feature-login`)."""
+    return fit_identifier(f"oduflow_{team_id}_{slugify_branch(branch)}")
+
+
+def template_db_name(team_id: str, name: str) -> str:
+    """Template database: `oduflow_template_{team}_{name}` with `/` turned into `-`."""
+    return fit_identifier(f"oduflow_template_{team_id}_{name.replace('/', '-')}")
+
+
+def team_role_name(team_id: str) -> str:
+    """The PostgreSQL login role that owns every database of a team."""
+    return fit_identifier(f"oduflow_team_{team_id}")
+
+
+def team_network_name(team_id: str) -> str:
+    return fit_identifier(f"oduflow-{team_id}-net")
+
+
+def env_container_name(team_id: str, branch: str) -> str:
+    return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-odoo")
+
+
+def env_filestore_volume_name(team_id: str, branch: str) -> str:
+    return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-filestore")
+
+
+def env_addons_volume_name(team_id: str, branch: str) -> str:
+    return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-addons")
+
+
+def env_addons_fetch_container_name(team_id: str, branch: str) -> str:
+    return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-addons-fetch")
+
+
+def env_router_name(team_id: str, branch: str) -> str:
+    """Traefik router (and service) name of an environment; `-ws` is appended for the websocket router."""
+    return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}", MAX_IDENTIFIER_BYTES - 3)
+
+
+def team_auth_middleware_name(team_id: str) -> str:
+    return fit_identifier(f"oduflow-{team_id}-auth")
+
+
+def team_backup_container_name(team_id: str) -> str:
+    return fit_identifier(f"oduflow-{team_id}-backup")
+
+
+def team_backup_user_name(team_id: str) -> str:
+    return fit_identifier(f"oduflow-{team_id}-backup")
+
+
+def team_backup_bucket_name(prefix: str, team_id: str) -> str:
+    """S3 bucket names are 3-63 characters of lower-case letters, digits, `-` and `.`."""
+    raw = _HOST_DROP.sub("-", f"{prefix}-team-{team_id}".lower()).strip("-")
+    return fit_identifier(raw)
+
+
+def host_label(text: str) -> str:
+    """A DNS label from any text: lower-case letters, digits and `-`, at most 63 bytes."""
+    label = _HOST_DROP.sub("-", text.lower()).strip("-")
+    return fit_identifier(label).strip("-")
+
+
+def env_hostname(base: str, branch: str, mode: str, slot: int) -> str:
+    """Public hostname of an environment under the team's base (`base_domain`, else `hostname`).
+
+    `branch` mode names the host after the branch; `slots` mode after the environment's stable slot
+    number, so hostnames are reused as branches come and go.
+    """
+    label = f"env-{slot}" if mode == "slots" else host_label(slugify_branch(branch))
+    return f"{label}.{base}"
+
+
+def resource_name(*parts: str) -> str:
+    """Pulumi logical names: parts joined by `-`; long names are fitted so URNs stay readable."""
+    return "-".join(p for p in parts if p)

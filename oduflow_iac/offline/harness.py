@@ -1,0 +1,243 @@
+"""Run a Pulumi program under `pulumi.runtime.set_mocks` and record every registration the way the
+engine would see it: URN, type, parent, dependencies, protect flag and the inputs as serialised on
+the wire (engine camelCase property names, secrets still marked, unknowns still unknown).
+
+The mocks return realistic outputs (a generated password has a `result`, a bucket an `arn`), so
+values computed from them are known, as in a preview against existing state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from google.protobuf import json_format
+from pulumi.runtime import mocks, settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+# The wire format's markers (pulumi/sdk/go/common/resource/sig): a secret is a map carrying this
+# signature key; an unknown value during preview is this exact string.
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+class Secret:
+    """A value the engine knows to be secret. Never printed: `repr` and `str` hide it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "Secret([secret])"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(("secret", repr(self.value)))
+
+
+def decode(value: Any) -> Any:
+    """Wire JSON -> Python: secret maps become `Secret`, everything else stays as it is."""
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            return Secret(decode(value.get("value")))
+        return {k: decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+
+def reveal(value: Any) -> Any:
+    """The plain value with every `Secret` unwrapped (what a policy analyzer is given)."""
+    if isinstance(value, Secret):
+        return reveal(value.value)
+    if isinstance(value, dict):
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
+
+
+def redact(value: Any, secret: str = "[secret]", unknown: str = "[unknown]") -> Any:
+    """The value with every `Secret` replaced by `secret` and every unknown by `unknown`."""
+    if isinstance(value, Secret):
+        return secret
+    if isinstance(value, dict):
+        return {k: redact(v, secret, unknown) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, secret, unknown) for v in value]
+    if value == UNKNOWN:
+        return unknown
+    return value
+
+
+def contains_secret(value: Any) -> bool:
+    if isinstance(value, Secret):
+        return True
+    if isinstance(value, dict):
+        return any(contains_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(contains_secret(v) for v in value)
+    return False
+
+
+@dataclass
+class PlannedResource:
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    custom: bool
+    inputs: dict[str, Any]
+    dependencies: list[str]
+    protect: bool
+    provider: str | None = None
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class PlannedRun:
+    project: str
+    stack: str
+    resources: list[PlannedResource]
+    outputs: dict[str, Any]
+
+    def of_type(self, type_: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def by_urn(self) -> dict[str, PlannedResource]:
+        return {r.urn: r for r in self.resources}
+
+
+def _fake(urn: str, what: str, length: int = 24) -> str:
+    """A stable stand-in for a value the provider would generate; never a real credential."""
+    return "mock" + hashlib.sha256(f"{what}:{urn}".encode()).hexdigest()[: length - 4]
+
+
+class OfflineMocks(pulumi.runtime.Mocks):
+    """Provider stand-ins: each resource's state is its inputs plus the outputs the program reads."""
+
+    def __init__(self, project: str, stack: str) -> None:
+        self.project = project
+        self.stack = stack
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        state = dict(args.inputs)
+        typ, name = args.typ, args.name
+        key = f"{typ}::{name}"
+        if typ.startswith("random:index/randomPassword") or typ.startswith("random:index/randomString"):
+            length = int(state.get("length", 24))
+            state["result"] = _fake(key, "result", max(length, 8))
+            state["bcryptHash"] = "$2a$10$" + _fake(key, "bcrypt", 53)
+        elif typ == "aws:s3/bucket:Bucket":
+            bucket = state.get("bucket") or name
+            state.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}", region=state.get("region", "eu-west-1"))
+        elif typ == "aws:iam/user:User":
+            state["arn"] = f"arn:aws:iam::000000000000:user/{state.get('name', name)}"
+        elif typ == "aws:iam/accessKey:AccessKey":
+            state.update(id="AKIA" + _fake(key, "id", 16).upper(), secret=_fake(key, "secret", 40))
+        elif typ == "docker:index/network:Network":
+            state.setdefault("name", name)
+        elif typ == "docker:index/volume:Volume":
+            state.setdefault("name", name)
+        return state.get("id") or f"{name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    """The SDK's mock monitor, recording what the engine would receive, with the engine's URNs."""
+
+    def __init__(self, mocks_: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks_)
+        self.recorded: list[PlannedResource] = []
+        self.stack_urn = ""
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        # The engine does not prefix top-level resources with the Stack type; the SDK's mock does.
+        if parent and parent.split("::")[2] == STACK_TYPE:
+            parent = ""
+        return super().make_urn(parent, type_, name)
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type == STACK_TYPE:
+            self.stack_urn = response.urn
+            return response
+        if request.additionalSecretOutputs:
+            # The engine, not the SDK, makes these outputs secret (RandomPassword.result, ...).
+            state = json_format.MessageToDict(response.object)
+            for key in request.additionalSecretOutputs:
+                if key in state and not (isinstance(state[key], dict) and state[key].get(SIG_KEY)):
+                    state[key] = {SIG_KEY: SECRET_SIG, "value": state[key]}
+            response.object.Clear()
+            json_format.ParseDict(state, response.object)
+        parent = request.parent or None
+        if parent == self.stack_urn:
+            parent = None
+        inputs = decode(json_format.MessageToDict(request.object))
+        prop_deps = {k: list(v.urns) for k, v in request.propertyDependencies.items()}
+        self.recorded.append(
+            PlannedResource(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                parent=parent,
+                custom=bool(request.custom),
+                inputs=inputs,
+                dependencies=list(dict.fromkeys(request.dependencies)),
+                protect=bool(request.protect),
+                provider=request.provider or None,
+                property_dependencies=prop_deps,
+            )
+        )
+        return response
+
+
+async def _resolve_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
+    resolved: dict[str, Any] = {}
+    for key, value in outputs.items():
+        out = pulumi.Output.from_input(value)
+        plain = await out.future(with_unknowns=True)
+        known = await out.is_known()
+        secret = await out.is_secret()
+        plain = plain if known else UNKNOWN
+        resolved[key] = Secret(plain) if secret else plain
+    return resolved
+
+
+def run_offline(
+    program: Callable[[], None],
+    *,
+    project: str = "oduflow",
+    stack: str = "local",
+    config: dict[str, str] | None = None,
+    secret_keys: list[str] | None = None,
+    preview: bool = True,
+) -> PlannedRun:
+    """Run `program` under mocks and return what it registered, in registration order."""
+    monitor = RecordingMonitor(OfflineMocks(project, stack))
+    pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys or []))
+    # The SDK logs mock-engine messages through the root logger; keep plan output clean.
+    mocks.set_mocks(
+        monitor.mocks, project=project, stack=stack, preview=preview, monitor=monitor,
+        logger=logging.getLogger("oduflow_iac.offline"),
+    )
+    settings.SETTINGS.rpc_manager.clear()
+    _sync_await(run_pulumi_func(program))
+    root = settings.get_root_resource()
+    outputs = _sync_await(_resolve_outputs(dict(getattr(root, "outputs", {}) or {})))
+    return PlannedRun(project, stack, monitor.recorded, outputs)
