@@ -131,7 +131,9 @@ class Platform(_Model):
     acme_email: str | None = None
     dashboard: bool = False
     addons_fetch_image: str = "alpine/git:v2.47.2"
-    backup_image: str = "ghcr.io/tiredofit/docker-db-backup:4.1.21"
+    backup_image: str = "eeshugerman/postgres-backup-s3:16"
+    publish_address: str = "127.0.0.1"
+    postgres_admin_host: str = "127.0.0.1"
     environment_defaults: dict[EnvType, TypeDefaults] = Field(default_factory=_default_type_defaults)
     addons: list[AddonRepo] = []
 
@@ -226,6 +228,7 @@ class Environment(_Model):
     hostname: str | None = None
     protect: bool | None = None
     backup: bool = True
+    disabled: bool = False
     networks: list[str] = []
     odoo_options: dict[str, str | int | float | bool] = {}
     addons: dict[str, AddonOverride] = {}

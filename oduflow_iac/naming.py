@@ -27,6 +27,9 @@ LABEL_ENV = "oduflow.env"
 LABEL_ROLE = "oduflow.role"
 
 TLS_RESOLVER = "oduflow"
+BASIC_AUTH_USER = "oduflow"
+ODOO_HTTP_PORT = 8069
+ODOO_LONGPOLLING_PORT = 8072
 
 _SLUG_DROP = re.compile(r"[^a-zA-Z0-9_-]")
 _HOST_DROP = re.compile(r"[^a-z0-9-]")

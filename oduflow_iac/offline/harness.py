@@ -167,10 +167,13 @@ class RecordingMonitor(mocks.MockMonitor):
         self.stack_urn = ""
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
-        # The engine does not prefix top-level resources with the Stack type; the SDK's mock does.
-        if parent and parent.split("::")[2] == STACK_TYPE:
-            parent = ""
-        return super().make_urn(parent, type_, name)
+        # As the engine does: a child's qualified type is its parent's qualified type, `$`, its own
+        # type; top-level resources are not prefixed with the Stack type.
+        if parent:
+            parent_type = parent.split("::")[2]
+            if parent_type != STACK_TYPE:
+                type_ = f"{parent_type}${type_}"
+        return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         response = super().RegisterResource(request)

@@ -1,0 +1,230 @@
+"""OdooEnvironment: one running Odoo for one branch of one team.
+
+Its database (owned by the team role, cloned from the team's template when it names one, closed to
+every other role), its filestore volume, the addon repositories of its cascade, and the Odoo
+container with a hardened odoo.conf behind Traefik.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_postgresql as postgresql
+import pulumi_random as random
+
+from oduflow_iac import labels, naming, odoo_conf
+from oduflow_iac.cascade import ResolvedAddon
+from oduflow_iac.components.common import label_args
+from oduflow_iac.components.refs import SharedRefs
+from oduflow_iac.config import EnvType, TypeDefaults
+
+# Odoo creates its databases from template0 in UTF-8 with the C collation (stable index order
+# whatever the host's locale); the character classes stay Unicode-aware.
+DB_ENCODING = "UTF8"
+DB_LC_COLLATE = "C"
+DB_LC_CTYPE = "C.UTF-8"
+
+
+@dataclass
+class OdooEnvironmentArgs:
+    team_id: str
+    branch: str
+    env_type: EnvType
+    image: str
+    host: str
+    host_port: int
+    limits: TypeDefaults
+    role_name: pulumi.Input[str]
+    role_password: pulumi.Input[str]
+    team_network: pulumi.Input[str]
+    shared: SharedRefs
+    publish_address: str = "127.0.0.1"
+    tls: bool = False
+    basic_auth_users: pulumi.Input[str] | None = None
+    template_database: pulumi.Input[str] | None = None
+    addons: list[ResolvedAddon] = field(default_factory=list)
+    addons_fetch_image: str = "alpine/git:v2.47.2"
+    extra_networks: list[str] = field(default_factory=list)
+    odoo_options: dict[str, str | int | float | bool] = field(default_factory=dict)
+    protect: bool = False
+    disabled: bool = False
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+
+
+def revoke_public_connect(
+    name: str, database: pulumi.Input[str], opts: pulumi.ResourceOptions
+) -> postgresql.Grant:
+    """PUBLIC loses CONNECT and TEMPORARY: only the owner (the team role) and superusers connect."""
+    return postgresql.Grant(name, database=database, role="public", object_type="database", privileges=[], opts=opts)
+
+
+def addons_fetch_script(addons: list[ResolvedAddon], root: str = odoo_conf.ADDONS_ROOT) -> str:
+    """Clone (or update) each repository at its resolved branch, shallowly, then stop."""
+    import shlex
+
+    lines = ["set -eu"]
+    for a in addons:
+        target = shlex.quote(f"{root}/{a.name}")
+        url, branch = shlex.quote(a.url), shlex.quote(a.branch)
+        lines.append(
+            f"if [ -d {target}/.git ]; then git -C {target} fetch --depth 1 origin {branch}"
+            f" && git -C {target} checkout -f FETCH_HEAD;"
+            f" else git clone --depth 1 --branch {branch} {url} {target}; fi"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def odoo_healthcheck() -> docker.ContainerHealthcheckArgs:
+    return docker.ContainerHealthcheckArgs(
+        tests=["CMD-SHELL", f"curl -fsS http://127.0.0.1:{naming.ODOO_HTTP_PORT}/web/health || exit 1"],
+        interval="30s",
+        timeout="10s",
+        retries=5,
+        start_period="120s",
+    )
+
+
+class OdooEnvironment(pulumi.ComponentResource):
+    database_name: str
+    url: str
+    host_port: int
+
+    def __init__(
+        self, name: str, args: OdooEnvironmentArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("oduflow:index:OdooEnvironment", name, None, opts)
+        team, branch = args.team_id, args.branch
+        self.database_name = naming.env_db_name(team, branch)
+        self.url = f"{'https' if args.tls else 'http'}://{args.host}"
+        self.host_port = args.host_port
+        on_pg = pulumi.ResourceOptions(parent=self, provider=args.shared.postgresql_provider)
+        on_docker = pulumi.ResourceOptions(parent=self, provider=args.shared.docker_provider)
+        keep = args.protect  # production data survives a mistaken `pulumi destroy`
+
+        self.database = postgresql.Database(
+            f"{name}-db",
+            name=self.database_name,
+            owner=args.role_name,
+            template=args.template_database if args.template_database is not None else "template0",
+            encoding=DB_ENCODING,
+            lc_collate=DB_LC_COLLATE,
+            lc_ctype=DB_LC_CTYPE,
+            opts=pulumi.ResourceOptions.merge(
+                on_pg, pulumi.ResourceOptions(protect=keep, depends_on=args.depends_on)
+            ),
+        )
+        self.revoke = revoke_public_connect(
+            f"{name}-db-revoke-public", self.database.name, on_pg
+        )
+        self.filestore = docker.Volume(
+            f"{name}-filestore",
+            name=naming.env_filestore_volume_name(team, branch),
+            labels=[
+                docker.VolumeLabelArgs(label=k, value=v)
+                for k, v in labels.oduflow_labels(team, branch, "filestore").items()
+            ],
+            opts=pulumi.ResourceOptions.merge(on_docker, pulumi.ResourceOptions(protect=keep)),
+        )
+
+        volumes = [
+            docker.ContainerVolumeArgs(volume_name=self.filestore.name, container_path=odoo_conf.FILESTORE_PATH)
+        ]
+        waits_for: list[pulumi.Resource] = [self.database, self.revoke]
+        addons_paths: list[str] = []
+        if args.addons:
+            addons_volume = docker.Volume(
+                f"{name}-addons", name=naming.env_addons_volume_name(team, branch), opts=on_docker
+            )
+            # A one-shot container clones the repositories; `attach` makes Pulumi wait for it.
+            fetch = docker.Container(
+                f"{name}-addons-fetch",
+                name=naming.env_addons_fetch_container_name(team, branch),
+                image=args.addons_fetch_image,
+                entrypoints=["/bin/sh", "-c"],
+                command=[addons_fetch_script(args.addons)],
+                volumes=[
+                    docker.ContainerVolumeArgs(volume_name=addons_volume.name, container_path=odoo_conf.ADDONS_ROOT)
+                ],
+                attach=True,
+                must_run=False,
+                restart="no",
+                labels=label_args(labels.oduflow_labels(team, branch, "addons-fetch")),
+                opts=on_docker,
+            )
+            waits_for.append(fetch)
+            volumes.append(
+                docker.ContainerVolumeArgs(
+                    volume_name=addons_volume.name, container_path=odoo_conf.ADDONS_ROOT, read_only=True
+                )
+            )
+            addons_paths = [f"{odoo_conf.ADDONS_ROOT}/{a.name}" for a in args.addons]
+
+        self.admin_password = random.RandomPassword(
+            f"{name}-admin-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        limits = args.limits
+        conf = pulumi.Output.secret(self.admin_password.result).apply(
+            lambda admin: odoo_conf.render_odoo_conf(
+                database=self.database_name,
+                admin_passwd=admin,
+                workers=limits.workers,
+                memory_mb=limits.memory_mb,
+                addons_paths=addons_paths,
+                options=args.odoo_options,
+            )
+        )
+
+        label_values = labels.oduflow_labels(team, branch, "odoo") | labels.traefik_labels(
+            labels.Route(
+                team_id=team,
+                branch=branch,
+                host=args.host,
+                tls=args.tls,
+                websocket=limits.workers > 0,
+                basic_auth=args.basic_auth_users is not None,
+            )
+        )
+        container_labels: list[pulumi.Input[docker.ContainerLabelArgs]] = label_args(label_values)
+        if args.basic_auth_users is not None:
+            key, _ = labels.basic_auth_label(team, "")
+            container_labels.append(docker.ContainerLabelArgs(label=key, value=args.basic_auth_users))
+
+        networks = [args.shared.network_name, args.team_network, *args.extra_networks]
+        self.container: docker.Container | None = None
+        if not args.disabled:
+            self.container = docker.Container(
+                f"{name}-odoo",
+                name=naming.env_container_name(team, branch),
+                image=args.image,
+                envs=[
+                    f"HOST={args.shared.db_host}",
+                    f"PORT={args.shared.db_port}",
+                    pulumi.Output.from_input(args.role_name).apply(lambda r: f"USER={r}"),
+                    pulumi.Output.secret(args.role_password).apply(lambda p: f"PASSWORD={p}"),
+                ],
+                uploads=[docker.ContainerUploadArgs(file=odoo_conf.ODOO_CONF_PATH, content=conf)],
+                ports=[
+                    docker.ContainerPortArgs(
+                        internal=naming.ODOO_HTTP_PORT, external=args.host_port, ip=args.publish_address
+                    )
+                ],
+                volumes=volumes,
+                networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=n) for n in networks],
+                labels=container_labels,
+                healthcheck=odoo_healthcheck(),
+                memory=limits.memory_mb,
+                cpus=f"{limits.cpu:g}",
+                restart="unless-stopped",
+                opts=pulumi.ResourceOptions.merge(on_docker, pulumi.ResourceOptions(depends_on=waits_for)),
+            )
+
+        self.register_outputs(
+            {
+                "url": self.url,
+                "databaseName": self.database_name,
+                "hostPort": self.host_port,
+                "disabled": args.disabled,
+            }
+        )

@@ -1,0 +1,23 @@
+"""What a team needs from the shared infrastructure, whether built in the same stack or read from
+the `shared` stack through a StackReference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_cloudflare as cloudflare
+import pulumi_docker as docker
+import pulumi_postgresql as postgresql
+
+
+@dataclass
+class SharedRefs:
+    docker_provider: docker.Provider
+    postgresql_provider: postgresql.Provider
+    network_name: pulumi.Input[str]
+    db_host: str
+    db_port: int
+    cloudflare_provider: cloudflare.Provider | None = None
+    aws_provider: aws.Provider | None = None

@@ -1,0 +1,203 @@
+"""SharedInfra: what every team on one Docker host shares.
+
+The Docker network `oduflow-net`, one PostgreSQL server `oduflow-db` (published on loopback only),
+Traefik `oduflow-traefik` in front of every environment, and the providers the teams' resources use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_cloudflare as cloudflare
+import pulumi_docker as docker
+import pulumi_postgresql as postgresql
+import pulumi_random as random
+
+from oduflow_iac import labels, naming
+from oduflow_iac.components.common import label_args
+from oduflow_iac.components.refs import SharedRefs
+from oduflow_iac.config import Backup, Dns, Platform
+
+POSTGRES_INTERNAL_PORT = 5432
+POSTGRES_SUPERUSER = "postgres"
+TRAEFIK_CERTS_PATH = "/certs"
+DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+@dataclass
+class SharedInfraArgs:
+    platform: Platform
+    docker_host: str
+    dns: Dns | None = None
+    dns_api_token: pulumi.Input[str] | None = None
+    backup: Backup | None = None
+
+
+def traefik_command(platform: Platform, dns: Dns | None) -> list[str]:
+    """Traefik's static configuration as command-line flags."""
+    args = [
+        "--providers.docker=true",
+        "--providers.docker.exposedbydefault=false",
+        f"--providers.docker.network={platform.network}",
+        "--entrypoints.web.address=:80",
+        "--entrypoints.websecure.address=:443",
+        "--ping=true",
+    ]
+    if platform.tls:
+        resolver = f"--certificatesresolvers.{naming.TLS_RESOLVER}.acme"
+        args += [
+            "--entrypoints.web.http.redirections.entrypoint.to=websecure",
+            "--entrypoints.web.http.redirections.entrypoint.scheme=https",
+            f"{resolver}.storage={TRAEFIK_CERTS_PATH}/acme.json",
+        ]
+        if platform.acme_email:
+            args.append(f"{resolver}.email={platform.acme_email}")
+        if dns is not None:
+            # DNS-01 through Cloudflare: works before the host is reachable and for any name.
+            args.append(f"{resolver}.dnschallenge.provider=cloudflare")
+        else:
+            args.append(f"{resolver}.httpchallenge.entrypoint=web")
+    if platform.dashboard:
+        # The dashboard listens on :8080, published on loopback only (see the container's ports).
+        args += ["--api.dashboard=true", "--api.insecure=true"]
+    return args
+
+
+def postgres_healthcheck() -> docker.ContainerHealthcheckArgs:
+    return docker.ContainerHealthcheckArgs(
+        tests=["CMD-SHELL", f"pg_isready -U {POSTGRES_SUPERUSER} -h 127.0.0.1"],
+        interval="10s",
+        timeout="5s",
+        retries=6,
+        start_period="20s",
+    )
+
+
+class SharedInfra(pulumi.ComponentResource):
+    refs: SharedRefs
+
+    def __init__(self, name: str, args: SharedInfraArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("oduflow:index:SharedInfra", name, None, opts)
+        platform = args.platform
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.docker_provider = docker.Provider(f"{name}-docker", host=args.docker_host, opts=child)
+        on_docker = pulumi.ResourceOptions(parent=self, provider=self.docker_provider)
+        managed = labels.oduflow_labels("", None, "shared")
+        del managed[naming.LABEL_TEAM]
+
+        self.network = docker.Network(
+            f"{name}-net",
+            name=platform.network,
+            driver="bridge",
+            labels=[docker.NetworkLabelArgs(label=k, value=v) for k, v in managed.items()],
+            opts=on_docker,
+        )
+
+        self.postgres_password = random.RandomPassword(
+            f"{name}-postgres-password", length=32, special=False, opts=child
+        )
+        db_volume = docker.Volume(
+            f"{name}-postgres-data",
+            name=naming.SHARED_DB_VOLUME,
+            # Every team's databases live here: never deleted by a `pulumi destroy` by accident.
+            opts=pulumi.ResourceOptions(parent=self, provider=self.docker_provider, protect=True),
+        )
+        self.postgres = docker.Container(
+            f"{name}-postgres",
+            name=naming.SHARED_DB_CONTAINER,
+            image=platform.postgres_image,
+            envs=[
+                f"POSTGRES_USER={POSTGRES_SUPERUSER}",
+                self.postgres_password.result.apply(lambda p: f"POSTGRES_PASSWORD={p}"),
+            ],
+            ports=[
+                docker.ContainerPortArgs(
+                    internal=POSTGRES_INTERNAL_PORT, external=platform.postgres_port, ip="127.0.0.1"
+                )
+            ],
+            volumes=[docker.ContainerVolumeArgs(volume_name=db_volume.name, container_path="/var/lib/postgresql/data")],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.network.name)],
+            healthcheck=postgres_healthcheck(),
+            memory=platform.postgres_memory_mb,
+            restart="unless-stopped",
+            wait=True,
+            wait_timeout=120,
+            labels=label_args(managed | {naming.LABEL_ROLE: "database"}),
+            opts=on_docker,
+        )
+
+        traefik_volumes = [
+            docker.ContainerVolumeArgs(host_path=DOCKER_SOCKET, container_path=DOCKER_SOCKET, read_only=True)
+        ]
+        if platform.tls:
+            certs = docker.Volume(f"{name}-traefik-certs", name=naming.TRAEFIK_CERTS_VOLUME, opts=on_docker)
+            traefik_volumes.append(docker.ContainerVolumeArgs(volume_name=certs.name, container_path=TRAEFIK_CERTS_PATH))
+        traefik_envs: list[pulumi.Input[str]] = []
+        if platform.tls and args.dns is not None and args.dns_api_token is not None:
+            traefik_envs.append(pulumi.Output.secret(args.dns_api_token).apply(lambda t: f"CF_DNS_API_TOKEN={t}"))
+        traefik_ports = [
+            docker.ContainerPortArgs(internal=80, external=80),
+            docker.ContainerPortArgs(internal=443, external=443),
+        ]
+        if platform.dashboard:
+            traefik_ports.append(docker.ContainerPortArgs(internal=8080, external=8080, ip="127.0.0.1"))
+        self.traefik = docker.Container(
+            f"{name}-traefik",
+            name=naming.SHARED_TRAEFIK_CONTAINER,
+            image=platform.traefik_image,
+            command=traefik_command(platform, args.dns),
+            envs=traefik_envs,
+            ports=traefik_ports,
+            volumes=traefik_volumes,
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.network.name)],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD", "traefik", "healthcheck", "--ping"], interval="15s", timeout="5s", retries=3
+            ),
+            restart="unless-stopped",
+            labels=label_args(managed | {naming.LABEL_ROLE: "proxy"}),
+            opts=on_docker,
+        )
+
+        self.postgresql_provider = postgresql.Provider(
+            f"{name}-postgresql",
+            host=platform.postgres_admin_host,
+            port=platform.postgres_port,
+            username=POSTGRES_SUPERUSER,
+            password=self.postgres_password.result,
+            sslmode="disable",
+            superuser=True,
+            connect_timeout=30,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.postgres]),
+        )
+
+        cloudflare_provider = None
+        if args.dns is not None:
+            cloudflare_provider = cloudflare.Provider(
+                f"{name}-cloudflare",
+                api_token=pulumi.Output.secret(args.dns_api_token) if args.dns_api_token is not None else None,
+                opts=child,
+            )
+        aws_provider = None
+        if args.backup is not None:
+            aws_provider = aws.Provider(f"{name}-aws", region=args.backup.region, opts=child)
+
+        self.refs = SharedRefs(
+            docker_provider=self.docker_provider,
+            postgresql_provider=self.postgresql_provider,
+            network_name=self.network.name,
+            db_host=naming.SHARED_DB_CONTAINER,
+            db_port=POSTGRES_INTERNAL_PORT,
+            cloudflare_provider=cloudflare_provider,
+            aws_provider=aws_provider,
+        )
+        self.register_outputs(
+            {
+                "networkName": self.network.name,
+                "postgresContainer": self.postgres.name,
+                "traefikContainer": self.traefik.name,
+                "postgresPassword": self.postgres_password.result,
+            }
+        )

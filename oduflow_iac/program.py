@@ -1,0 +1,146 @@
+"""The Pulumi program: SharedInfra, then one TeamStack per team, and the stack's outputs.
+
+Three layouts, chosen by stack config:
+- all-in-one (default): SharedInfra and every team in one stack;
+- `oduflow:layout = shared`: SharedInfra alone, exporting what team stacks need;
+- `oduflow:layout = team` with `oduflow:team = N`: one team, reading the shared stack's outputs
+  through a StackReference (`oduflow:sharedStack`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_cloudflare as cloudflare
+import pulumi_docker as docker
+import pulumi_postgresql as postgresql
+
+from oduflow_iac import naming
+from oduflow_iac.components import SharedInfra, SharedInfraArgs, SharedRefs, TeamStack, TeamStackArgs
+from oduflow_iac.components.shared_infra import POSTGRES_INTERNAL_PORT, POSTGRES_SUPERUSER
+from oduflow_iac.config import Config, SecretValue, load_config
+
+LAYOUTS = ("all", "shared", "team")
+
+
+@dataclass(frozen=True)
+class ProgramSettings:
+    """What the stack's config says beyond oduflow.toml."""
+
+    docker_host: str
+    layout: str = "all"
+    team: str | None = None
+    shared_stack: str | None = None
+
+    @classmethod
+    def from_pulumi_config(cls, config: Config) -> ProgramSettings:
+        cfg = pulumi.Config("oduflow")
+        return cls(
+            docker_host=cfg.get("dockerHost") or config.platform.docker_host,
+            layout=cfg.get("layout") or "all",
+            team=cfg.get("team") or None,
+            shared_stack=cfg.get("sharedStack") or None,
+        )
+
+
+def secret_input(value: SecretValue | None) -> pulumi.Output[str] | None:
+    """An oduflow.toml secret as a Pulumi secret: inline, or the stack's config secret it names."""
+    if value is None:
+        return None
+    if value.config_key is not None:
+        return pulumi.Config("oduflow").require_secret(value.config_key)
+    return pulumi.Output.secret(value.inline_value or "")
+
+
+def build(config: Config, settings: ProgramSettings) -> None:
+    """Declare the platform for `config` (called by __main__.py and by the offline plan)."""
+    if settings.layout not in LAYOUTS:
+        raise ValueError(f"oduflow:layout must be one of {', '.join(LAYOUTS)}")
+    dns_token = secret_input(config.dns.api_token) if config.dns else None
+
+    if settings.layout == "team":
+        refs = _refs_from_shared_stack(config, settings, dns_token)
+        team_ids = [settings.team] if settings.team else []
+    else:
+        shared = SharedInfra(
+            "shared",
+            SharedInfraArgs(
+                platform=config.platform,
+                docker_host=settings.docker_host,
+                dns=config.dns,
+                dns_api_token=dns_token,
+                backup=config.backup,
+            ),
+        )
+        refs = shared.refs
+        _export_shared(config, settings, shared)
+        team_ids = [] if settings.layout == "shared" else [t for t, _ in config.teams]
+
+    environments: dict[str, dict[str, dict[str, object]]] = {}
+    for team_id in team_ids:
+        team = config.team[team_id]
+        stack = TeamStack(
+            f"team-{team_id}",
+            TeamStackArgs(config=config, team_id=team_id, shared=refs, ui_password=secret_input(team.ui_password)),
+        )
+        environments[team_id] = {
+            branch: {"url": env.url, "database": env.database_name, "hostPort": env.host_port}
+            for branch, env in stack.environments.items()
+        }
+    if team_ids:
+        pulumi.export("environments", environments)
+
+
+def _export_shared(config: Config, settings: ProgramSettings, shared: SharedInfra) -> None:
+    """What a `team-N` stack reads from the `shared` stack."""
+    pulumi.export("dockerHost", settings.docker_host)
+    pulumi.export("networkName", shared.network.name)
+    pulumi.export("postgresAdminHost", config.platform.postgres_admin_host)
+    pulumi.export("postgresAdminPort", config.platform.postgres_port)
+    pulumi.export("postgresPassword", shared.postgres_password.result)
+    pulumi.export("dbHost", naming.SHARED_DB_CONTAINER)
+    pulumi.export("dbPort", POSTGRES_INTERNAL_PORT)
+
+
+def _refs_from_shared_stack(
+    config: Config, settings: ProgramSettings, dns_token: pulumi.Output[str] | None
+) -> SharedRefs:
+    if not settings.shared_stack:
+        raise ValueError("a team stack needs oduflow:sharedStack (e.g. org/oduflow/shared)")
+    ref = pulumi.StackReference(settings.shared_stack)
+    docker_provider = docker.Provider(
+        "shared-docker", host=ref.get_output("dockerHost").apply(lambda h: str(h or settings.docker_host))
+    )
+    postgresql_provider = postgresql.Provider(
+        "shared-postgresql",
+        host=ref.get_output("postgresAdminHost").apply(lambda h: str(h or config.platform.postgres_admin_host)),
+        port=ref.get_output("postgresAdminPort").apply(lambda p: int(p or config.platform.postgres_port)),
+        username=POSTGRES_SUPERUSER,
+        password=ref.require_output("postgresPassword").apply(str),
+        sslmode="disable",
+        superuser=True,
+        connect_timeout=30,
+    )
+    cloudflare_provider = (
+        cloudflare.Provider("shared-cloudflare", api_token=dns_token) if config.dns is not None else None
+    )
+    aws_provider = aws.Provider("shared-aws", region=config.backup.region) if config.backup is not None else None
+    return SharedRefs(
+        docker_provider=docker_provider,
+        postgresql_provider=postgresql_provider,
+        network_name=ref.get_output("networkName").apply(lambda n: str(n or config.platform.network)),
+        db_host=naming.SHARED_DB_CONTAINER,
+        db_port=POSTGRES_INTERNAL_PORT,
+        cloudflare_provider=cloudflare_provider,
+        aws_provider=aws_provider,
+    )
+
+
+def main() -> None:
+    """Entry point of `pulumi up`: the stack's `oduflow:configFile`, relative to the project."""
+    path = Path(pulumi.Config("oduflow").require("configFile"))
+    config = load_config(path)
+    build(config, ProgramSettings.from_pulumi_config(config))
