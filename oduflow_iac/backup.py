@@ -31,8 +31,15 @@ def filestore_mount(database: str) -> str:
 def pg_dump_args(database: str, output: str) -> list[str]:
     """The dump of one environment database. Connection settings come from the libpq variables
     PGHOST, PGPORT, PGUSER and PGPASSWORD of the container (never on the command line)."""
-    return ["pg_dump", "--format=custom", "--compress=6", "--no-owner", "--no-privileges",
-            f"--dbname={database}", f"--file={output}"]
+    return [
+        "pg_dump",
+        "--format=custom",
+        "--compress=6",
+        "--no-owner",
+        "--no-privileges",
+        f"--dbname={database}",
+        f"--file={output}",
+    ]
 
 
 def filestore_tar_args(database: str, output: str) -> list[str]:

@@ -39,9 +39,7 @@ EnvType = Literal["development", "staging", "production"]
 ENV_TYPES: tuple[EnvType, ...] = ("development", "staging", "production")
 
 # Sections of Oduflow's own oduflow.toml that configure its server process, not infrastructure.
-IGNORED_SECTIONS = frozenset(
-    {"server", "routing", "database", "storage", "lifecycle", "agent", "production", "route"}
-)
+IGNORED_SECTIONS = frozenset({"server", "routing", "database", "storage", "lifecycle", "agent", "production", "route"})
 
 PORT_MIN = 1024
 PORT_MAX = 65535
@@ -112,7 +110,7 @@ class TypeDefaults(_Model):
     workers: int = Field(ge=0)
 
 
-def _default_type_defaults() -> dict[str, TypeDefaults]:
+def _default_type_defaults() -> dict[EnvType, TypeDefaults]:
     return {
         "development": TypeDefaults(cpu=1.0, memory_mb=2048, workers=0),
         "staging": TypeDefaults(cpu=1.0, memory_mb=2048, workers=2),

@@ -39,7 +39,7 @@ def read_lock(path: Path) -> Lock:
         raise ConfigError.single(shown, "", f"is not a readable port lock: {exc}") from None
     teams = data.get("teams") if isinstance(data, dict) else None
     if not isinstance(teams, dict):
-        raise ConfigError.single(shown, "teams", "missing: a port lock is {\"version\": 1, \"teams\": {...}}")
+        raise ConfigError.single(shown, "teams", 'missing: a port lock is {"version": 1, "teams": {...}}')
     lock: Lock = {}
     for team_id, entries in teams.items():
         if not isinstance(entries, dict) or not all(

@@ -20,6 +20,7 @@ import pulumi_postgresql as postgresql
 
 from oduflow_iac import naming
 from oduflow_iac.components import SharedInfra, SharedInfraArgs, SharedRefs, TeamStack, TeamStackArgs
+from oduflow_iac.components.common import as_secret
 from oduflow_iac.components.shared_infra import POSTGRES_INTERNAL_PORT, POSTGRES_SUPERUSER
 from oduflow_iac.config import Config, SecretValue, load_config
 
@@ -52,7 +53,7 @@ def secret_input(value: SecretValue | None) -> pulumi.Output[str] | None:
         return None
     if value.config_key is not None:
         return pulumi.Config("oduflow").require_secret(value.config_key)
-    return pulumi.Output.secret(value.inline_value or "")
+    return as_secret(value.inline_value or "")
 
 
 def build(config: Config, settings: ProgramSettings) -> None:

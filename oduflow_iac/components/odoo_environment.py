@@ -16,7 +16,7 @@ import pulumi_random as random
 
 from oduflow_iac import labels, naming, odoo_conf
 from oduflow_iac.cascade import ResolvedAddon
-from oduflow_iac.components.common import label_args
+from oduflow_iac.components.common import as_secret, label_args, secret_env
 from oduflow_iac.components.refs import SharedRefs
 from oduflow_iac.config import EnvType, TypeDefaults
 
@@ -53,9 +53,7 @@ class OdooEnvironmentArgs:
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
-def revoke_public_connect(
-    name: str, database: pulumi.Input[str], opts: pulumi.ResourceOptions
-) -> postgresql.Grant:
+def revoke_public_connect(name: str, database: pulumi.Input[str], opts: pulumi.ResourceOptions) -> postgresql.Grant:
     """PUBLIC loses CONNECT and TEMPORARY: only the owner (the team role) and superusers connect."""
     return postgresql.Grant(name, database=database, role="public", object_type="database", privileges=[], opts=opts)
 
@@ -91,9 +89,7 @@ class OdooEnvironment(pulumi.ComponentResource):
     url: str
     host_port: int
 
-    def __init__(
-        self, name: str, args: OdooEnvironmentArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: OdooEnvironmentArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("oduflow:index:OdooEnvironment", name, None, opts)
         team, branch = args.team_id, args.branch
         self.database_name = naming.env_db_name(team, branch)
@@ -111,13 +107,9 @@ class OdooEnvironment(pulumi.ComponentResource):
             encoding=DB_ENCODING,
             lc_collate=DB_LC_COLLATE,
             lc_ctype=DB_LC_CTYPE,
-            opts=pulumi.ResourceOptions.merge(
-                on_pg, pulumi.ResourceOptions(protect=keep, depends_on=args.depends_on)
-            ),
+            opts=pulumi.ResourceOptions.merge(on_pg, pulumi.ResourceOptions(protect=keep, depends_on=args.depends_on)),
         )
-        self.revoke = revoke_public_connect(
-            f"{name}-db-revoke-public", self.database.name, on_pg
-        )
+        self.revoke = revoke_public_connect(f"{name}-db-revoke-public", self.database.name, on_pg)
         self.filestore = docker.Volume(
             f"{name}-filestore",
             name=naming.env_filestore_volume_name(team, branch),
@@ -128,9 +120,7 @@ class OdooEnvironment(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(on_docker, pulumi.ResourceOptions(protect=keep)),
         )
 
-        volumes = [
-            docker.ContainerVolumeArgs(volume_name=self.filestore.name, container_path=odoo_conf.FILESTORE_PATH)
-        ]
+        volumes = [docker.ContainerVolumeArgs(volume_name=self.filestore.name, container_path=odoo_conf.FILESTORE_PATH)]
         waits_for: list[pulumi.Resource] = [self.database, self.revoke]
         addons_paths: list[str] = []
         if args.addons:
@@ -165,7 +155,7 @@ class OdooEnvironment(pulumi.ComponentResource):
             f"{name}-admin-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
         )
         limits = args.limits
-        conf = pulumi.Output.secret(self.admin_password.result).apply(
+        conf = as_secret(self.admin_password.result).apply(
             lambda admin: odoo_conf.render_odoo_conf(
                 database=self.database_name,
                 admin_passwd=admin,
@@ -202,7 +192,7 @@ class OdooEnvironment(pulumi.ComponentResource):
                     f"HOST={args.shared.db_host}",
                     f"PORT={args.shared.db_port}",
                     pulumi.Output.from_input(args.role_name).apply(lambda r: f"USER={r}"),
-                    pulumi.Output.secret(args.role_password).apply(lambda p: f"PASSWORD={p}"),
+                    secret_env("PASSWORD", args.role_password),
                 ],
                 uploads=[docker.ContainerUploadArgs(file=odoo_conf.ODOO_CONF_PATH, content=conf)],
                 ports=[

@@ -16,7 +16,7 @@ import pulumi_postgresql as postgresql
 import pulumi_random as random
 
 from oduflow_iac import labels, naming
-from oduflow_iac.components.common import label_args
+from oduflow_iac.components.common import as_secret, label_args, secret_env
 from oduflow_iac.components.refs import SharedRefs
 from oduflow_iac.config import Backup, Dns, Platform
 
@@ -111,7 +111,7 @@ class SharedInfra(pulumi.ComponentResource):
             image=platform.postgres_image,
             envs=[
                 f"POSTGRES_USER={POSTGRES_SUPERUSER}",
-                self.postgres_password.result.apply(lambda p: f"POSTGRES_PASSWORD={p}"),
+                secret_env("POSTGRES_PASSWORD", self.postgres_password.result),
             ],
             ports=[
                 docker.ContainerPortArgs(
@@ -134,10 +134,12 @@ class SharedInfra(pulumi.ComponentResource):
         ]
         if platform.tls:
             certs = docker.Volume(f"{name}-traefik-certs", name=naming.TRAEFIK_CERTS_VOLUME, opts=on_docker)
-            traefik_volumes.append(docker.ContainerVolumeArgs(volume_name=certs.name, container_path=TRAEFIK_CERTS_PATH))
+            traefik_volumes.append(
+                docker.ContainerVolumeArgs(volume_name=certs.name, container_path=TRAEFIK_CERTS_PATH)
+            )
         traefik_envs: list[pulumi.Input[str]] = []
         if platform.tls and args.dns is not None and args.dns_api_token is not None:
-            traefik_envs.append(pulumi.Output.secret(args.dns_api_token).apply(lambda t: f"CF_DNS_API_TOKEN={t}"))
+            traefik_envs.append(secret_env("CF_DNS_API_TOKEN", args.dns_api_token))
         traefik_ports = [
             docker.ContainerPortArgs(internal=80, external=80),
             docker.ContainerPortArgs(internal=443, external=443),
@@ -177,7 +179,7 @@ class SharedInfra(pulumi.ComponentResource):
         if args.dns is not None:
             cloudflare_provider = cloudflare.Provider(
                 f"{name}-cloudflare",
-                api_token=pulumi.Output.secret(args.dns_api_token) if args.dns_api_token is not None else None,
+                api_token=as_secret(args.dns_api_token) if args.dns_api_token is not None else None,
                 opts=child,
             )
         aws_provider = None

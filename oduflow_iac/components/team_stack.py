@@ -19,7 +19,7 @@ import pulumi_random as random
 
 from oduflow_iac import backup, labels, naming
 from oduflow_iac.cascade import resolve_addons
-from oduflow_iac.components.common import label_args
+from oduflow_iac.components.common import as_secret, label_args, secret_env
 from oduflow_iac.components.odoo_environment import (
     DB_ENCODING,
     DB_LC_COLLATE,
@@ -43,7 +43,10 @@ class TeamStackArgs:
 def dns_record_names(config: Config, team_id: str) -> list[str]:
     """Hostnames that need a record: the team hostname, one wildcard under the team's base (so a
     new branch is reachable at once, with no DNS change or propagation wait), and each
-    environment's own hostname when it is outside that wildcard."""
+    environment's own hostname when it is outside that wildcard. Names outside the managed zone
+    (a client's own domain) are left to whoever runs that domain's DNS."""
+    assert config.dns is not None
+    zone = config.dns.zone.lower().rstrip(".")
     team = config.team[team_id]
     names = [team.hostname.lower(), f"*.{team.base.lower()}"]
     suffix = f".{team.base.lower()}"
@@ -52,7 +55,7 @@ def dns_record_names(config: Config, team_id: str) -> list[str]:
         inside_wildcard = host.endswith(suffix) and "." not in host[: -len(suffix)]
         if not inside_wildcard and host not in names:
             names.append(host)
-    return names
+    return [n for n in names if n == zone or n.endswith(f".{zone}")]
 
 
 def lifecycle_rules(days: int) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
@@ -142,14 +145,20 @@ class TeamStack(pulumi.ComponentResource):
                 name=naming.fit_identifier(f"oduflow-{team_id}-template-{tname}-init"),
                 image=template.odoo_image,
                 command=[
-                    "odoo", "-d", naming.template_db_name(team_id, tname), "-i", ",".join(template.modules),
-                    "--stop-after-init", "--without-demo=all", "--no-http",
+                    "odoo",
+                    "-d",
+                    naming.template_db_name(team_id, tname),
+                    "-i",
+                    ",".join(template.modules),
+                    "--stop-after-init",
+                    "--without-demo=all",
+                    "--no-http",
                 ],
                 envs=[
                     f"HOST={shared.db_host}",
                     f"PORT={shared.db_port}",
                     self.role.name.apply(lambda r: f"USER={r}"),
-                    pulumi.Output.secret(self.role_password.result).apply(lambda p: f"PASSWORD={p}"),
+                    secret_env("PASSWORD", self.role_password.result),
                 ],
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=shared.network_name)],
                 attach=True,
@@ -164,7 +173,7 @@ class TeamStack(pulumi.ComponentResource):
         basic_auth: pulumi.Output[str] | None = None
         if args.ui_password is not None:
             seed = random.RandomString(f"{name}-basic-auth-salt", length=21, special=False, opts=child)
-            basic_auth = pulumi.Output.all(pulumi.Output.secret(args.ui_password), seed.result).apply(
+            basic_auth = pulumi.Output.all(as_secret(args.ui_password), seed.result).apply(
                 lambda v: labels.basic_auth_users(v[0], v[1])
             )
 
@@ -298,7 +307,9 @@ class TeamStack(pulumi.ComponentResource):
 
         team = config.team[team_id]
         targets = [
-            backup.BackupTarget(naming.env_db_name(team_id, e.branch), naming.env_filestore_volume_name(team_id, e.branch))
+            backup.BackupTarget(
+                naming.env_db_name(team_id, e.branch), naming.env_filestore_volume_name(team_id, e.branch)
+            )
             for e in team.environments
             if e.backup
         ]
@@ -309,14 +320,16 @@ class TeamStack(pulumi.ComponentResource):
             image=config.platform.backup_image,
             # The image ships pg_dump, the AWS CLI and go-cron; the script is ours.
             entrypoints=["go-cron", plan.schedule, "/bin/sh", backup.SCRIPT_PATH],
-            uploads=[docker.ContainerUploadArgs(file=backup.SCRIPT_PATH, content=backup.backup_script(bucket_name, targets))],
+            uploads=[
+                docker.ContainerUploadArgs(file=backup.SCRIPT_PATH, content=backup.backup_script(bucket_name, targets))
+            ],
             envs=[
                 f"PGHOST={shared.db_host}",
                 f"PGPORT={shared.db_port}",
                 self.role.name.apply(lambda r: f"PGUSER={r}"),
-                pulumi.Output.secret(self.role_password.result).apply(lambda p: f"PGPASSWORD={p}"),
+                secret_env("PGPASSWORD", self.role_password.result),
                 key.id.apply(lambda k: f"AWS_ACCESS_KEY_ID={k}"),
-                pulumi.Output.secret(key.secret).apply(lambda s: f"AWS_SECRET_ACCESS_KEY={s}"),
+                secret_env("AWS_SECRET_ACCESS_KEY", key.secret),
                 f"AWS_DEFAULT_REGION={plan.region}",
             ],
             volumes=[

@@ -148,9 +148,7 @@ class OfflineMocks(pulumi.runtime.Mocks):
             state["arn"] = f"arn:aws:iam::000000000000:user/{state.get('name', name)}"
         elif typ == "aws:iam/accessKey:AccessKey":
             state.update(id="AKIA" + _fake(key, "id", 16).upper(), secret=_fake(key, "secret", 40))
-        elif typ == "docker:index/network:Network":
-            state.setdefault("name", name)
-        elif typ == "docker:index/volume:Volume":
+        elif typ == "docker:index/network:Network" or typ == "docker:index/volume:Volume":
             state.setdefault("name", name)
         return state.get("id") or f"{name}-id", state
 
@@ -161,8 +159,11 @@ class OfflineMocks(pulumi.runtime.Mocks):
 class RecordingMonitor(mocks.MockMonitor):
     """The SDK's mock monitor, recording what the engine would receive, with the engine's URNs."""
 
-    def __init__(self, mocks_: pulumi.runtime.Mocks) -> None:
+    def __init__(
+        self, mocks_: pulumi.runtime.Mocks, on_register: Callable[[PlannedResource], None] | None = None
+    ) -> None:
         super().__init__(mocks_)
+        self.on_register = on_register
         self.recorded: list[PlannedResource] = []
         self.stack_urn = ""
 
@@ -175,7 +176,7 @@ class RecordingMonitor(mocks.MockMonitor):
                 type_ = f"{parent_type}${type_}"
         return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type == STACK_TYPE:
             self.stack_urn = response.urn
@@ -193,20 +194,21 @@ class RecordingMonitor(mocks.MockMonitor):
             parent = None
         inputs = decode(json_format.MessageToDict(request.object))
         prop_deps = {k: list(v.urns) for k, v in request.propertyDependencies.items()}
-        self.recorded.append(
-            PlannedResource(
-                urn=response.urn,
-                type=request.type,
-                name=request.name,
-                parent=parent,
-                custom=bool(request.custom),
-                inputs=inputs,
-                dependencies=list(dict.fromkeys(request.dependencies)),
-                protect=bool(request.protect),
-                provider=request.provider or None,
-                property_dependencies=prop_deps,
-            )
+        planned = PlannedResource(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            parent=parent,
+            custom=bool(request.custom),
+            inputs=inputs,
+            dependencies=list(dict.fromkeys(request.dependencies)),
+            protect=bool(request.protect),
+            provider=request.provider or None,
+            property_dependencies=prop_deps,
         )
+        self.recorded.append(planned)
+        if self.on_register is not None:
+            self.on_register(planned)
         return response
 
 
@@ -230,17 +232,41 @@ def run_offline(
     config: dict[str, str] | None = None,
     secret_keys: list[str] | None = None,
     preview: bool = True,
+    on_register: Callable[[PlannedResource], None] | None = None,
 ) -> PlannedRun:
     """Run `program` under mocks and return what it registered, in registration order."""
-    monitor = RecordingMonitor(OfflineMocks(project, stack))
+    monitor = RecordingMonitor(OfflineMocks(project, stack), on_register)
     pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys or []))
+    # A fresh root Stack per run: set_mocks keeps an existing one, which would carry the previous
+    # run's stack name and outputs into this one.
+    settings.ROOT.set(None)
     # The SDK logs mock-engine messages through the root logger; keep plan output clean.
     mocks.set_mocks(
-        monitor.mocks, project=project, stack=stack, preview=preview, monitor=monitor,
+        monitor.mocks,
+        project=project,
+        stack=stack,
+        preview=preview,
+        monitor=monitor,
         logger=logging.getLogger("oduflow_iac.offline"),
     )
     settings.SETTINGS.rpc_manager.clear()
     _sync_await(run_pulumi_func(program))
     root = settings.get_root_resource()
     outputs = _sync_await(_resolve_outputs(dict(getattr(root, "outputs", {}) or {})))
-    return PlannedRun(project, stack, monitor.recorded, outputs)
+    return PlannedRun(project, stack, stable_order(monitor.recorded), outputs)
+
+
+def stable_order(resources: list[PlannedResource]) -> list[PlannedResource]:
+    """Registration order depends on how asyncio interleaves RPCs; a plan must not. Depth-first
+    over the parent tree, siblings by URN: parents always come before their children."""
+    children: dict[str | None, list[PlannedResource]] = {}
+    known = {r.urn for r in resources}
+    for r in resources:
+        children.setdefault(r.parent if r.parent in known else None, []).append(r)
+    ordered: list[PlannedResource] = []
+    stack = sorted(children.get(None, []), key=lambda r: r.urn, reverse=True)
+    while stack:
+        r = stack.pop()
+        ordered.append(r)
+        stack.extend(sorted(children.get(r.urn, []), key=lambda c: c.urn, reverse=True))
+    return ordered

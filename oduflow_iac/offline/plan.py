@@ -1,0 +1,329 @@
+"""`oduflow-iac plan`: the whole program under the SDK's mocks, then every policy of the pack, with
+no Pulumi CLI, no Docker engine and no credentials. What a pull request shows before `pulumi up`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from oduflow_iac.config import Config
+from oduflow_iac.offline.harness import PlannedResource, PlannedRun, redact, run_offline
+from oduflow_iac.program import ProgramSettings, build
+from oduflow_iac.stack_settings import StackSettings, resolve_config
+
+if TYPE_CHECKING:
+    from oduflow_iac.offline.bridge import Violation
+
+PLACEHOLDER = "offline-placeholder"
+COMMENT_MARKER = "<!-- oduflow-iac-plan -->"
+COMPONENT_PREFIX = "oduflow:index:"
+
+
+@dataclass
+class PlanResult:
+    config: Config
+    run: PlannedRun
+    violations: list[Violation]
+    missing_secrets: list[str] = field(default_factory=list)
+
+    @property
+    def mandatory(self) -> list[Violation]:
+        return [v for v in self.violations if v.level == "mandatory"]
+
+    @property
+    def advisory(self) -> list[Violation]:
+        return [v for v in self.violations if v.level != "mandatory"]
+
+
+def secret_config(
+    config: Config, settings: StackSettings | None, project: str
+) -> tuple[dict[str, str], list[str], list[str]]:
+    """Stack config for the mocked run: plain values as the stack file has them; every secret the
+    program may read (the stack's `secure:` keys and the `secret:KEY` references of oduflow.toml)
+    set to a placeholder and marked secret. Returns (values, secret keys, references the stack lacks)."""
+    values = dict(settings.values) if settings else {}
+    secure = set(settings.secure_keys) if settings else set()
+    refs = []
+    for value in _secret_refs(config):
+        refs.append(f"{project}:{value}")
+    missing = sorted({r for r in refs if r not in secure and r not in values}) if settings else []
+    keys = sorted(secure | set(refs))
+    for key in keys:
+        values[key] = PLACEHOLDER
+    return values, keys, missing
+
+
+def _secret_refs(config: Config) -> list[str]:
+    found = []
+    secrets = [config.dns.api_token if config.dns else None]
+    for _, team in config.teams:
+        secrets += [team.auth_token, team.ui_password, team.production_token]
+    for s in secrets:
+        if s is not None and s.config_key:
+            found.append(s.config_key)
+    return found
+
+
+def plan_run(
+    config: Config,
+    settings: StackSettings | None,
+    *,
+    stack: str = "local",
+    on_register: Callable[[PlannedResource], None] | None = None,
+) -> tuple[PlannedRun, list[str]]:
+    """Run the program for `config` under mocks, with the stack's settings."""
+    project = settings.project if settings else "oduflow"
+    values, keys, missing = secret_config(config, settings, project)
+    program_settings = ProgramSettings(
+        docker_host=(settings.get("dockerHost") if settings else None) or config.platform.docker_host,
+        layout=(settings.get("layout") if settings else None) or "all",
+        team=(settings.get("team") if settings else None) or None,
+        shared_stack=(settings.get("sharedStack") if settings else None) or None,
+    )
+    run = run_offline(
+        lambda: build(config, program_settings),
+        project=project,
+        stack=settings.stack if settings else stack,
+        config=values,
+        secret_keys=keys,
+        on_register=on_register,
+    )
+    return run, missing
+
+
+def plan_config(
+    config_path: str | Path | None = None, stack: str = "local", project_dir: Path | None = None
+) -> PlannedRun:
+    """The planned run of a config (the stack's own config file when `config_path` is None)."""
+    config, settings = resolve_config(Path(config_path) if config_path else None, stack, project_dir)
+    return plan_run(config, settings, stack=stack)[0]
+
+
+def plan(
+    config_path: Path | None,
+    stack: str = "local",
+    project_dir: Path | None = None,
+    on_register: Callable[[PlannedResource], None] | None = None,
+) -> PlanResult:
+    """Plan and check: the run plus every policy, with the policy config rendered from the same file."""
+    from oduflow_iac.offline.bridge import run_policies
+    from oduflow_iac.policy_config import render_policy_config
+
+    config, settings = resolve_config(config_path, stack, project_dir)
+    run, missing = plan_run(config, settings, stack=stack, on_register=on_register)
+    violations = run_policies(run, render_policy_config(config))
+    return PlanResult(config, run, violations, missing)
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+
+
+def to_json(result: PlanResult) -> dict[str, Any]:
+    """The JSON contract other tools read. Every secret is "[secret]"."""
+    run = result.run
+    by_type = Counter(r.type for r in run.resources)
+    return {
+        "project": run.project,
+        "stack": run.stack,
+        "resources": [
+            {
+                "urn": r.urn,
+                "type": r.type,
+                "name": r.name,
+                "parent": r.parent,
+                "custom": r.custom,
+                "inputs": redact(r.inputs),
+                "dependencies": r.dependencies,
+                "protect": r.protect,
+            }
+            for r in run.resources
+        ],
+        "violations": [
+            {"policy": v.policy, "level": v.level, "urn": v.urn, "message": v.message} for v in result.violations
+        ],
+        "summary": {
+            "resources": len(run.resources),
+            "by_type": dict(sorted(by_type.items())),
+            "mandatory": len(result.mandatory),
+            "advisory": len(result.advisory),
+        },
+    }
+
+
+@dataclass
+class _Node:
+    resource: PlannedResource
+    children: list[_Node] = field(default_factory=list)
+
+
+def resource_tree(run: PlannedRun) -> list[_Node]:
+    """Resources as a forest by parent, in registration order (shared first, then each team)."""
+    nodes = {r.urn: _Node(r) for r in run.resources}
+    roots: list[_Node] = []
+    for r in run.resources:
+        parent = nodes.get(r.parent) if r.parent else None
+        (parent.children if parent else roots).append(nodes[r.urn])
+    return roots
+
+
+def team_of(run: PlannedRun) -> dict[str, str | None]:
+    """Each resource's team (from its TeamStack ancestor), None for shared resources. A parent is
+    always registered before its children, so one pass in registration order suffices."""
+    out: dict[str, str | None] = {}
+    for r in run.resources:
+        if r.type == f"{COMPONENT_PREFIX}TeamStack":
+            out[r.urn] = r.name.removeprefix("team-")
+        else:
+            out[r.urn] = out.get(r.parent) if r.parent else None
+    return out
+
+
+def _label(r: PlannedResource) -> str:
+    name = r.inputs.get("name") if isinstance(r.inputs.get("name"), str) else None
+    shown = f"{r.name}" + (f" ({name})" if name and name != r.name else "")
+    return f"{r.type}  {shown}" + ("  [protected]" if r.protect else "")
+
+
+def render_table(result: PlanResult, out: Any = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.tree import Tree
+
+    console = Console(file=out or sys.stdout, highlight=False)
+    run = result.run
+    title = f"oduflow plan · project {run.project} · stack {run.stack}"
+    tree = Tree(f"[bold]{title}[/bold]")
+
+    def add(branch: Tree, node: _Node) -> None:
+        style = "cyan" if node.resource.type.startswith(COMPONENT_PREFIX) else "green"
+        sub = branch.add(f"[{style}]+[/{style}] {_escape(_label(node.resource))}")
+        for child in node.children:
+            add(sub, child)
+
+    for root in resource_tree(run):
+        add(tree, root)
+    console.print(tree)
+
+    if result.violations:
+        table = Table(title="Policy violations", show_lines=False)
+        table.add_column("policy")
+        table.add_column("level")
+        table.add_column("resource")
+        table.add_column("message")
+        for v in sorted(result.violations, key=lambda v: (v.level != "mandatory", v.policy)):
+            colour = "red" if v.level == "mandatory" else "yellow"
+            table.add_row(v.policy, f"[{colour}]{v.level}[/{colour}]", _escape(_short_urn(v.urn)), _escape(v.message))
+        console.print(table)
+    for key in result.missing_secrets:
+        console.print(
+            f"[yellow]note:[/yellow] {_escape(key)} is not in the stack config; "
+            f"set it before `pulumi up`: pulumi config set --secret {_escape(key)} ..."
+        )
+    console.print(_summary_line(result))
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _short_urn(urn: str | None) -> str:
+    return urn.rsplit("::", 1)[-1] if urn else "(stack)"
+
+
+def _summary_line(result: PlanResult) -> str:
+    m, a = len(result.mandatory), len(result.advisory)
+    verdict = "[red]blocked by mandatory policy violations[/red]" if m else "[green]policies pass[/green]"
+    return f"Plan: {len(result.run.resources)} resources to create · {m} mandatory, {a} advisory violations · {verdict}"
+
+
+def render_markdown(result: PlanResult) -> str:
+    """A pull-request comment: per-team summary, violations, every resource in a collapsible block."""
+    run, config = result.run, result.config
+    teams = team_of(run)
+    per_team: Counter[str | None] = Counter(teams.values())
+    m, a = len(result.mandatory), len(result.advisory)
+    lines = [
+        COMMENT_MARKER,
+        f"## oduflow plan · stack `{run.stack}`",
+        "",
+        ("❌ " if m else "✅ ")
+        + f"**{len(run.resources)} resources**, {m} mandatory and {a} advisory policy violations.",
+        "",
+        "| team | environments | resources | ports |",
+        "|---|---|---|---|",
+        f"| shared | – | {per_team.get(None, 0)} | – |",
+    ]
+    for team_id, team in config.teams:
+        envs = ", ".join(f"{e.branch} ({e.type})" for e in team.environments) or "–"
+        ports = sorted(config.ports.get(team_id, {}).values())
+        port_text = ", ".join(str(p) for p in ports) or "–"
+        lines.append(f"| {team_id} | {_md(envs)} | {per_team.get(team_id, 0)} | {port_text} |")
+    lines.append("")
+    if result.violations:
+        lines += ["### Policy violations", "", "| policy | level | resource | message |", "|---|---|---|---|"]
+        for v in sorted(result.violations, key=lambda v: (v.level != "mandatory", v.policy)):
+            lines.append(f"| {v.policy} | {v.level} | `{_md(_short_urn(v.urn))}` | {_md(v.message)} |")
+        lines.append("")
+    for key in result.missing_secrets:
+        lines.append(f"> note: `{key}` is not set in the stack config; `pulumi up` needs it.")
+    lines += [
+        "<details><summary>All resources</summary>",
+        "",
+        "| type | name | team | protect |",
+        "|---|---|---|---|",
+    ]
+    for r in run.resources:
+        lines.append(
+            f"| `{r.type}` | `{_md(r.name)}` | {teams.get(r.urn) or 'shared'} | {'yes' if r.protect else ''} |"
+        )
+    lines += ["", "</details>", ""]
+    return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def plan_command(ns: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    err = Console(stderr=True)
+    progress = Progress(
+        TextColumn("planning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("environments"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    total = {"envs": 0}
+    task = progress.add_task("plan", total=None)
+
+    def on_register(r: PlannedResource) -> None:
+        if r.type == f"{COMPONENT_PREFIX}OdooEnvironment":
+            total["envs"] += 1
+            progress.update(task, completed=total["envs"])
+
+    with progress:
+        result = plan(ns.config, ns.stack, ns.project_dir, on_register=on_register)
+    if ns.format == "json":
+        sys.stdout.write(json.dumps(to_json(result), indent=2) + "\n")
+    elif ns.format == "markdown":
+        sys.stdout.write(render_markdown(result))
+    else:
+        render_table(result)
+    return 1 if result.mandatory else 0

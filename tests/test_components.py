@@ -1,0 +1,308 @@
+"""The whole program on the example configs, under the Pulumi SDK's mocks: what `pulumi up` declares."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from functools import cache
+from typing import Any
+
+import pytest
+
+from oduflow_iac import naming
+from oduflow_iac.odoo_conf import ODOO_CONF_PATH, parse_odoo_conf
+from oduflow_iac.offline.harness import PlannedResource, PlannedRun, Secret, contains_secret, reveal
+from oduflow_iac.offline.plan import plan_run, team_of
+from oduflow_iac.stack_settings import resolve_config
+from tests.conftest import ROOT
+from tests.test_pure import assert_real_traefik_labels
+
+CONTAINER = "docker:index/container:Container"
+DATABASE = "postgresql:index/database:Database"
+GRANT = "postgresql:index/grant:Grant"
+VOLUME = "docker:index/volume:Volume"
+
+
+@cache
+def planned(stack: str) -> PlannedRun:
+    config, settings = resolve_config(None, stack, ROOT)
+    return plan_run(config, settings)[0]
+
+
+def named(run: PlannedRun, type_: str, name: str) -> PlannedResource:
+    matches = [r for r in run.resources if r.type == type_ and reveal(r.inputs).get("name") == name]
+    assert len(matches) == 1, (type_, name, len(matches))
+    return matches[0]
+
+
+def label_map(r: PlannedResource) -> dict[str, Any]:
+    return {item["label"]: item["value"] for item in r.inputs.get("labels", [])}
+
+
+def test_resource_counts_by_type_per_team() -> None:
+    run = planned("local")
+    teams = team_of(run)
+    counts: dict[str | None, Counter[str]] = {}
+    for r in run.resources:
+        counts.setdefault(teams[r.urn], Counter())[r.type] += 1
+    # team 1: 4 environments, one template; team 2: 3 environments, one template.
+    assert counts["1"]["oduflow:index:OdooEnvironment"] == 4
+    assert counts["2"]["oduflow:index:OdooEnvironment"] == 3
+    assert counts["1"][DATABASE] == 4 + 1 and counts["2"][DATABASE] == 3 + 1
+    assert counts["1"][GRANT] == 5 and counts["2"][GRANT] == 4
+    assert counts["1"]["postgresql:index/role:Role"] == 1
+    # Odoo containers + the template's one-shot init + one addons fetcher per environment with addons.
+    assert counts["1"][CONTAINER] == 4 + 1 + 4
+    assert counts["2"][CONTAINER] == 3 + 1 + 3
+    assert counts[None][CONTAINER] == 2  # oduflow-db and oduflow-traefik
+    assert counts[None]["docker:index/network:Network"] == 1
+    assert counts[None]["pulumi:providers:postgresql"] == 1
+
+
+def test_components_and_names() -> None:
+    run = planned("local")
+    types = Counter(r.type for r in run.resources)
+    assert types["oduflow:index:SharedInfra"] == 1 and types["oduflow:index:TeamStack"] == 2
+    for name in ("oduflow-db", "oduflow-traefik", "oduflow-1-feature-login-odoo", "oduflow-2-fix-rounding-odoo"):
+        named(run, CONTAINER, name)
+    for name in ("oduflow_1_main", "oduflow_1_feature-login", "oduflow_template_1_default", "oduflow_2_main"):
+        named(run, DATABASE, name)
+    for name in ("oduflow-net", "oduflow-1-net", "oduflow-2-net"):
+        named(run, "docker:index/network:Network", name)
+    # Children are named after their component and parented to it.
+    env = next(r for r in run.resources if r.name == "team-1-feature-login")
+    children = [r for r in run.resources if r.parent == env.urn]
+    assert children and all(c.name.startswith("team-1-feature-login-") for c in children)
+
+
+def test_odoo_container_wiring() -> None:
+    run = planned("local")
+    odoo = named(run, CONTAINER, "oduflow-1-feature-login-odoo")
+    inputs = odoo.inputs
+    assert inputs["image"] == "odoo:17.0"
+    assert inputs["restart"] == "unless-stopped"
+    assert inputs["memory"] == 2048 and inputs["cpus"] == "1"
+    assert inputs["ports"] == [{"internal": 8069, "external": 50002, "ip": "127.0.0.1", "protocol": "tcp"}] or (
+        [{k: v for k, v in p.items() if k != "protocol"} for p in inputs["ports"]]
+        == [{"internal": 8069, "external": 50002, "ip": "127.0.0.1"}]
+    )
+    assert "/web/health" in " ".join(inputs["healthcheck"]["tests"])
+    assert [n["name"] for n in inputs["networksAdvanced"]] == ["oduflow-net", "oduflow-1-net"]
+    envs = inputs["envs"]
+    assert envs[:3] == ["HOST=oduflow-db", "PORT=5432", "USER=oduflow_team_1"]
+    assert isinstance(envs[3], Secret) and envs[3].value.startswith("PASSWORD=")
+    labels = label_map(odoo)
+    assert labels["oduflow.team"] == "1" and labels["oduflow.managed"] == "true"
+    assert labels["oduflow.env"] == "feature/login"
+    router = "oduflow-1-feature-login"
+    assert labels[f"traefik.http.routers.{router}.rule"] == "Host(`feature-login.team-a.localhost`)"
+    assert labels[f"traefik.http.routers.{router}.middlewares"] == "oduflow-1-auth@docker"
+    assert f"traefik.http.routers.{router}-ws.rule" not in labels  # development: no workers, no websocket router
+    auth = labels["traefik.http.middlewares.oduflow-1-auth.basicauth.users"]
+    assert isinstance(auth, Secret) and auth.value.startswith("oduflow:$2b$10$")
+
+
+def test_production_routing_has_websocket_and_no_basic_auth() -> None:
+    labels = label_map(named(planned("local"), CONTAINER, "oduflow-1-main-odoo"))
+    assert labels["traefik.http.routers.oduflow-1-main-ws.rule"] == (
+        "Host(`main.team-a.localhost`) && PathPrefix(`/websocket`)"
+    )
+    assert labels["traefik.http.services.oduflow-1-main-ws.loadbalancer.server.port"] == "8072"
+    assert not any("middlewares" in k for k in labels)
+
+
+def test_every_emitted_traefik_label_is_a_real_one() -> None:
+    for stack in ("local", "cloud"):
+        keys = [k for r in planned(stack).of_type(CONTAINER) for k in label_map(r)]
+        assert any(k.startswith("traefik.http.routers.") for k in keys)
+        assert_real_traefik_labels(keys)
+
+
+def test_odoo_conf_is_hardened_and_secret() -> None:
+    odoo = named(planned("local"), CONTAINER, "oduflow-1-staging-odoo")
+    (upload,) = odoo.inputs["uploads"]
+    assert upload["file"] == ODOO_CONF_PATH
+    assert isinstance(upload["content"], Secret)  # it holds admin_passwd
+    conf = parse_odoo_conf(upload["content"].value)
+    assert conf["list_db"] == "False" and conf["proxy_mode"] == "True"
+    assert conf["dbfilter"] == "^oduflow_1_staging$" and conf["db_name"] == "oduflow_1_staging"
+    assert conf["workers"] == "2" and len(conf["admin_passwd"]) >= 24
+    assert (
+        conf["addons_path"] == "/mnt/extra-addons/oca-web,/mnt/extra-addons/org-common,/mnt/extra-addons/team-a-addons"
+    )
+
+
+def test_databases_owned_by_team_role_cloned_from_template_and_closed() -> None:
+    run = planned("local")
+    grants = {reveal(g.inputs)["database"]: g.inputs for g in run.of_type(GRANT)}
+    for db in run.of_type(DATABASE):
+        inputs = db.inputs
+        team = "1" if inputs["name"].startswith(("oduflow_1_", "oduflow_template_1_")) else "2"
+        assert inputs["owner"] == naming.team_role_name(team)
+        assert grants[inputs["name"]] == {
+            "database": inputs["name"],
+            "role": "public",
+            "objectType": "database",
+            "privileges": [],
+        }
+    assert named(run, DATABASE, "oduflow_1_main").inputs["template"] == "oduflow_template_1_default"
+    assert named(run, DATABASE, "oduflow_2_fix-rounding").inputs["template"] == "template0"
+    assert named(run, DATABASE, "oduflow_template_1_default").inputs["isTemplate"] is True
+
+
+def test_no_team_references_another_teams_database_role_or_network() -> None:
+    run = planned("local")
+    teams = team_of(run)
+    for r in run.resources:
+        team = teams[r.urn]
+        if team is None:
+            continue
+        other = "2" if team == "1" else "1"
+        text = json.dumps(reveal(r.inputs))
+        for foreign in (
+            f"oduflow_{other}_",
+            f"oduflow_template_{other}_",
+            f"oduflow_team_{other}",
+            f"oduflow-{other}-net",
+        ):
+            assert foreign not in text, (r.urn, foreign)
+        for dep in r.dependencies:
+            assert teams.get(dep) in (team, None), (r.urn, dep)
+
+
+def test_every_secret_is_a_secret_output() -> None:
+    run = planned("local")
+    for r in run.resources:
+        if r.type == "postgresql:index/role:Role":
+            assert isinstance(r.inputs["password"], Secret)
+        if r.type == "pulumi:providers:postgresql":
+            assert isinstance(r.inputs["password"], Secret)
+    db = named(run, CONTAINER, "oduflow-db")
+    assert any(isinstance(e, Secret) and e.value.startswith("POSTGRES_PASSWORD=") for e in db.inputs["envs"])
+    # No generated or configured secret appears outside a Secret anywhere.
+    secrets = {
+        reveal(v) for r in run.resources for v in _leaves(r.inputs, inside_secret=False) if isinstance(v, Secret)
+    }
+    plain = json.dumps([_strip_secrets(r.inputs) for r in run.resources])
+    for secret in secrets:
+        for part in str(secret).split("="):
+            if len(part) >= 16:
+                assert part not in plain
+
+
+def _leaves(value: Any, inside_secret: bool) -> list[Any]:
+    if isinstance(value, Secret):
+        return [value]
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _leaves(v, inside_secret)]
+    if isinstance(value, list):
+        return [x for v in value for x in _leaves(v, inside_secret)]
+    return []
+
+
+def _strip_secrets(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return None
+    if isinstance(value, dict):
+        return {k: _strip_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strip_secrets(v) for v in value]
+    return value
+
+
+def test_postgres_only_on_loopback_and_shared_data_protected() -> None:
+    run = planned("local")
+    db = named(run, CONTAINER, "oduflow-db")
+    assert [p["ip"] for p in db.inputs["ports"]] == ["127.0.0.1"]
+    assert db.inputs["healthcheck"]["tests"][1].startswith("pg_isready")
+    assert named(run, VOLUME, naming.SHARED_DB_VOLUME).protect
+
+
+def test_production_databases_and_volumes_are_protected() -> None:
+    run = planned("local")
+    for team in ("1", "2"):
+        assert named(run, DATABASE, f"oduflow_{team}_main").protect
+        assert named(run, VOLUME, f"oduflow-{team}-main-filestore").protect
+    assert not named(run, DATABASE, "oduflow_1_feature-login").protect
+    assert not named(run, VOLUME, "oduflow-1-staging-filestore").protect
+
+
+def test_traefik_is_hardened() -> None:
+    traefik = named(planned("local"), CONTAINER, "oduflow-traefik")
+    command = traefik.inputs["command"]
+    assert "--providers.docker.exposedbydefault=false" in command
+    assert not any(c.startswith("--api") for c in command)  # dashboard off unless configured
+    (socket,) = [v for v in traefik.inputs["volumes"] if v.get("hostPath") == "/var/run/docker.sock"]
+    assert socket["readOnly"] is True
+
+
+def test_local_stack_declares_no_cloud_resources() -> None:
+    types = {r.type for r in planned("local").resources}
+    assert not any(
+        t.startswith(("cloudflare:", "aws:", "pulumi:providers:aws", "pulumi:providers:cloudflare")) for t in types
+    )
+
+
+def test_cloud_stack_declares_dns_tls_and_backups() -> None:
+    run = planned("cloud")
+    records = {reveal(r.inputs)["name"] for r in run.of_type("cloudflare:index/dnsRecord:DnsRecord")}
+    # The client's own domain (erp.client-one.example) is outside the zone: not ours to manage.
+    assert records == {
+        "client-one.acme.example",
+        "*.client-one.acme.example",
+        "client-two.acme.example",
+        "*.client-two.acme.example",
+    }
+    types = Counter(r.type for r in run.resources)
+    for t in (
+        "aws:s3/bucket:Bucket",
+        "aws:s3/bucketVersioning:BucketVersioning",
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+        "aws:iam/user:User",
+        "aws:iam/userPolicy:UserPolicy",
+        "aws:iam/accessKey:AccessKey",
+    ):
+        assert types[t] == 2, t
+    lifecycle = run.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")[0]
+    assert lifecycle.inputs["rules"][0]["expiration"]["days"] == 186  # 6 monthly backups
+    backup = named(run, CONTAINER, "oduflow-1-backup")
+    envs = backup.inputs["envs"]
+    assert sum(isinstance(e, Secret) for e in envs) == 2  # PGPASSWORD and the AWS secret key
+    script = backup.inputs["uploads"][0]["content"]
+    for db in ("oduflow_1_main", "oduflow_1_staging", "oduflow_1_feature-portal"):
+        assert f"--dbname={db}" in script
+    traefik = named(run, CONTAINER, "oduflow-traefik")
+    assert "--certificatesresolvers.oduflow.acme.dnschallenge.provider=cloudflare" in traefik.inputs["command"]
+    assert isinstance(traefik.inputs["envs"][0], Secret)
+    labels = label_map(named(run, CONTAINER, "oduflow-2-develop-odoo"))
+    assert labels["traefik.http.routers.oduflow-2-develop.rule"] == "Host(`env-2.client-two.acme.example`)"
+    assert labels["traefik.http.routers.oduflow-2-develop.tls.certresolver"] == "oduflow"
+
+
+def test_backup_user_reaches_only_its_bucket() -> None:
+    run = planned("cloud")
+    for policy in run.of_type("aws:iam/userPolicy:UserPolicy"):
+        team = "1" if "team-1" in policy.urn else "2"
+        doc = json.loads(reveal(policy.inputs["policy"]))
+        resources = {s["Resource"] for s in doc["Statement"]}
+        assert resources == {
+            f"arn:aws:s3:::acme-odoo-backups-team-{team}",
+            f"arn:aws:s3:::acme-odoo-backups-team-{team}/*",
+        }
+
+
+@pytest.mark.parametrize("stack", ["local", "cloud"])
+def test_plan_is_deterministic(stack: str) -> None:
+    config, settings = resolve_config(None, stack, ROOT)
+    a, b = plan_run(config, settings)[0], plan_run(config, settings)[0]
+    assert [(r.urn, json.dumps(reveal(r.inputs), sort_keys=True)) for r in a.resources] == [
+        (r.urn, json.dumps(reveal(r.inputs), sort_keys=True)) for r in b.resources
+    ]
+    # Parents come before their children.
+    seen: set[str] = set()
+    for r in a.resources:
+        assert r.parent is None or r.parent in seen
+        seen.add(r.urn)
+    assert any(contains_secret(r.inputs) for r in a.resources)

@@ -1,0 +1,300 @@
+"""The oduflow.toml model: Oduflow's own file loads unchanged; every bad input is one clear line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from oduflow_iac.config import ConfigError, load_config
+from tests.conftest import EXAMPLE, SEED
+
+WriteConfig = Callable[[str], Path]
+
+
+def problems(write_config: WriteConfig, text: str) -> list[str]:
+    path = write_config(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return [str(p) for p in info.value.problems]
+
+
+def one_problem(write_config: WriteConfig, text: str) -> str:
+    found = problems(write_config, text)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_seed_file_of_the_product_loads_unchanged(write_config: WriteConfig) -> None:
+    config = load_config(write_config(SEED))
+    assert [t for t, _ in config.teams] == ["1", "2"]
+    team = config.team["1"]
+    assert team.hostname == "team-a.example.com"
+    assert team.port_range == (50000, 50050)
+    assert team.environment_slots == 20
+    assert team.environment_hostname_mode == "branch"
+    # Inline secrets are kept, remembered as inline, and never shown.
+    assert team.auth_token.is_inline and team.auth_token.inline_value == "token-team-a"
+    assert "token-team-a" not in repr(team) and "pass-a" not in repr(config)
+    assert config.inline_secrets() == [
+        "team.1.auth_token",
+        "team.1.ui_password",
+        "team.2.auth_token",
+        "team.2.ui_password",
+    ]
+
+
+def test_half_open_ranges_that_touch_do_not_overlap(write_config: WriteConfig) -> None:
+    config = load_config(write_config(SEED))
+    assert config.team["2"].port_range[0] == config.team["1"].port_range[1]
+
+
+def test_product_keys_and_server_sections_are_accepted(write_config: WriteConfig) -> None:
+    config = load_config(
+        write_config(
+            SEED
+            + """
+        [server]
+        data_dir = "/srv/oduflow"
+        [routing]
+        mode = "traefik"
+        [database]
+        host = "oduflow-db"
+        [storage]
+        x = 1
+        [lifecycle]
+        y = 2
+        [agent]
+        z = 3
+        [production]
+        enabled = true
+        [route.api]
+        target = "x"
+    """.replace("\n        ", "\n")
+        )
+    )
+    assert "server" not in config.model_dump()
+
+
+def test_all_documented_team_keys(write_config: WriteConfig) -> None:
+    config = load_config(
+        write_config("""
+        [team.7]
+        hostname = "t.example.com"
+        auth_token = "secret:t7-token"
+        ui_password = "secret:t7-ui"
+        port_range = [40000, 40010]
+        base_domain = "dev.example.com"
+        environment_slots = 5
+        environment_hostname_mode = "slots"
+        service_slots = 3
+        production_token = "secret:t7-prod"
+        db_quota_gb = 10
+        disk_quota_gb = 50
+        public_scheme = "https"
+        [[team.7.environments]]
+        branch = "feature/x"
+        odoo_image = "odoo:17.0"
+    """)
+    )
+    team = config.team["7"]
+    assert team.auth_token.config_key == "t7-token" and not team.auth_token.is_inline
+    env = team.environments[0]
+    assert config.env_hostname("7", env) == "env-1.dev.example.com"
+    assert config.inline_secrets() == []
+
+
+def test_example_config_loads() -> None:
+    config = load_config(EXAMPLE)
+    assert len(config.teams) == 2
+    types = {e.type for _, t in config.teams for e in t.environments}
+    assert types == {"development", "staging", "production"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[team.1\nhostname = "x"\n', "oduflow.toml:1: TOML syntax error"),
+        ('[team.1]\nhostname = "a"\nhostname = "b"\n', "oduflow.toml:3: TOML syntax error"),
+    ],
+)
+def test_toml_syntax_errors_name_file_and_line(write_config: WriteConfig, text: str, expected: str) -> None:
+    message = one_problem(write_config, text)
+    assert message.endswith(str(message)) and expected in message
+
+
+def test_wrong_type(write_config: WriteConfig) -> None:
+    message = one_problem(write_config, SEED.replace("port_range = [50000, 50050]", 'port_range = "50000"'))
+    assert message.startswith(f"{Path('oduflow.toml')}".split("/")[-1]) or "oduflow.toml" in message
+    assert "team.1.port_range" in message
+
+
+def test_missing_required_key(write_config: WriteConfig) -> None:
+    message = one_problem(write_config, '[team.1]\nauth_token = "t"\nport_range = [50000, 50010]\n')
+    assert message.endswith("team.1.hostname: required key is missing")
+
+
+def test_unknown_key_in_owned_section_is_a_typo(write_config: WriteConfig) -> None:
+    message = one_problem(write_config, SEED.replace('ui_password = "pass-a"', 'ui_pasword = "pass-a"'))
+    assert "team.1.ui_pasword: unknown key" in message
+
+
+def test_unknown_top_level_section(write_config: WriteConfig) -> None:
+    message = one_problem(write_config, SEED + "\n[platfrom]\ntls = true\n")
+    assert "platfrom: unknown key" in message
+
+
+@pytest.mark.parametrize(
+    ("port_range", "expected"),
+    [
+        ("[50050, 50000]", "team.1.port_range: [50050, 50000) is reversed: the start must be below the end"),
+        ("[50000, 50000]", "team.1.port_range: [50000, 50000) is empty: the end is exclusive"),
+        ("[80, 100]", "team.1.port_range: [80, 100) is outside 1024-65535"),
+        ("[65000, 65540]", "team.1.port_range: [65000, 65540) is outside 1024-65535"),
+    ],
+)
+def test_bad_port_ranges(write_config: WriteConfig, port_range: str, expected: str) -> None:
+    message = one_problem(write_config, SEED.replace("[50000, 50050]", port_range))
+    assert message.endswith(expected)
+
+
+def test_overlapping_port_ranges(write_config: WriteConfig) -> None:
+    message = one_problem(write_config, SEED.replace("[50050, 50100]", "[50040, 50100]"))
+    assert message == "oduflow.toml: team.2.port_range: [50040, 50100) overlaps team.1 [50000, 50050)" or (
+        message.endswith("team.2.port_range: [50040, 50100) overlaps team.1 [50000, 50050)")
+    )
+
+
+def test_overlap_is_found_past_a_wide_range(write_config: WriteConfig) -> None:
+    text = (
+        SEED.replace("[50000, 50050]", "[50000, 50200]")
+        + """
+[team.3]
+hostname = "c.example.com"
+auth_token = "token-c"
+port_range = [50150, 50160]
+"""
+    )
+    found = problems(write_config, text)
+    assert any("team.2.port_range" in p and "overlaps team.1" in p for p in found)
+    assert any("team.3.port_range" in p and "overlaps team.1" in p for p in found)
+
+
+def test_duplicate_hostnames_case_insensitive(write_config: WriteConfig) -> None:
+    message = one_problem(write_config, SEED.replace("team-b.example.com", "Team-A.Example.com"))
+    assert message.endswith("team.2.hostname: 'Team-A.Example.com' is already the hostname of team.1")
+
+
+def test_duplicate_auth_tokens(write_config: WriteConfig) -> None:
+    message = one_problem(write_config, SEED.replace("token-team-b", "token-team-a"))
+    assert message.endswith("team.2.auth_token: the same token as team.1.auth_token")
+    assert "token-team-a" not in message  # the token itself is never printed
+
+
+def env_block(team: str, branch: str, extra: str = "") -> str:
+    return f'\n[[team.{team}.environments]]\nbranch = "{branch}"\nodoo_image = "odoo:17.0"\n{extra}'
+
+
+def test_more_environments_than_slots(write_config: WriteConfig) -> None:
+    text = SEED.replace("port_range = [50000, 50050]", "port_range = [50000, 50050]\nenvironment_slots = 2")
+    text += "".join(env_block("1", f"b{i}") for i in range(3))
+    message = one_problem(write_config, text)
+    assert message.endswith("team.1.environments: 3 environments but environment_slots is 2")
+
+
+def test_more_environments_than_ports(write_config: WriteConfig) -> None:
+    text = SEED.replace("[50000, 50050]", "[50000, 50002]")
+    text += "".join(env_block("1", f"b{i}") for i in range(3))
+    message = one_problem(write_config, text)
+    assert message.endswith("team.1.environments: 3 environments but port_range has only 2 ports")
+
+
+def test_pins_outside_the_range_leave_its_ports_to_the_others(write_config: WriteConfig) -> None:
+    # A pin outside the range is the policy pack's business, not a config error.
+    text = SEED.replace("[50000, 50050]", "[50000, 50003]")
+    text += env_block("1", "a", "port = 50060\n") + env_block("1", "b") + env_block("1", "c", "port = 50001\n")
+    config = load_config(write_config(text))
+    assert config.ports["1"] == {"a": 50060, "b": 50000, "c": 50001}
+
+
+@pytest.mark.parametrize(
+    ("branch", "expected"),
+    [
+        ("", "branch name is empty"),
+        (" main", "branch name ' main' has surrounding whitespace"),
+        ("feature/../x", "branch name 'feature/../x' has a `.` or `..` segment"),
+        ("./x", "branch name './x' has a `.` or `..` segment"),
+        ("a\\\\b", "contains a backslash or NUL"),
+        ("a\\u0000b", "contains a backslash or NUL"),
+        ("!!!", "branch name '!!!' has nothing left after slugging"),
+        ("x" * 101, "branch name is longer than 100 characters"),
+    ],
+)
+def test_invalid_branch_names(write_config: WriteConfig, branch: str, expected: str) -> None:
+    message = one_problem(write_config, SEED + env_block("1", branch))
+    assert "team.1.environments.0.branch" in message
+    assert expected in message
+
+
+def test_branches_mapping_to_one_database(write_config: WriteConfig) -> None:
+    text = SEED + env_block("1", "feature/login") + env_block("1", "feature-login")
+    message = one_problem(write_config, text)
+    assert message.endswith(
+        "team.1.environments[1].branch: 'feature-login' and 'feature/login' both map to database "
+        "'oduflow_1_feature-login'"
+    )
+
+
+def test_same_branch_in_two_teams_is_fine(write_config: WriteConfig) -> None:
+    config = load_config(write_config(SEED + env_block("1", "main") + env_block("2", "main")))
+    assert config.ports == {"1": {"main": 50000}, "2": {"main": 50050}}
+
+
+def test_unknown_environment_type(write_config: WriteConfig) -> None:
+    message = one_problem(write_config, SEED + env_block("1", "main", 'type = "prod"\n'))
+    assert "team.1.environments.0.type: 'prod' is not one of" in message
+
+
+def test_undefined_template(write_config: WriteConfig) -> None:
+    text = SEED + '\n[[team.1.environments]]\nbranch = "main"\ntemplate = "default"\n'
+    message = one_problem(write_config, text)
+    assert message.endswith("team.1.environments[0].template: template 'default' is not defined in [team.1.templates]")
+
+
+def test_undefined_addon_repository(write_config: WriteConfig) -> None:
+    text = SEED + env_block("1", "main", 'addons = { "ghost" = "x" }\n')
+    message = one_problem(write_config, text)
+    assert message.endswith("team.1.environments[0].addons.ghost: addon repository 'ghost' is not defined at any level")
+
+
+def test_environment_needs_an_image(write_config: WriteConfig) -> None:
+    message = one_problem(write_config, SEED + '\n[[team.1.environments]]\nbranch = "main"\n')
+    assert message.endswith("team.1.environments[0].odoo_image: an environment needs `odoo_image` or a `template`")
+
+
+def test_bad_secret_reference(write_config: WriteConfig) -> None:
+    message = one_problem(write_config, SEED.replace('"token-team-a"', '"secret:"'))
+    assert "team.1.auth_token" in message and "secret:KEY" in message
+
+
+def test_every_problem_is_reported_one_per_line(write_config: WriteConfig) -> None:
+    text = SEED.replace("team-b.example.com", "team-a.example.com").replace("token-team-b", "token-team-a")
+    found = problems(write_config, text)
+    assert len(found) == 2
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config(text))
+    assert str(info.value).count("\n") == 1
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config("/nonexistent/oduflow.toml")
+    assert str(info.value) == "/nonexistent/oduflow.toml: file not found"
+
+
+def test_platform_defaults_are_overridable_per_type(write_config: WriteConfig) -> None:
+    text = SEED + "\n[platform.environment_defaults.development]\nmemory_mb = 1024\n" + env_block("1", "dev")
+    config = load_config(write_config(text))
+    limits = config.env_limits(config.team["1"].environments[0])
+    assert (limits.cpu, limits.memory_mb, limits.workers) == (1.0, 1024, 0)

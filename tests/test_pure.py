@@ -1,0 +1,145 @@
+"""Pure functions the components wire: cascade resolution, odoo.conf, labels, backup script."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from oduflow_iac import backup, labels, naming
+from oduflow_iac.cascade import odoo_version, resolve_addons
+from oduflow_iac.config import AddonRepo
+from oduflow_iac.odoo_conf import parse_odoo_conf, render_odoo_conf
+
+PLATFORM = [AddonRepo(name="oca-web", url="u1", versions={"17.0": "17.0", "18.0": "18.0"})]
+ORG = [AddonRepo(name="common", url="u2", branch="stable")]
+PROJECT = [
+    AddonRepo(name="acme", url="u3", branches={"development": "develop", "staging": "staging", "production": "main"}),
+    AddonRepo(name="tools", url="u4", branch="master"),
+]
+LEVELS = [("platform", PLATFORM), ("organisation", ORG), ("project", PROJECT)]
+
+
+def branches(env_type: str, image: str, overrides: dict) -> dict[str, str]:
+    return {a.name: a.branch for a in resolve_addons(LEVELS, env_type, image, overrides)}  # type: ignore[arg-type]
+
+
+def test_cascade_inherits_by_default() -> None:
+    assert branches("development", "odoo:17.0", {}) == {
+        "oca-web": "17.0",
+        "common": "stable",
+        "acme": "develop",
+        "tools": "master",
+    }
+    assert branches("production", "odoo:18.0", {})["acme"] == "main"
+    assert branches("production", "odoo:18.0", {})["oca-web"] == "18.0"
+
+
+def test_cascade_overrides_and_exclusions() -> None:
+    got = branches("staging", "odoo:17.0", {"acme": "feature/x", "tools": False})
+    assert got == {"oca-web": "17.0", "common": "stable", "acme": "feature/x"}
+
+
+def test_cascade_skips_a_version_the_repository_does_not_map() -> None:
+    assert "oca-web" not in branches("development", "odoo:16.0", {})
+
+
+def test_lower_level_redefinition_replaces_the_higher() -> None:
+    org_fork = [AddonRepo(name="oca-web", url="fork", branch="acme-17")]
+    got = resolve_addons([("platform", PLATFORM), ("organisation", org_fork)], "development", "odoo:17.0", {})
+    assert [(a.name, a.url, a.branch, a.level) for a in got] == [("oca-web", "fork", "acme-17", "organisation")]
+
+
+@pytest.mark.parametrize(
+    ("image", "version"),
+    [("odoo:17.0", "17.0"), ("registry.example.com:5000/odoo:18.0-20250101", "18.0"), ("odoo", None)],
+)
+def test_odoo_version(image: str, version: str | None) -> None:
+    assert odoo_version(image) == version
+
+
+def test_odoo_conf_hardening() -> None:
+    text = render_odoo_conf(
+        database="oduflow_1_feature-login",
+        admin_passwd="s3cret",
+        workers=2,
+        memory_mb=2048,
+        addons_paths=["/mnt/extra-addons/acme"],
+        options={"dbfilter": ".*", "log_level": "warn", "list_db": True},
+    )
+    conf = parse_odoo_conf(text)
+    assert conf["dbfilter"] == "^oduflow_1_feature\\-login$"  # an override of dbfilter is refused
+    assert re.fullmatch(conf["dbfilter"][1:-1], "oduflow_1_feature-login")
+    assert not re.match(conf["dbfilter"], "oduflow_2_feature-login")
+    assert conf["proxy_mode"] == "True" and conf["admin_passwd"] == "s3cret"
+    assert conf["workers"] == "2" and conf["log_level"] == "warn"
+    # list_db may be overridden on purpose: the policy pack is what refuses it.
+    assert conf["list_db"] == "True"
+    assert conf["addons_path"] == "/mnt/extra-addons/acme"
+
+
+def test_development_has_no_workers_by_default_and_no_cron_threads() -> None:
+    conf = parse_odoo_conf(render_odoo_conf(database="d", admin_passwd="x", workers=0, memory_mb=1024, addons_paths=[]))
+    assert conf["workers"] == "0" and conf["max_cron_threads"] == "0" and conf["list_db"] == "False"
+
+
+REFERENCE = Path(__file__).parent / "data" / "traefik-v3-docker-labels.txt"
+
+
+def reference_patterns() -> list[re.Pattern[str]]:
+    """Each reference label as a pattern: router0, service02, middleware12 ... stand for any name."""
+    out = []
+    for line in REFERENCE.read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key = line.split("=", 1)[0]
+        pattern = re.escape(key)
+        pattern = re.sub(r"(routers|services|middlewares)\\\.[a-z]+\d+", r"\1\\.[^.]+", pattern)
+        pattern = re.sub(r"(name)\d", r"[^.]+", pattern)
+        out.append(re.compile(pattern + "$"))
+    return out
+
+
+def assert_real_traefik_labels(keys: list[str]) -> None:
+    patterns = reference_patterns()
+    assert len(patterns) > 150
+    unknown = [k for k in keys if k.startswith("traefik.") and not any(p.match(k) for p in patterns)]
+    assert unknown == []
+
+
+@pytest.mark.parametrize("tls", [True, False])
+@pytest.mark.parametrize("websocket", [True, False])
+def test_traefik_labels_are_real_traefik_v3_labels(tls: bool, websocket: bool) -> None:
+    route = labels.Route("1", "feature/x", "feature-x.team-a.localhost", tls, websocket, basic_auth=True)
+    values = labels.traefik_labels(route)
+    keys = [*values, labels.basic_auth_label("1", "u:h")[0]]
+    assert_real_traefik_labels(keys)
+    router = naming.env_router_name("1", "feature/x")
+    assert values[f"traefik.http.routers.{router}.rule"] == "Host(`feature-x.team-a.localhost`)"
+    assert (f"traefik.http.routers.{router}.tls.certresolver" in values) is tls
+    assert (f"traefik.http.services.{router}-ws.loadbalancer.server.port" in values) is websocket
+    assert values["traefik.docker.network"] == "oduflow-net"
+
+
+def test_a_made_up_label_is_caught() -> None:
+    with pytest.raises(AssertionError):
+        assert_real_traefik_labels(["traefik.http.routers.x.certresolver"])
+
+
+def test_basic_auth_is_a_stable_bcrypt_hash_never_the_password() -> None:
+    import bcrypt
+
+    users = labels.basic_auth_users("pass-a", "SaltSaltSaltSaltSaltS")
+    assert users == labels.basic_auth_users("pass-a", "SaltSaltSaltSaltSaltS")
+    user, hashed = users.split(":", 1)
+    assert user == naming.BASIC_AUTH_USER and "pass-a" not in users
+    assert bcrypt.checkpw(b"pass-a", hashed.encode())
+    assert labels.basic_auth_users("pass-a", "OtherSaltOtherSaltOthe") != users
+
+
+def test_backup_script_dumps_every_target_in_custom_format() -> None:
+    script = backup.backup_script("acme-team-1", [backup.BackupTarget("oduflow_1_main", "v1")])
+    assert "pg_dump --format=custom" in script and "--dbname=oduflow_1_main" in script
+    assert '"s3://acme-team-1/oduflow_1_main/$stamp.dump"' in script
+    assert "-C /filestores/oduflow_1_main" in script
