@@ -60,14 +60,9 @@ def secret_config(
 
 
 def _secret_refs(config: Config) -> list[str]:
-    found = []
-    secrets = [config.dns.api_token if config.dns else None]
-    for _, team in config.teams:
-        secrets += [team.auth_token, team.ui_password, team.production_token]
-    for s in secrets:
-        if s is not None and s.config_key:
-            found.append(s.config_key)
-    return found
+    """The `secret:KEY` references the program reads (tokens are for the operations CLI only)."""
+    secrets = [config.dns.api_token if config.dns else None] + [team.ui_password for _, team in config.teams]
+    return [s.config_key for s in secrets if s is not None and s.config_key]
 
 
 def plan_run(
@@ -197,6 +192,8 @@ def render_table(result: PlanResult, out: Any = None) -> None:
     from rich.tree import Tree
 
     console = Console(file=out or sys.stdout, highlight=False)
+    if not console.is_terminal:
+        console = Console(file=out or sys.stdout, highlight=False, width=160)
     run = result.run
     title = f"oduflow plan · project {run.project} · stack {run.stack}"
     tree = Tree(f"[bold]{title}[/bold]")
@@ -221,10 +218,11 @@ def render_table(result: PlanResult, out: Any = None) -> None:
             colour = "red" if v.level == "mandatory" else "yellow"
             table.add_row(v.policy, f"[{colour}]{v.level}[/{colour}]", _escape(_short_urn(v.urn)), _escape(v.message))
         console.print(table)
-    for key in result.missing_secrets:
+    if result.missing_secrets:
+        keys = ", ".join(k.split(":", 1)[1] for k in result.missing_secrets)
         console.print(
-            f"[yellow]note:[/yellow] {_escape(key)} is not in the stack config; "
-            f"set it before `pulumi up`: pulumi config set --secret {_escape(key)} ..."
+            f"[yellow]note:[/yellow] the stack has no value yet for {_escape(keys)}: "
+            "set each with `pulumi config set --secret KEY` before `pulumi up`"
         )
     console.print(_summary_line(result))
 
@@ -273,8 +271,9 @@ def render_markdown(result: PlanResult) -> str:
         for v in sorted(result.violations, key=lambda v: (v.level != "mandatory", v.policy)):
             lines.append(f"| {v.policy} | {v.level} | `{_md(_short_urn(v.urn))}` | {_md(v.message)} |")
         lines.append("")
-    for key in result.missing_secrets:
-        lines.append(f"> note: `{key}` is not set in the stack config; `pulumi up` needs it.")
+    if result.missing_secrets:
+        keys = ", ".join(f"`{k}`" for k in result.missing_secrets)
+        lines += [f"> note: the stack has no value yet for {keys}; `pulumi up` needs them.", ""]
     lines += [
         "<details><summary>All resources</summary>",
         "",
