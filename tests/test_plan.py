@@ -1,0 +1,162 @@
+"""`oduflow-iac plan`: the offline plan's contract, its formats, its exit codes, and no secret anywhere."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oduflow_iac.offline.harness import Secret, reveal
+from oduflow_iac.offline.plan import plan, render_markdown, render_table, to_json
+from tests.conftest import ROOT, SEED
+
+INLINE = SEED + """
+[team.1.templates.default]
+odoo_image = "odoo:17.0"
+
+[[team.1.environments]]
+branch = "main"
+type = "production"
+template = "default"
+
+[[team.1.environments]]
+branch = "feature/login"
+template = "default"
+
+[[team.2.environments]]
+branch = "main"
+type = "staging"
+odoo_image = "odoo:18.0"
+"""
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "oduflow_iac.cli", "plan", *args], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+
+
+def test_json_contract_on_the_example() -> None:
+    result = run_cli("--stack", "local", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert set(doc) == {"project", "stack", "resources", "violations", "summary"}
+    assert (doc["project"], doc["stack"]) == ("oduflow", "local")
+    urns = {r["urn"] for r in doc["resources"]}
+    for r in doc["resources"]:
+        assert set(r) == {"urn", "type", "name", "parent", "custom", "inputs", "dependencies", "protect"}
+        assert r["parent"] is None or r["parent"] in urns
+        assert all(d in urns for d in r["dependencies"])
+        assert isinstance(r["custom"], bool) and isinstance(r["protect"], bool)
+    odoo = next(r for r in doc["resources"] if r["inputs"].get("name") == "oduflow-1-main-odoo")
+    assert odoo["type"] == "docker:index/container:Container" and odoo["custom"] is True
+    assert "networksAdvanced" in odoo["inputs"]  # engine (camelCase) property names
+    assert odoo["inputs"]["envs"][3] == "[secret]"
+    assert odoo["inputs"]["uploads"][0]["content"] == "[secret]"
+    component = next(r for r in doc["resources"] if r["type"] == "oduflow:index:OdooEnvironment")
+    assert component["custom"] is False
+    summary = doc["summary"]
+    assert summary["resources"] == len(doc["resources"])
+    assert sum(summary["by_type"].values()) == summary["resources"]
+    assert summary["mandatory"] == sum(v["level"] == "mandatory" for v in doc["violations"]) == 0
+    for v in doc["violations"]:
+        assert set(v) == {"policy", "level", "urn", "message"} and v["level"] in ("mandatory", "advisory")
+
+
+def _all_secrets(value: Any) -> set[str]:
+    if isinstance(value, Secret):
+        plain = reveal(value)
+        return {json.dumps(plain) if not isinstance(plain, str) else plain}
+    if isinstance(value, dict):
+        return set().union(*(_all_secrets(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_all_secrets(v) for v in value)) if value else set()
+    return set()
+
+
+def _fragments(secret: str) -> set[str]:
+    """Distinctive parts of a secret value (a whole odoo.conf is checked through its password)."""
+    if "\n" in secret:  # odoo.conf: what makes it secret is its master password
+        return {line.split("=", 1)[1].strip() for line in secret.splitlines() if line.startswith("admin_passwd")}
+    parts = {secret}
+    if "=" in secret:  # NAME=value container variables
+        parts.add(secret.split("=", 1)[1])
+    return {p for p in parts if len(p) >= 6}
+
+
+def test_no_secret_appears_in_any_format(write_config: Callable[[str], Path]) -> None:
+    path = write_config(INLINE)
+    result = plan(path, project_dir=ROOT)
+    secrets = {"token-team-a", "token-team-b", "pass-a", "pass-b"}
+    for r in result.run.resources:
+        for s in _all_secrets(r.inputs):
+            secrets |= _fragments(s)
+    assert any(s.startswith("mock") for s in secrets)  # generated passwords are among them
+    table = io.StringIO()
+    render_table(result, table)
+    outputs = {
+        "json": json.dumps(to_json(result)),
+        "markdown": render_markdown(result),
+        "table": table.getvalue(),
+    }
+    for fmt, text in outputs.items():
+        for secret in secrets:
+            assert secret not in text, (fmt, secret[:4])
+    # The inline secrets are flagged, by key path only.
+    advisory = [v for v in result.violations if v.level == "advisory"]
+    assert any("team.1.auth_token" in v.message for v in advisory)
+
+
+def test_markdown_is_a_pull_request_comment() -> None:
+    result = plan(None, "local", ROOT)
+    text = render_markdown(result)
+    assert text.startswith("<!-- oduflow-iac-plan -->")
+    assert "| 1 | main (production), staging (staging), feature/login (development)" in text
+    assert "50000, 50001, 50002, 50003" in text
+    assert "<details><summary>All resources</summary>" in text
+    assert text.count("| `docker:index/container:Container` |") == sum(
+        r.type == "docker:index/container:Container" for r in result.run.resources
+    )
+
+
+def test_table_is_a_tree_then_a_summary() -> None:
+    result = run_cli("--stack", "local")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    shared = next(i for i, line in enumerate(lines) if "oduflow:index:SharedInfra" in line)
+    team1 = next(i for i, line in enumerate(lines) if "oduflow:index:TeamStack  team-1" in line)
+    env = next(i for i, line in enumerate(lines) if "oduflow:index:OdooEnvironment  team-1-feature-login" in line)
+    assert shared < team1 < env
+    assert lines[-1].startswith("Plan: 80 resources to create · 0 mandatory")
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "markdown"])
+def test_config_error_exit_2(write_config: Callable[[str], Path], fmt: str) -> None:
+    path = write_config(SEED.replace('hostname = "team-b.example.com"', ""))
+    result = run_cli("--config", str(path), "--format", fmt)
+    assert result.returncode == 2
+    assert result.stderr == f"error: {path}: team.2.hostname: required key is missing\n"
+    assert result.stdout == ""
+
+
+def test_mandatory_violation_exit_1(write_config: Callable[[str], Path]) -> None:
+    path = write_config(INLINE.replace('odoo_image = "odoo:18.0"', 'odoo_image = "odoo:latest"'))
+    result = run_cli("--config", str(path), "--format", "json")
+    assert result.returncode == 1
+    doc = json.loads(result.stdout)
+    assert doc["summary"]["mandatory"] >= 1
+    assert any(v["level"] == "mandatory" and "latest" in v["message"] for v in doc["violations"])
+
+
+def test_stack_selects_its_config_file_and_docker_host() -> None:
+    doc = json.loads(run_cli("--stack", "cloud", "--format", "json").stdout)
+    assert doc["stack"] == "cloud"
+    provider = next(r for r in doc["resources"] if r["type"] == "pulumi:providers:docker")
+    assert provider["inputs"]["host"] == "ssh://ops@odoo.acme.example"
+    assert any(r["type"] == "cloudflare:index/dnsRecord:DnsRecord" for r in doc["resources"])
