@@ -46,6 +46,7 @@ PORT_MAX = 65535
 MAX_BRANCH_LENGTH = 100
 SECRET_PREFIX = "secret:"
 _SECRET_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_TEAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
 
 class _Model(BaseModel):
@@ -475,6 +476,23 @@ def _cross_checks(config: Config, shown: str) -> list[Problem]:
         if widest is None or end > widest[1]:
             widest = (start, end, team_id)
 
+    for team_id, _ in teams:
+        if not _TEAM_ID.match(team_id) or team_id == "template":
+            add(
+                f"team.{team_id}",
+                "a team id is letters, digits and `-` (no `_`, which separates it from the branch in "
+                "database names) and not `template`",
+            )
+    problems.extend(_database_collisions(teams, shown))
+    if config.backup is not None:
+        server, dumper = _major(config.platform.postgres_image), _major(config.platform.backup_image)
+        if server is not None and dumper is not None and dumper < server:
+            add(
+                "platform.backup_image",
+                f"its pg_dump {dumper} cannot dump the PostgreSQL {server} server of platform.postgres_image; "
+                f"use a backup image for PostgreSQL {server}",
+            )
+
     seen_hosts: dict[str, str] = {}
     seen_tokens: dict[str, str] = {}
     for team_id, team in teams:
@@ -493,6 +511,31 @@ def _cross_checks(config: Config, shown: str) -> list[Problem]:
             else:
                 seen_tokens[ident] = f"team.{team_id}.{key}"
         problems.extend(_team_checks(config, team_id, team, shown))
+    return problems
+
+
+def _major(image: str) -> int | None:
+    """The major version in an image tag (`postgres:16.4` -> 16), or None."""
+    match = re.search(r":(\d+)(?:[.\-]|$)", image.rsplit("/", 1)[-1])
+    return int(match.group(1)) if match else None
+
+
+def _database_collisions(teams: list[tuple[str, Team]], shown: str) -> list[Problem]:
+    """Every database on the shared server, environments and templates of all teams, is distinct."""
+    problems: list[Problem] = []
+    owners: dict[str, str] = {}
+    for team_id, team in teams:
+        keys = [(f"team.{team_id}.templates.{n}", naming.template_db_name(team_id, n)) for n in team.templates]
+        keys += [
+            (f"team.{team_id}.environments[{i}].branch", naming.env_db_name(team_id, e.branch))
+            for i, e in enumerate(team.environments)
+        ]
+        for key, db in keys:
+            first = owners.setdefault(db, key)
+            # Two branches of one team are reported where branches are checked (_team_checks).
+            both_branches_here = first.startswith(f"team.{team_id}.environments") and "environments" in key
+            if first != key and not both_branches_here:
+                problems.append(Problem(shown, key, f"database {db!r} is already the database of {first}"))
     return problems
 
 

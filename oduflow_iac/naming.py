@@ -56,8 +56,9 @@ def env_db_name(team_id: str, branch: str) -> str:
 
 
 def template_db_name(team_id: str, name: str) -> str:
-    """Template database: `oduflow_template_{team}_{name}` with `/` turned into `-`."""
-    return fit_identifier(f"oduflow_template_{team_id}_{name.replace('/', '-')}")
+    """Template database: `oduflow_template_{team}_{name}`, the name slugged like a branch (`/` turned
+    into `-`; a valid Oduflow template name is unchanged)."""
+    return fit_identifier(f"oduflow_template_{team_id}_{slugify_branch(name)}")
 
 
 def team_role_name(team_id: str) -> str:

@@ -298,3 +298,49 @@ def test_platform_defaults_are_overridable_per_type(write_config: WriteConfig) -
     config = load_config(write_config(text))
     limits = config.env_limits(config.team["1"].environments[0])
     assert (limits.cpu, limits.memory_mb, limits.workers) == (1.0, 1024, 0)
+
+
+def test_team_ids_cannot_make_database_names_collide(write_config: WriteConfig) -> None:
+    text = """
+        [team.1]
+        hostname = "a.example.com"
+        auth_token = "ta"
+        port_range = [50000, 50010]
+        [[team.1.environments]]
+        branch = "2_x"
+        odoo_image = "odoo:17.0"
+        [team.1_2]
+        hostname = "b.example.com"
+        auth_token = "tb"
+        port_range = [50010, 50020]
+        [[team.1_2.environments]]
+        branch = "x"
+        odoo_image = "odoo:17.0"
+    """
+    found = problems(write_config, text)
+    assert any(p.endswith("team.1_2: a team id is letters, digits and `-` (no `_`, which separates it from the "
+                          "branch in database names) and not `template`") for p in found)
+    assert any("database 'oduflow_1_2_x' is already the database of team.1.environments[0].branch" in p for p in found)
+
+
+def test_template_and_environment_databases_are_distinct(write_config: WriteConfig) -> None:
+    text = SEED + """
+[team.1.templates."a/b"]
+odoo_image = "odoo:17.0"
+[team.1.templates.a-b]
+odoo_image = "odoo:17.0"
+"""
+    message = one_problem(write_config, text)
+    assert message.endswith("team.1.templates.a-b: database 'oduflow_template_1_a-b' is already the database of "
+                            "team.1.templates.a/b")
+
+
+def test_backup_image_must_dump_the_server_version(write_config: WriteConfig) -> None:
+    text = SEED + '\n[platform]\npostgres_image = "postgres:17.2"\n'
+    text += '[backup]\nbucket_prefix = "acme"\nregion = "eu-west-1"\n'
+    message = one_problem(write_config, text)
+    assert message.endswith("platform.backup_image: its pg_dump 16 cannot dump the PostgreSQL 17 server of "
+                            "platform.postgres_image; use a backup image for PostgreSQL 17")
+    # A matching image (still under [platform]) is accepted.
+    fixed = text.replace("[backup]", 'backup_image = "eeshugerman/postgres-backup-s3:17"\n[backup]')
+    assert load_config(write_config(fixed)).platform.backup_image.endswith(":17")

@@ -107,7 +107,11 @@ class OdooEnvironment(pulumi.ComponentResource):
             encoding=DB_ENCODING,
             lc_collate=DB_LC_COLLATE,
             lc_ctype=DB_LC_CTYPE,
-            opts=pulumi.ResourceOptions.merge(on_pg, pulumi.ResourceOptions(protect=keep, depends_on=args.depends_on)),
+            # The template only matters when the database is created: renaming a template (or
+            # pointing the environment at another) must not replace, i.e. drop, the database.
+            opts=pulumi.ResourceOptions.merge(
+                on_pg, pulumi.ResourceOptions(protect=keep, depends_on=args.depends_on, ignore_changes=["template"])
+            ),
         )
         self.revoke = revoke_public_connect(f"{name}-db-revoke-public", self.database.name, on_pg)
         self.filestore = docker.Volume(

@@ -105,6 +105,8 @@ class PlannedResource:
     protect: bool
     provider: str | None = None
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    ignore_changes: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
 
 
 @dataclass
@@ -124,6 +126,25 @@ class PlannedRun:
 def _fake(urn: str, what: str, length: int = 24) -> str:
     """A stable stand-in for a value the provider would generate; never a real credential."""
     return "mock" + hashlib.sha256(f"{what}:{urn}".encode()).hexdigest()[: length - 4]
+
+
+STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
+SHARED_SECRET_OUTPUTS = frozenset({"postgresPassword"})
+
+
+def shared_stack_outputs(ref: str) -> dict[str, Any]:
+    """Plausible outputs of the `shared` stack, as a StackReference to it reads them."""
+    from oduflow_iac import naming
+
+    return {
+        "dockerHost": "unix:///var/run/docker.sock",
+        "networkName": naming.SHARED_NETWORK,
+        "postgresAdminHost": "127.0.0.1",
+        "postgresAdminPort": 5432,
+        "postgresPassword": _fake(ref, "postgres-password", 32),
+        "dbHost": naming.SHARED_DB_CONTAINER,
+        "dbPort": 5432,
+    }
 
 
 class OfflineMocks(pulumi.runtime.Mocks):
@@ -150,6 +171,11 @@ class OfflineMocks(pulumi.runtime.Mocks):
             state.update(id="AKIA" + _fake(key, "id", 16).upper(), secret=_fake(key, "secret", 40))
         elif typ == "docker:index/network:Network" or typ == "docker:index/volume:Volume":
             state.setdefault("name", name)
+        elif typ == STACK_REFERENCE_TYPE:
+            # A team stack reading the `shared` stack: the outputs `program._export_shared` exports.
+            ref = str(state.get("name") or args.resource_id or name)
+            outputs = shared_stack_outputs(ref)
+            return ref, {"name": ref, "outputs": outputs, "secretOutputNames": sorted(SHARED_SECRET_OUTPUTS)}
         return state.get("id") or f"{name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -205,6 +231,8 @@ class RecordingMonitor(mocks.MockMonitor):
             protect=bool(request.protect),
             provider=request.provider or None,
             property_dependencies=prop_deps,
+            ignore_changes=list(request.ignoreChanges),
+            delete_before_replace=bool(request.deleteBeforeReplace),
         )
         self.recorded.append(planned)
         if self.on_register is not None:
