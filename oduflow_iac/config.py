@@ -45,6 +45,9 @@ PORT_MIN = 1024
 PORT_MAX = 65535
 MAX_BRANCH_LENGTH = 100
 SECRET_PREFIX = "secret:"
+# `secret:KEY` is the stack config secret `oduflow-secrets:KEY`. Not the project namespace: Pulumi
+# refuses project keys that Pulumi.yaml does not declare, and these keys are the user's to choose.
+SECRETS_NAMESPACE = "oduflow-secrets"
 _SECRET_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TEAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
@@ -56,7 +59,7 @@ class _Model(BaseModel):
 
 class SecretValue(BaseModel):
     """A secret written inline (Oduflow's format) or as `secret:KEY`, a Pulumi config secret
-    `oduflow:KEY` of the stack. The value is never part of repr() or str()."""
+    `oduflow-secrets:KEY` of the stack. The value is never part of repr() or str()."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -66,6 +69,11 @@ class SecretValue(BaseModel):
     @property
     def is_inline(self) -> bool:
         return self.config_key is None
+
+    @property
+    def stack_key(self) -> str | None:
+        """The full stack config key of a reference (`oduflow-secrets:KEY`), None when inline."""
+        return f"{SECRETS_NAMESPACE}:{self.config_key}" if self.config_key else None
 
     def identity(self) -> str:
         """What makes two secrets the same, for duplicate detection without revealing either."""

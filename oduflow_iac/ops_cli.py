@@ -1,4 +1,9 @@
-"""Operations commands (preview/up/destroy/refresh, env, template, cleanup) over the Automation API."""
+"""Operations commands: preview/up/destroy/refresh over the Automation API, environment and
+template lifecycle (edit oduflow.toml, then deploy that team), and cleanup.
+
+The handlers are thin: `automation.py` runs stacks and lifecycles, `editing.py` edits the file.
+Commands that deploy check for the `pulumi` executable before anything else (`--no-deploy` edits only).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,224 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from oduflow_iac import automation, teams
+from oduflow_iac.config import ENV_TYPES, Config
+from oduflow_iac.errors import UsageError
+from oduflow_iac.stack_settings import StackSettings, resolve_config
 
-def register(sub: Any, add_config_args: Callable[[argparse.ArgumentParser], None]) -> None:
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+AddConfigArgs = Callable[[argparse.ArgumentParser], None]
+
+
+def register(sub: Any, add_config_args: AddConfigArgs) -> None:
     """Add the operations subcommands to the CLI."""
+    helps: dict[automation.Operation, str] = {
+        "preview": "show what `up` would change (runs the policy pack)",
+        "up": "deploy the stack (runs the policy pack; refreshes the port lock first)",
+        "destroy": "delete every resource of the stack (protected resources refuse)",
+        "refresh": "read the real state of the stack's resources into its state",
+    }
+    for operation, text in helps.items():
+        p = sub.add_parser(operation, help=text)
+        add_config_args(p)
+        p.set_defaults(stack=None)  # `local`, or `shared` with --all
+        scope = p.add_mutually_exclusive_group()
+        scope.add_argument("--team", help="only this team: its stack team-N, or its component in a one-stack layout")
+        scope.add_argument("--all", action="store_true", help="the shared stack, then every team-N stack in parallel")
+        p.add_argument("--parallel", type=int, default=automation.MAX_PARALLEL, help="team stacks at once (--all)")
+        if operation in ("preview", "up"):
+            p.add_argument("--no-policy", action="store_true", help="do not run the policy pack")
+        p.set_defaults(handler=_operation_handler(operation), no_policy=False)
+
+    env = sub.add_parser("env", help="create, disable, enable or delete an environment")
+    env_sub = env.add_subparsers(dest="env_command", required=True)
+    p = _lifecycle_parser(env_sub, "create", "add an environment for a branch and deploy it", add_config_args)
+    p.add_argument("--branch", required=True)
+    p.add_argument("--type", choices=ENV_TYPES, default="development")
+    p.add_argument("--template", help="template of the team (default: its `default` or only template)")
+    p.add_argument("--image", help="Odoo image (instead of a template's)")
+    p.set_defaults(handler=_env_create)
+    p = _lifecycle_parser(env_sub, "disable", "stop serving an environment; keep its database", add_config_args)
+    p.add_argument("--branch", required=True)
+    p.set_defaults(handler=_env_disable)
+    p = _lifecycle_parser(env_sub, "enable", "serve a disabled environment again", add_config_args)
+    p.add_argument("--branch", required=True)
+    p.set_defaults(handler=_env_enable)
+    p = _lifecycle_parser(env_sub, "delete", "delete an environment and its database", add_config_args)
+    p.add_argument("--branch", required=True)
+    p.add_argument("--force", action="store_true", help="delete a production environment without a backup")
+    p.set_defaults(handler=_env_delete)
+
+    template = sub.add_parser("template", help="init, list or delete a team's templates")
+    template_sub = template.add_subparsers(dest="template_command", required=True)
+    p = _lifecycle_parser(template_sub, "init", "add a template database (Oduflow's init-template)", add_config_args)
+    p.add_argument("--name", required=True)
+    p.add_argument("--image", required=True, help="Odoo image of the template")
+    p.add_argument("--modules", help="modules installed in the template, comma-separated (default: base,web)")
+    p.set_defaults(handler=_template_init)
+    p = template_sub.add_parser("list", help="list a team's templates and who uses them (list-templates)")
+    add_config_args(p)
+    p.add_argument("--team", help="team id (default: the only team, else 1)")
+    p.set_defaults(handler=_template_list)
+    p = _lifecycle_parser(template_sub, "delete", "delete a template no environment uses", add_config_args)
+    p.add_argument("--name", required=True)
+    p.set_defaults(handler=_template_delete)
+
+    p = _lifecycle_parser(
+        sub, "cleanup", "remove environments of gone branches (and disabled ones), report leftovers", add_config_args
+    )
+    p.add_argument(
+        "--gone-branches", action="append", default=[], metavar="A,B",
+        help="branches deleted from git: their (unprotected) environments are removed; repeatable",
+    )
+    p.add_argument("--remove-disabled", action="store_true", help="also remove disabled (unprotected) environments")
+    p.add_argument("--dry-run", action="store_true", help="say what would be removed; change nothing")
+    p.add_argument("--orphans", action="store_true", help="list the team's containers the program no longer declares")
+    p.add_argument("--remove-orphans", action="store_true", help="remove those containers (docker rm -f)")
+    p.set_defaults(handler=_cleanup)
+
+
+def _lifecycle_parser(sub: Any, name: str, text: str, add_config_args: AddConfigArgs) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=text)
+    add_config_args(p)
+    p.add_argument("--team", help="team id (default: the only team, else 1)")
+    p.add_argument("--no-deploy", action="store_true", help="edit oduflow.toml only; deploy later")
+    p.add_argument("--no-policy", action="store_true", help="deploy without the policy pack")
+    return p
+
+
+def _csv(values: list[str] | str | None) -> list[str]:
+    items = [values] if isinstance(values, str) else values or []
+    return [part.strip() for item in items for part in item.split(",") if part.strip()]
+
+
+# --------------------------------------------------------------------------------------------
+# preview / up / destroy / refresh
+
+
+def _operation_handler(operation: automation.Operation) -> Callable[[argparse.Namespace], int]:
+    def handler(ns: argparse.Namespace) -> int:
+        automation.require_pulumi_cli()
+        stack = ns.stack or (automation.SHARED_STACK if ns.all else "local")
+        config, settings = resolve_config(ns.config, stack, ns.project_dir)
+        settings = _require_settings(settings, ns)
+        if ns.config is not None:
+            automation.check_config_file(settings, config.path)
+        runner = automation.Runner(settings.project_dir, policy=not ns.no_policy, parallel=ns.parallel)
+        if ns.all:
+            results = runner.run_all(operation, settings, config)
+            print("summary:")
+            for result in results:
+                print(f"  {result.line()}")
+            failed = [r.stack for r in results if not r.ok]
+            if failed:
+                print(f"{len(failed)} of {len(results)} stacks failed: {', '.join(failed)}")
+            return EXIT_FAILED if failed else EXIT_OK
+        if ns.team is not None:
+            teams.require_team(config, ns.team)
+        selection = automation.select(settings, ns.team)
+        if selection.settings is not settings:
+            automation.check_config_file(selection.settings, config.path)
+        return runner.run(operation, selection, config).exit_code
+
+    return handler
+
+
+def _require_settings(settings: StackSettings | None, ns: argparse.Namespace) -> StackSettings:
+    if settings is None:
+        raise UsageError(
+            f"no stack config for stack {ns.stack or 'local'} (Pulumi.yaml and stacks/): "
+            "pass --project-dir, or --no-deploy to edit only"
+        )
+    return settings
+
+
+# --------------------------------------------------------------------------------------------
+# Lifecycle commands
+
+
+def _lifecycle(ns: argparse.Namespace, *, deploys: bool = True) -> tuple[automation.Lifecycle, Config, str]:
+    deploy = deploys and not getattr(ns, "no_deploy", False)
+    if deploy:
+        automation.require_pulumi_cli()
+    config, settings = resolve_config(ns.config, ns.stack, ns.project_dir)
+    team_id = teams.require_team(config, ns.team) if ns.team is not None else teams.resolve_team(config)
+    deploy_fn = None
+    if deploy:
+        settings = _require_settings(settings, ns)
+        # Refuse before editing when the deployment could not see the edit or has no stack.
+        automation.check_config_file(automation.select(settings, team_id).settings, config.path)
+        runner = automation.Runner(settings.project_dir, policy=not getattr(ns, "no_policy", False))
+        deploy_fn = automation.make_deploy(runner, settings)
+    lifecycle = automation.Lifecycle(
+        config.path,
+        deploy=deploy_fn,
+        settings=settings,
+        docker_host=automation.docker_host_for(settings, config),
+        out=print,
+    )
+    return lifecycle, config, team_id
+
+
+def _print(outcome: automation.Outcome) -> int:
+    """Lines were printed as they happened (Lifecycle's `out`); the exit status is what is left."""
+    return outcome.exit_code
+
+
+def _env_create(ns: argparse.Namespace) -> int:
+    lifecycle, _, team_id = _lifecycle(ns)
+    outcome, _info = lifecycle.create_environment(
+        team_id, ns.branch, env_type=ns.type, template=ns.template, image=ns.image
+    )
+    return _print(outcome)
+
+
+def _env_disable(ns: argparse.Namespace) -> int:
+    lifecycle, _, team_id = _lifecycle(ns)
+    return _print(lifecycle.set_disabled(team_id, ns.branch, True))
+
+
+def _env_enable(ns: argparse.Namespace) -> int:
+    lifecycle, _, team_id = _lifecycle(ns)
+    return _print(lifecycle.set_disabled(team_id, ns.branch, False))
+
+
+def _env_delete(ns: argparse.Namespace) -> int:
+    lifecycle, _, team_id = _lifecycle(ns)
+    return _print(lifecycle.delete_environment(team_id, ns.branch, force=ns.force))
+
+
+def _template_init(ns: argparse.Namespace) -> int:
+    lifecycle, _, team_id = _lifecycle(ns)
+    return _print(lifecycle.init_template(team_id, ns.name, ns.image, _csv(ns.modules) or None))
+
+
+def _template_list(ns: argparse.Namespace) -> int:
+    lifecycle, _, team_id = _lifecycle(ns, deploys=False)
+    rows = lifecycle.list_templates(team_id)
+    if not rows:
+        print(f"team {team_id} has no templates")
+    for name, image, modules, users in rows:
+        used = ", ".join(users) if users else "unused"
+        print(f"{name:<20} {image:<24} modules: {','.join(modules):<30} used by: {used}")
+    return EXIT_OK
+
+
+def _template_delete(ns: argparse.Namespace) -> int:
+    lifecycle, _, team_id = _lifecycle(ns)
+    return _print(lifecycle.delete_template(team_id, ns.name))
+
+
+def _cleanup(ns: argparse.Namespace) -> int:
+    lifecycle, _, team_id = _lifecycle(ns, deploys=not ns.dry_run)
+    outcome = lifecycle.cleanup(
+        team_id,
+        gone_branches=_csv(ns.gone_branches),
+        remove_disabled=ns.remove_disabled,
+        dry_run=ns.dry_run,
+        orphans=ns.orphans,
+        remove_orphans=ns.remove_orphans,
+    )
+    return _print(outcome)

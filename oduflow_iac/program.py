@@ -22,7 +22,7 @@ from oduflow_iac import naming
 from oduflow_iac.components import SharedInfra, SharedInfraArgs, SharedRefs, TeamStack, TeamStackArgs
 from oduflow_iac.components.common import as_secret
 from oduflow_iac.components.shared_infra import POSTGRES_INTERNAL_PORT, POSTGRES_SUPERUSER
-from oduflow_iac.config import Config, SecretValue, load_config
+from oduflow_iac.config import SECRETS_NAMESPACE, Config, SecretValue, load_config
 
 LAYOUTS = ("all", "shared", "team")
 
@@ -52,7 +52,7 @@ def secret_input(value: SecretValue | None) -> pulumi.Output[str] | None:
     if value is None:
         return None
     if value.config_key is not None:
-        return pulumi.Config("oduflow").require_secret(value.config_key)
+        return pulumi.Config(SECRETS_NAMESPACE).require_secret(value.config_key)
     return as_secret(value.inline_value or "")
 
 

@@ -32,11 +32,11 @@ MANDATORY = {p.name for p in policy.POLICIES if p.enforcement_level is policy.MA
 
 
 def secret_keys(config: Config) -> list[str]:
-    """Every `secret:KEY` the file references, as the stack config key `oduflow:KEY`."""
+    """Every `secret:KEY` the file references, as its stack config key `oduflow-secrets:KEY`."""
     values = [config.dns.api_token] if config.dns else []
     for _, team in config.teams:
         values += [team.auth_token, team.ui_password, team.production_token]
-    return sorted({f"oduflow:{v.config_key}" for v in values if v is not None and v.config_key})
+    return sorted({v.stack_key for v in values if v is not None and v.stack_key})
 
 
 @functools.cache

@@ -42,16 +42,14 @@ class PlanResult:
 
 
 def secret_config(
-    config: Config, settings: StackSettings | None, project: str
+    config: Config, settings: StackSettings | None, teams: list[str] | None = None
 ) -> tuple[dict[str, str], list[str], list[str]]:
     """Stack config for the mocked run: plain values as the stack file has them; every secret the
     program may read (the stack's `secure:` keys and the `secret:KEY` references of oduflow.toml)
     set to a placeholder and marked secret. Returns (values, secret keys, references the stack lacks)."""
     values = dict(settings.values) if settings else {}
     secure = set(settings.secure_keys) if settings else set()
-    refs = []
-    for value in _secret_refs(config):
-        refs.append(f"{project}:{value}")
+    refs = _secret_refs(config, teams)
     missing = sorted({r for r in refs if r not in secure and r not in values}) if settings else []
     keys = sorted(secure | set(refs))
     for key in keys:
@@ -59,10 +57,12 @@ def secret_config(
     return values, keys, missing
 
 
-def _secret_refs(config: Config) -> list[str]:
-    """The `secret:KEY` references the program reads (tokens are for the operations CLI only)."""
-    secrets = [config.dns.api_token if config.dns else None] + [team.ui_password for _, team in config.teams]
-    return [s.config_key for s in secrets if s is not None and s.config_key]
+def _secret_refs(config: Config, teams: list[str] | None = None) -> list[str]:
+    """The `secret:KEY` references the program reads for these teams (all when None); tokens are
+    the operations CLI's, not the program's."""
+    chosen = [team for team_id, team in config.teams if teams is None or team_id in teams]
+    secrets = [config.dns.api_token if config.dns else None] + [team.ui_password for team in chosen]
+    return [s.stack_key for s in secrets if s is not None and s.stack_key]
 
 
 def plan_run(
@@ -74,13 +74,14 @@ def plan_run(
 ) -> tuple[PlannedRun, list[str]]:
     """Run the program for `config` under mocks, with the stack's settings."""
     project = settings.project if settings else "oduflow"
-    values, keys, missing = secret_config(config, settings, project)
     program_settings = ProgramSettings(
         docker_host=(settings.get("dockerHost") if settings else None) or config.platform.docker_host,
         layout=(settings.get("layout") if settings else None) or "all",
         team=(settings.get("team") if settings else None) or None,
         shared_stack=(settings.get("sharedStack") if settings else None) or None,
     )
+    deployed = {"all": None, "shared": [], "team": [program_settings.team or ""]}.get(program_settings.layout)
+    values, keys, missing = secret_config(config, settings, deployed)
     run = run_offline(
         lambda: build(config, program_settings),
         project=project,
@@ -219,10 +220,10 @@ def render_table(result: PlanResult, out: Any = None) -> None:
             table.add_row(v.policy, f"[{colour}]{v.level}[/{colour}]", _escape(_short_urn(v.urn)), _escape(v.message))
         console.print(table)
     if result.missing_secrets:
-        keys = ", ".join(k.split(":", 1)[1] for k in result.missing_secrets)
+        keys = ", ".join(result.missing_secrets)
         console.print(
             f"[yellow]note:[/yellow] the stack has no value yet for {_escape(keys)}: "
-            "set each with `pulumi config set --secret KEY` before `pulumi up`"
+            "set each with `pulumi config set --secret KEY ...` before `pulumi up`"
         )
     console.print(_summary_line(result))
 

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Create the environment of a branch the way a CI webhook handler would, then print its URL.
+
+    ODUFLOW_TOKEN=<team token> python examples/webhook_create_env.py --branch feature/login \\
+        [--host team-a.localhost] [--stack local] [--type development] [--template T | --image I] \\
+        [--no-deploy] [--json]
+
+1. Resolve the team as the Oduflow server does: the bearer token first, then the Host header, then
+   the single team / team 1. Strictly: a token that matches no team is refused, never passed on to
+   the fallbacks, so a mistyped token cannot act for another team. `secret:KEY` tokens of
+   oduflow.toml are read from ODUFLOW_SECRET_<KEY> environment variables, else from the stack's
+   Pulumi config secret `oduflow-secrets:KEY`.
+2. If the branch has no environment yet: add it to oduflow.toml (comments and formatting kept) and
+   record its host port in the port lock. A branch that already has one is left as it is (webhooks
+   fire on every push).
+3. Deploy that team only (`up` of its component, or of its team-N stack in the per-team layout).
+4. Print the URL (one JSON object with --json).
+
+Exit status: 0 done, 1 the deployment failed, 2 refused (unknown token, invalid branch, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from oduflow_iac import automation, teams
+from oduflow_iac.errors import OduflowError, UsageError
+from oduflow_iac.stack_settings import resolve_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--branch", required=True)
+    parser.add_argument("--token", default=os.environ.get("ODUFLOW_TOKEN"), help="default: $ODUFLOW_TOKEN")
+    parser.add_argument("--host", default=os.environ.get("ODUFLOW_HOST"), help="the request's Host header")
+    parser.add_argument("--stack", default="local")
+    parser.add_argument("--project-dir", type=Path, default=None)
+    parser.add_argument("--type", choices=("development", "staging", "production"), default="development")
+    parser.add_argument("--template")
+    parser.add_argument("--image")
+    parser.add_argument("--no-deploy", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    ns = parser.parse_args(argv)
+    try:
+        return run(ns)
+    except OduflowError as exc:
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+
+
+def run(ns: argparse.Namespace) -> int:
+    if not ns.token:
+        raise UsageError("no token: pass --token or set ODUFLOW_TOKEN")
+    deploy = not ns.no_deploy
+    if deploy:
+        automation.require_pulumi_cli()
+    config, settings = resolve_config(None, ns.stack, ns.project_dir)
+    if settings is None:  # pragma: no cover - without --config the stack is always read
+        raise UsageError(f"no stack config for stack {ns.stack}")
+
+    resolvers = [teams.env_secrets()]
+    if shutil.which("pulumi"):
+        resolvers.append(automation.stack_secrets(settings.project_dir, settings.stack))
+    team_id = teams.resolve_team(config, ns.token, ns.host, secrets=teams.chain(*resolvers), strict=True)
+
+    runner = automation.Runner(settings.project_dir, out=lambda line: print(line, file=sys.stderr))
+    lifecycle = automation.Lifecycle(
+        config.path,
+        deploy=automation.make_deploy(runner, settings) if deploy else None,
+        settings=settings,
+        out=lambda line: print(line, file=sys.stderr),
+    )
+    existing = any(e.branch == ns.branch for e in config.team[team_id].environments)
+    exit_code = 0
+    if existing:
+        print(f"environment {ns.branch!r} of team {team_id} already exists", file=sys.stderr)
+        info = automation.environment_info(config, team_id, ns.branch)
+    else:
+        outcome, info = lifecycle.create_environment(
+            team_id, ns.branch, env_type=ns.type, template=ns.template, image=ns.image
+        )
+        exit_code = outcome.exit_code
+    if ns.json:
+        result = {
+            "team": team_id,
+            "branch": ns.branch,
+            "url": info.url,
+            "hostPort": info.host_port,
+            "created": not existing,
+            "deployed": deploy and not existing and exit_code == 0,
+        }
+        print(json.dumps(result))
+    else:
+        print(info.url)
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
