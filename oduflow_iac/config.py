@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -49,12 +50,13 @@ SECRET_PREFIX = "secret:"
 # refuses project keys that Pulumi.yaml does not declare, and these keys are the user's to choose.
 SECRETS_NAMESPACE = "oduflow-secrets"
 _SECRET_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_TEAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+_TEAM_ID = re.compile(r"^[a-z0-9]+$")
 
 
 class _Model(BaseModel):
-    # Sections this project owns reject unknown keys: a typo must not be silently ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Sections this project owns reject unknown keys: a typo must not be silently ignored. Strict
+    # types: `backup = "off"` must be an error, not a silently true string.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class SecretValue(BaseModel):
@@ -63,8 +65,12 @@ class SecretValue(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    inline_value: str | None = Field(default=None, repr=False)
+    inline_value: SecretStr | None = Field(default=None, repr=False)
     config_key: str | None = None
+
+    def reveal(self) -> str:
+        """The inline value itself (only the program and team resolution need it)."""
+        return self.inline_value.get_secret_value() if self.inline_value is not None else ""
 
     @property
     def is_inline(self) -> bool:
@@ -77,10 +83,23 @@ class SecretValue(BaseModel):
 
     def identity(self) -> str:
         """What makes two secrets the same, for duplicate detection without revealing either."""
-        return f"ref:{self.config_key}" if self.config_key else f"inline:{self.inline_value}"
+        return f"ref:{self.config_key}" if self.config_key else f"inline:{self.reveal()}"
 
     def __str__(self) -> str:
         return f"secret:{self.config_key}" if self.config_key else "[inline secret]"
+
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+
+
+def _check_hostname(value: str | None) -> str | None:
+    """A DNS name (RFC 1123); it ends up in DNS records and in Traefik's Host() rule, where
+    anything else would be an injection."""
+    if value is not None and not _HOSTNAME.match(value.lower()):
+        raise ValueError(f"{value!r} is not a hostname (letters, digits, `-` and dots)")
+    return value
 
 
 def _parse_secret(value: Any) -> Any:
@@ -95,7 +114,7 @@ def _parse_secret(value: Any) -> Any:
         return SecretValue(config_key=key)
     if value == "":
         raise ValueError("must not be empty")
-    return SecretValue(inline_value=value)
+    return SecretValue(inline_value=SecretStr(value))
 
 
 class Quota(_Model):
@@ -168,8 +187,21 @@ class Dns(_Model):
     target: str
     record_type: Literal["A", "AAAA", "CNAME"] = "A"
     proxied: bool = False
-    ttl: int = Field(default=1, ge=1)
+    ttl: int = Field(default=1, ge=1, le=86400)
     api_token: SecretValue | None = None
+
+    @model_validator(mode="after")
+    def _ttl(self) -> Dns:
+        # Cloudflare: 1 means automatic; otherwise 60-86400, and proxied records are always automatic.
+        if self.ttl != 1 and (self.ttl < 60 or self.proxied):
+            raise ValueError("ttl is 1 (automatic) or 60-86400, and 1 when proxied")
+        return self
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        _check_hostname(value)
+        return value
 
     @field_validator("api_token", mode="before")
     @classmethod
@@ -240,6 +272,11 @@ class Environment(_Model):
     odoo_options: dict[str, str | int | float | bool] = {}
     addons: dict[str, AddonOverride] = {}
 
+    @field_validator("hostname")
+    @classmethod
+    def _valid_hostname(cls, value: str | None) -> str | None:
+        return _check_hostname(value)
+
     @field_validator("branch")
     @classmethod
     def _valid_branch(cls, branch: str) -> str:
@@ -282,6 +319,24 @@ class Team(_Model):
     @classmethod
     def _parse_secrets(cls, value: Any) -> Any:
         return _parse_secret(value)
+
+    @field_validator("port_range", mode="before")
+    @classmethod
+    def _range_from_list(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("hostname", "base_domain")
+    @classmethod
+    def _valid_hostname(cls, value: str | None) -> str | None:
+        return _check_hostname(value)
+
+    @field_validator("ui_password")
+    @classmethod
+    def _bcrypt_limit(cls, value: SecretValue | None) -> SecretValue | None:
+        # Basic auth is a bcrypt hash, and bcrypt reads at most 72 bytes.
+        if value is not None and value.is_inline and len(value.reveal().encode()) > 72:
+            raise ValueError("is longer than 72 bytes, the most a bcrypt hash takes")
+        return value
 
     @property
     def base(self) -> str:
@@ -424,7 +479,12 @@ def parse_config(raw: dict[str, Any], shown: str = "oduflow.toml") -> Config:
     try:
         config = Config.model_validate(owned)
     except ValidationError as exc:
-        raise ConfigError([_problem_from_pydantic(shown, err) for err in exc.errors()]) from None
+        # One line per key: a union type reports each of its members' errors.
+        found: dict[str, Problem] = {}
+        for err in exc.errors():
+            problem = _problem_from_pydantic(shown, err)
+            found.setdefault(problem.key, problem)
+        raise ConfigError(list(found.values())) from None
     problems = _cross_checks(config, shown)
     if problems:
         raise ConfigError(problems)
@@ -488,8 +548,8 @@ def _cross_checks(config: Config, shown: str) -> list[Problem]:
         if not _TEAM_ID.match(team_id) or team_id == "template":
             add(
                 f"team.{team_id}",
-                "a team id is letters, digits and `-` (no `_`, which separates it from the branch in "
-                "database names) and not `template`",
+                "a team id is lower-case letters and digits (it is part of database, container and bucket "
+                "names, where `_` and `-` separate it from the branch) and not `template`",
             )
     problems.extend(_database_collisions(teams, shown))
     if config.backup is not None:
@@ -501,14 +561,25 @@ def _cross_checks(config: Config, shown: str) -> list[Problem]:
                 f"use a backup image for PostgreSQL {server}",
             )
 
+    if config.dns is not None and config.platform.tls and config.dns.api_token is None:
+        add("dns.api_token", "required when platform.tls is on: certificates are issued through Cloudflare DNS")
+
     seen_hosts: dict[str, str] = {}
+    seen_bases: dict[str, str] = {}
     seen_tokens: dict[str, str] = {}
     for team_id, team in teams:
         host = team.hostname.lower()
-        if host in seen_hosts:
-            add(f"team.{team_id}.hostname", f"{team.hostname!r} is already the hostname of team.{seen_hosts[host]}")
+        duplicate_host = host in seen_hosts
+        if duplicate_host:
+            add(f"team.{team_id}.hostname", f"{team.hostname!r} is already the hostname of {seen_hosts[host]}")
         else:
-            seen_hosts[host] = team_id
+            seen_hosts[host] = f"team.{team_id}"
+        # Each team's environments live under its own base: a shared one would mix their routes.
+        base = team.base.lower()
+        key = "base_domain" if team.base_domain else "hostname"
+        if base in seen_bases and (team.base_domain or not duplicate_host):
+            add(f"team.{team_id}.{key}", f"environments would live under {base!r}, as those of {seen_bases[base]}")
+        seen_bases.setdefault(base, f"team.{team_id}.{key}")
         for key in ("auth_token", "production_token"):
             token: SecretValue | None = getattr(team, key)
             if token is None:
@@ -519,6 +590,29 @@ def _cross_checks(config: Config, shown: str) -> list[Problem]:
             else:
                 seen_tokens[ident] = f"team.{team_id}.{key}"
         problems.extend(_team_checks(config, team_id, team, shown))
+    if not problems:
+        problems.extend(_hostname_collisions(config, teams, seen_hosts, shown))
+    return problems
+
+
+def _hostname_collisions(
+    config: Config, teams: list[tuple[str, Team]], owners: dict[str, str], shown: str
+) -> list[Problem]:
+    """Every environment's hostname is its own (`feature_y` and `feature-y` would share one)."""
+    problems: list[Problem] = []
+    for team_id, team in teams:
+        for i, env in enumerate(team.environments):
+            if env.hostname is None and team.environment_hostname_mode == "slots":
+                continue  # slot numbers are distinct by construction
+            host = (
+                naming.env_hostname(team.base, env.branch, "branch", 0).lower()
+                if env.hostname is None
+                else (env.hostname.lower())
+            )
+            key = f"team.{team_id}.environments[{i}]"
+            first = owners.setdefault(host, key)
+            if first != key:
+                problems.append(Problem(shown, f"{key}.branch", f"hostname {host!r} is already that of {first}"))
     return problems
 
 

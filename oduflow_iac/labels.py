@@ -21,6 +21,7 @@ class Route:
     tls: bool
     websocket: bool
     basic_auth: bool
+    resolver: str = naming.TLS_RESOLVER
 
 
 def oduflow_labels(team_id: str, branch: str | None, role: str) -> dict[str, str]:
@@ -39,7 +40,7 @@ def _router(name: str, rule: str, route: Route, service: str) -> dict[str, str]:
     }
     if route.tls:
         labels[f"{r}.tls"] = "true"
-        labels[f"{r}.tls.certresolver"] = naming.TLS_RESOLVER
+        labels[f"{r}.tls.certresolver"] = route.resolver
     if route.basic_auth:
         labels[f"{r}.middlewares"] = f"{naming.team_auth_middleware_name(route.team_id)}@docker"
     return labels
@@ -54,7 +55,7 @@ def traefik_labels(route: Route, network: str = naming.SHARED_NETWORK) -> dict[s
     labels |= _router(name, host_rule, route, name)
     labels[f"traefik.http.services.{name}.loadbalancer.server.port"] = str(naming.ODOO_HTTP_PORT)
     if route.websocket:
-        ws = f"{name}-ws"
+        ws = naming.env_router_name(route.team_id, route.branch, "ws")
         labels |= _router(ws, f"{host_rule} && PathPrefix(`/websocket`)", route, ws)
         labels[f"traefik.http.services.{ws}.loadbalancer.server.port"] = str(naming.ODOO_LONGPOLLING_PORT)
     return labels

@@ -26,7 +26,8 @@ LABEL_MANAGED = "oduflow.managed"
 LABEL_ENV = "oduflow.env"
 LABEL_ROLE = "oduflow.role"
 
-TLS_RESOLVER = "oduflow"
+TLS_RESOLVER = "oduflow"  # HTTP-01, or DNS-01 through Cloudflare when [dns] is set
+TLS_RESOLVER_HTTP = "oduflow-http"  # HTTP-01 for hosts outside the DNS zone when [dns] is set
 BASIC_AUTH_USER = "oduflow"
 ODOO_HTTP_PORT = 8069
 ODOO_LONGPOLLING_PORT = 8072
@@ -86,9 +87,22 @@ def env_addons_fetch_container_name(team_id: str, branch: str) -> str:
     return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-addons-fetch")
 
 
-def env_router_name(team_id: str, branch: str) -> str:
-    """Traefik router (and service) name of an environment; `-ws` is appended for the websocket router."""
-    return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}", MAX_IDENTIFIER_BYTES - 3)
+def env_router_name(team_id: str, branch: str, kind: str = "http") -> str:
+    """Traefik router (and service) of an environment: `…-http`, and `…-ws` for websockets. Every
+    router carries a suffix, so branch `x`'s websocket router cannot be branch `x-ws`'s router."""
+    return f"{fit_identifier(f'oduflow-{team_id}-{slugify_branch(branch)}', MAX_IDENTIFIER_BYTES - 5)}-{kind}"
+
+
+def env_init_container_name(team_id: str, branch: str) -> str:
+    return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-init")
+
+
+def template_init_container_name(team_id: str, name: str) -> str:
+    return fit_identifier(f"oduflow-{team_id}-template-{slugify_branch(name)}-init")
+
+
+def template_filestore_volume_name(team_id: str, name: str) -> str:
+    return fit_identifier(f"oduflow-{team_id}-template-{slugify_branch(name)}-filestore")
 
 
 def team_auth_middleware_name(team_id: str) -> str:

@@ -53,7 +53,7 @@ def secret_input(value: SecretValue | None) -> pulumi.Output[str] | None:
         return None
     if value.config_key is not None:
         return pulumi.Config(SECRETS_NAMESPACE).require_secret(value.config_key)
-    return as_secret(value.inline_value or "")
+    return as_secret(value.reveal())
 
 
 def build(config: Config, settings: ProgramSettings) -> None:

@@ -83,7 +83,7 @@ def match_token(
                     unresolved.append(candidate.config_key)
                     continue
             else:
-                value = candidate.inline_value or ""
+                value = candidate.reveal()
             # No early exit: every team is compared, so timing does not tell which one matched.
             if _same(value, token) and found is None:
                 found = team_id

@@ -51,9 +51,9 @@ def test_resource_counts_by_type_per_team() -> None:
     assert counts["1"][DATABASE] == 4 + 1 and counts["2"][DATABASE] == 3 + 1
     assert counts["1"][GRANT] == 5 and counts["2"][GRANT] == 4
     assert counts["1"]["postgresql:index/role:Role"] == 1
-    # Odoo containers + the template's one-shot init + one addons fetcher per environment with addons.
-    assert counts["1"][CONTAINER] == 4 + 1 + 4
-    assert counts["2"][CONTAINER] == 3 + 1 + 3
+    # Odoo containers + the template's one-shot init + per environment an addons fetcher and an init.
+    assert counts["1"][CONTAINER] == 4 + 1 + 4 + 4
+    assert counts["2"][CONTAINER] == 3 + 1 + 3 + 3
     assert counts[None][CONTAINER] == 2  # oduflow-db and oduflow-traefik
     assert counts[None]["docker:index/network:Network"] == 1
     assert counts[None]["pulumi:providers:postgresql"] == 1
@@ -94,10 +94,10 @@ def test_odoo_container_wiring() -> None:
     labels = label_map(odoo)
     assert labels["oduflow.team"] == "1" and labels["oduflow.managed"] == "true"
     assert labels["oduflow.env"] == "feature/login"
-    router = "oduflow-1-feature-login"
+    router = "oduflow-1-feature-login-http"
     assert labels[f"traefik.http.routers.{router}.rule"] == "Host(`feature-login.team-a.localhost`)"
     assert labels[f"traefik.http.routers.{router}.middlewares"] == "oduflow-1-auth@docker"
-    assert f"traefik.http.routers.{router}-ws.rule" not in labels  # development: no workers, no websocket router
+    assert "traefik.http.routers.oduflow-1-feature-login-ws.rule" not in labels  # development: no workers
     auth = labels["traefik.http.middlewares.oduflow-1-auth.basicauth.users"]
     assert isinstance(auth, Secret) and auth.value.startswith("oduflow:$2b$10$")
 
@@ -277,8 +277,12 @@ def test_cloud_stack_declares_dns_tls_and_backups() -> None:
     assert "--certificatesresolvers.oduflow.acme.dnschallenge.provider=cloudflare" in traefik.inputs["command"]
     assert isinstance(traefik.inputs["envs"][0], Secret)
     labels = label_map(named(run, CONTAINER, "oduflow-2-develop-odoo"))
-    assert labels["traefik.http.routers.oduflow-2-develop.rule"] == "Host(`env-2.client-two.acme.example`)"
-    assert labels["traefik.http.routers.oduflow-2-develop.tls.certresolver"] == "oduflow"
+    assert labels["traefik.http.routers.oduflow-2-develop-http.rule"] == "Host(`env-2.client-two.acme.example`)"
+    assert labels["traefik.http.routers.oduflow-2-develop-http.tls.certresolver"] == "oduflow"
+    # A client's own domain is outside the Cloudflare zone: its certificate comes through HTTP-01.
+    own = label_map(named(run, CONTAINER, "oduflow-1-main-odoo"))
+    assert own["traefik.http.routers.oduflow-1-main-http.tls.certresolver"] == "oduflow-http"
+    assert "--certificatesresolvers.oduflow-http.acme.httpchallenge.entrypoint=web" in traefik.inputs["command"]
 
 
 def test_backup_user_reaches_only_its_bucket() -> None:
@@ -306,3 +310,71 @@ def test_plan_is_deterministic(stack: str) -> None:
         assert r.parent is None or r.parent in seen
         seen.add(r.urn)
     assert any(contains_secret(r.inputs) for r in a.resources)
+
+
+def test_every_environment_database_is_initialised_once() -> None:
+    run = planned("local")
+    # A fresh database gets base installed by the environment's own image and odoo.conf.
+    fresh = named(run, CONTAINER, "oduflow-2-fix-rounding-init")
+    assert fresh.inputs["command"] == [
+        "odoo", "-d", "oduflow_2_fix-rounding", "-i", "base", "--stop-after-init", "--without-demo=all", "--no-http",
+    ]
+    assert fresh.inputs["attach"] is True and fresh.inputs["mustRun"] is False
+    assert fresh.inputs["uploads"][0]["file"] == ODOO_CONF_PATH
+    # A clone gets the template's filestore and an identity of its own.
+    clone = named(run, CONTAINER, "oduflow-1-main-init")
+    script = clone.inputs["command"][0]
+    assert "cp -a /template/filestore/oduflow_template_1_default /var/lib/odoo/filestore/oduflow_1_main" in script
+    assert "gen_random_uuid()" in script and "'database.secret'" in script
+    mounts = {v["containerPath"]: v for v in clone.inputs["volumes"]}
+    assert mounts["/template"] == {
+        "volumeName": "oduflow-1-template-default-filestore", "containerPath": "/template", "readOnly": True,
+    }
+    assert any(isinstance(e, Secret) and e.value.startswith("PGPASSWORD=") for e in clone.inputs["envs"])
+    # The template's module install keeps its attachments in that volume.
+    template_init = named(run, CONTAINER, "oduflow-1-template-default-init")
+    assert template_init.inputs["volumes"] == [
+        {"volumeName": "oduflow-1-template-default-filestore", "containerPath": "/var/lib/odoo"}
+    ]
+    # The Odoo container starts after its init.
+    odoo = named(run, CONTAINER, "oduflow-1-main-odoo")
+    assert clone.urn in odoo.dependencies
+
+
+def test_a_failed_one_shot_fails_the_deployment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oduflow_iac.offline import harness
+
+    original = harness.OfflineMocks.new_resource
+
+    def failing_init(self: harness.OfflineMocks, args: Any) -> Any:
+        id_, state = original(self, args)
+        if args.typ == CONTAINER and str(args.inputs.get("name", "")).endswith("-template-default-init"):
+            state = {**state, "exitCode": 3}
+        return id_, state
+
+    monkeypatch.setattr(harness.OfflineMocks, "new_resource", failing_init)
+    planned.cache_clear()
+    try:
+        with pytest.raises(Exception, match="oduflow-1-template-default-init exited with code 3"):
+            planned("local")
+    finally:
+        planned.cache_clear()
+
+
+def test_traefik_network_label_follows_the_platform_network(write_config: Any) -> None:
+    from oduflow_iac.config import load_config
+    from tests.conftest import SEED
+
+    path = write_config(SEED + '\n[platform]\nnetwork = "custom-net"\n[[team.1.environments]]\nbranch = "m"\n'
+                        'odoo_image = "odoo:17.0"\n')
+    run = plan_run(load_config(path), None)[0]
+    labels = label_map(named(run, CONTAINER, "oduflow-1-m-odoo"))
+    assert labels["traefik.docker.network"] == "custom-net"
+    traefik = named(run, CONTAINER, "oduflow-traefik")
+    assert "--providers.docker.network=custom-net" in traefik.inputs["command"]
+
+
+def test_urns_are_unique() -> None:
+    for stack in ("local", "cloud"):
+        urns = [r.urn for r in planned(stack).resources]
+        assert len(urns) == len(set(urns))

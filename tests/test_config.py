@@ -35,7 +35,7 @@ def test_seed_file_of_the_product_loads_unchanged(write_config: WriteConfig) -> 
     assert team.environment_slots == 20
     assert team.environment_hostname_mode == "branch"
     # Inline secrets are kept, remembered as inline, and never shown.
-    assert team.auth_token.is_inline and team.auth_token.inline_value == "token-team-a"
+    assert team.auth_token.is_inline and team.auth_token.reveal() == "token-team-a"
     assert "token-team-a" not in repr(team) and "pass-a" not in repr(config)
     assert config.inline_secrets() == [
         "team.1.auth_token",
@@ -318,29 +318,123 @@ def test_team_ids_cannot_make_database_names_collide(write_config: WriteConfig) 
         odoo_image = "odoo:17.0"
     """
     found = problems(write_config, text)
-    assert any(p.endswith("team.1_2: a team id is letters, digits and `-` (no `_`, which separates it from the "
-                          "branch in database names) and not `template`") for p in found)
+    assert any(
+        p.endswith(
+            "team.1_2: a team id is lower-case letters and digits (it is part of database, container and bucket "
+            "names, where `_` and `-` separate it from the branch) and not `template`"
+        )
+        for p in found
+    )
     assert any("database 'oduflow_1_2_x' is already the database of team.1.environments[0].branch" in p for p in found)
 
 
 def test_template_and_environment_databases_are_distinct(write_config: WriteConfig) -> None:
-    text = SEED + """
+    text = (
+        SEED
+        + """
 [team.1.templates."a/b"]
 odoo_image = "odoo:17.0"
 [team.1.templates.a-b]
 odoo_image = "odoo:17.0"
 """
+    )
     message = one_problem(write_config, text)
-    assert message.endswith("team.1.templates.a-b: database 'oduflow_template_1_a-b' is already the database of "
-                            "team.1.templates.a/b")
+    assert message.endswith(
+        "team.1.templates.a-b: database 'oduflow_template_1_a-b' is already the database of team.1.templates.a/b"
+    )
 
 
 def test_backup_image_must_dump_the_server_version(write_config: WriteConfig) -> None:
     text = SEED + '\n[platform]\npostgres_image = "postgres:17.2"\n'
     text += '[backup]\nbucket_prefix = "acme"\nregion = "eu-west-1"\n'
     message = one_problem(write_config, text)
-    assert message.endswith("platform.backup_image: its pg_dump 16 cannot dump the PostgreSQL 17 server of "
-                            "platform.postgres_image; use a backup image for PostgreSQL 17")
+    assert message.endswith(
+        "platform.backup_image: its pg_dump 16 cannot dump the PostgreSQL 17 server of "
+        "platform.postgres_image; use a backup image for PostgreSQL 17"
+    )
     # A matching image (still under [platform]) is accepted.
     fixed = text.replace("[backup]", 'backup_image = "eeshugerman/postgres-backup-s3:17"\n[backup]')
     assert load_config(write_config(fixed)).platform.backup_image.endswith(":17")
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ('\n[platform]\ntls = "yes"\n', "platform.tls"),
+        (
+            '\n[[team.1.environments]]\nbranch = "m"\nodoo_image = "odoo:17.0"\nbackup = "off"\n',
+            "team.1.environments.0.backup",
+        ),
+        (
+            '\n[[team.1.environments]]\nbranch = "m"\nodoo_image = "odoo:17.0"\nworkers = "2"\n',
+            "team.1.environments.0.workers",
+        ),
+        ('\n[[team.1.environments]]\nbranch = "m"\nodoo_image = "odoo:17.0"\ncpu = inf\n', "team.1.environments.0.cpu"),
+        (
+            '\n[[team.1.environments]]\nbranch = "m"\nodoo_image = "odoo:17.0"\naddons = { x = true }\n',
+            "team.1.environments.0.addons.x",
+        ),
+    ],
+)
+def test_wrong_types_are_not_coerced_and_give_one_line(write_config: WriteConfig, extra: str, key: str) -> None:
+    message = one_problem(write_config, SEED + extra)
+    assert f": {key}: " in message
+
+
+def test_port_range_of_three_numbers(write_config: WriteConfig) -> None:
+    message = one_problem(write_config, SEED.replace("[50000, 50050]", "[50000, 50050, 50100]"))
+    assert "team.1.port_range" in message
+
+
+@pytest.mark.parametrize(
+    "host", ["https://team-a.example.com", "Team A.example.com", "a`) || PathPrefix(`/", "-a.example.com"]
+)
+def test_hostnames_must_be_hostnames(write_config: WriteConfig, host: str) -> None:
+    message = one_problem(write_config, SEED.replace("team-a.example.com", host))
+    assert "team.1.hostname" in message and "is not a hostname" in message
+
+
+def test_environment_hostnames_are_unique_across_teams(write_config: WriteConfig) -> None:
+    text = SEED + env_block("1", "feature_y") + env_block("1", "feature/y")
+    message = one_problem(write_config, text)
+    assert message.endswith(
+        "team.1.environments[1].branch: hostname 'feature-y.team-a.example.com' is already that of "
+        "team.1.environments[0]"
+    )
+    text = SEED + env_block("1", "main", 'hostname = "team-b.example.com"\n')
+    assert one_problem(write_config, text).endswith(
+        "team.1.environments[0].branch: hostname 'team-b.example.com' is already that of team.2"
+    )
+
+
+def test_two_teams_cannot_share_a_base_domain(write_config: WriteConfig) -> None:
+    text = SEED.replace(
+        "port_range = [50050, 50100]", 'port_range = [50050, 50100]\nbase_domain = "team-a.example.com"'
+    )
+    message = one_problem(write_config, text)
+    assert message.endswith(
+        "team.2.base_domain: environments would live under 'team-a.example.com', as those of team.1.hostname"
+    )
+
+
+def test_ui_password_within_bcrypt_limit(write_config: WriteConfig) -> None:
+    message = one_problem(write_config, SEED.replace('"pass-a"', '"' + "p" * 73 + '"'))
+    assert message.endswith("team.1.ui_password: is longer than 72 bytes, the most a bcrypt hash takes")
+    assert "ppppp" not in message
+
+
+DNS = '\n[dns]\nzone = "example.com"\nzone_id = "z"\ntarget = "203.0.113.1"\n'
+
+
+def test_dns_ttl_rules_and_token_with_tls(write_config: WriteConfig) -> None:
+    assert "dns: ttl is 1 (automatic) or 60-86400" in one_problem(write_config, SEED + DNS + "ttl = 5\n")
+    assert "dns: ttl is 1" in one_problem(write_config, SEED + DNS + "ttl = 300\nproxied = true\n")
+    message = one_problem(write_config, SEED + DNS + "\n[platform]\ntls = true\n")
+    assert message.endswith(
+        "dns.api_token: required when platform.tls is on: certificates are issued through Cloudflare DNS"
+    )
+
+
+def test_model_dump_hides_inline_secrets(write_config: WriteConfig) -> None:
+    config = load_config(write_config(SEED))
+    assert "token-team-a" not in config.model_dump_json() and "pass-a" not in str(config.model_dump())

@@ -118,7 +118,9 @@ def test_traefik_labels_are_real_traefik_v3_labels(tls: bool, websocket: bool) -
     router = naming.env_router_name("1", "feature/x")
     assert values[f"traefik.http.routers.{router}.rule"] == "Host(`feature-x.team-a.localhost`)"
     assert (f"traefik.http.routers.{router}.tls.certresolver" in values) is tls
-    assert (f"traefik.http.services.{router}-ws.loadbalancer.server.port" in values) is websocket
+    ws = naming.env_router_name("1", "feature/x", "ws")
+    assert (router, ws) == ("oduflow-1-feature-x-http", "oduflow-1-feature-x-ws")
+    assert (f"traefik.http.services.{ws}.loadbalancer.server.port" in values) is websocket
     assert values["traefik.docker.network"] == "oduflow-net"
 
 
@@ -143,3 +145,20 @@ def test_backup_script_dumps_every_target_in_custom_format() -> None:
     assert "pg_dump --format=custom" in script and "--dbname=oduflow_1_main" in script
     assert '"s3://acme-team-1/oduflow_1_main/$stamp.dump"' in script
     assert "-C /filestores/oduflow_1_main" in script
+
+
+def test_router_names_of_two_branches_never_collide() -> None:
+    # Branch `x` runs workers (a websocket router), branch `x-ws` is another environment.
+    x = labels.traefik_labels(labels.Route("1", "x", "x.t.localhost", False, True, False))
+    x_ws = labels.traefik_labels(labels.Route("1", "x-ws", "x-ws.t.localhost", False, True, False))
+    routers = lambda values: {k.split(".")[3] for k in values if k.startswith("traefik.http.routers.")}  # noqa: E731
+    assert routers(x).isdisjoint(routers(x_ws))
+
+
+def test_clone_finish_and_install_commands() -> None:
+    from oduflow_iac import odoo_init
+
+    assert odoo_init.install_command("db", ["base", "sale"])[:5] == ["odoo", "-d", "db", "-i", "base,sale"]
+    script = odoo_init.clone_finish_script("oduflow_template_1_default", "oduflow_1_main")
+    assert script.startswith("set -eu\n")
+    assert "[ ! -e /var/lib/odoo/filestore/oduflow_1_main ]" in script  # never overwrite an existing filestore

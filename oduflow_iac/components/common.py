@@ -21,3 +21,51 @@ def as_secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
 def secret_env(name: str, value: pulumi.Input[str]) -> pulumi.Output[str]:
     """A `NAME=value` container variable whose value is secret, so the whole entry is."""
     return as_secret(value).apply(lambda v: f"{name}={v}")
+
+
+def one_shot(
+    resource_name: str,
+    *,
+    container_name: str,
+    image: str,
+    command: list[str],
+    labels: list[pulumi.Input[docker.ContainerLabelArgs]],
+    opts: pulumi.ResourceOptions,
+    entrypoints: list[str] | None = None,
+    envs: list[pulumi.Input[str]] | None = None,
+    uploads: list[docker.ContainerUploadArgs] | None = None,
+    volumes: list[docker.ContainerVolumeArgs] | None = None,
+    networks: list[pulumi.Input[str]] | None = None,
+) -> docker.Container:
+    """A container that runs once, when created: `attach` makes Pulumi wait until it exits, and
+    `must_run=False` leaves it stopped afterwards instead of restarting it."""
+    return docker.Container(
+        resource_name,
+        name=container_name,
+        image=image,
+        entrypoints=entrypoints,
+        command=command,
+        envs=envs,
+        uploads=uploads,
+        volumes=volumes,
+        networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=n) for n in networks or []],
+        attach=True,
+        logs=True,
+        must_run=False,
+        restart="no",
+        labels=labels,
+        opts=opts,
+    )
+
+
+def succeeded(container: docker.Container, container_name: str) -> pulumi.Output[int]:
+    """The one-shot's exit code, failing the deployment when it is not 0: the provider only waits
+    for the container to end and would otherwise report a failed module install as a success.
+    Registered as a component output, so the engine awaits it."""
+
+    def check(code: int | None) -> int:
+        if code:
+            raise RuntimeError(f"{container_name} exited with code {code}; see `docker logs {container_name}`")
+        return 0
+
+    return container.exit_code.apply(check)

@@ -14,9 +14,9 @@ import pulumi_docker as docker
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
-from oduflow_iac import labels, naming, odoo_conf
+from oduflow_iac import labels, naming, odoo_conf, odoo_init
 from oduflow_iac.cascade import ResolvedAddon
-from oduflow_iac.components.common import as_secret, label_args, secret_env
+from oduflow_iac.components.common import as_secret, label_args, one_shot, secret_env, succeeded
 from oduflow_iac.components.refs import SharedRefs
 from oduflow_iac.config import EnvType, TypeDefaults
 
@@ -44,6 +44,10 @@ class OdooEnvironmentArgs:
     tls: bool = False
     basic_auth_users: pulumi.Input[str] | None = None
     template_database: pulumi.Input[str] | None = None
+    template_database_name: str | None = None
+    template_filestore: pulumi.Input[str] | None = None
+    network_name: str = "oduflow-net"
+    tls_resolver: str = "oduflow"
     addons: list[ResolvedAddon] = field(default_factory=list)
     addons_fetch_image: str = "alpine/git:v2.47.2"
     extra_networks: list[str] = field(default_factory=list)
@@ -80,7 +84,7 @@ def odoo_healthcheck() -> docker.ContainerHealthcheckArgs:
         interval="30s",
         timeout="10s",
         retries=5,
-        start_period="120s",
+        start_period="2m0s",  # as the provider reads it back (Go's format), so no diff after a refresh
     )
 
 
@@ -126,28 +130,27 @@ class OdooEnvironment(pulumi.ComponentResource):
 
         volumes = [docker.ContainerVolumeArgs(volume_name=self.filestore.name, container_path=odoo_conf.FILESTORE_PATH)]
         waits_for: list[pulumi.Resource] = [self.database, self.revoke]
+        checks: list[pulumi.Output[int]] = []
         addons_paths: list[str] = []
         if args.addons:
             addons_volume = docker.Volume(
                 f"{name}-addons", name=naming.env_addons_volume_name(team, branch), opts=on_docker
             )
-            # A one-shot container clones the repositories; `attach` makes Pulumi wait for it.
-            fetch = docker.Container(
+            fetch_name = naming.env_addons_fetch_container_name(team, branch)
+            fetch = one_shot(
                 f"{name}-addons-fetch",
-                name=naming.env_addons_fetch_container_name(team, branch),
+                container_name=fetch_name,
                 image=args.addons_fetch_image,
                 entrypoints=["/bin/sh", "-c"],
                 command=[addons_fetch_script(args.addons)],
                 volumes=[
                     docker.ContainerVolumeArgs(volume_name=addons_volume.name, container_path=odoo_conf.ADDONS_ROOT)
                 ],
-                attach=True,
-                must_run=False,
-                restart="no",
                 labels=label_args(labels.oduflow_labels(team, branch, "addons-fetch")),
                 opts=on_docker,
             )
             waits_for.append(fetch)
+            checks.append(succeeded(fetch, fetch_name))
             volumes.append(
                 docker.ContainerVolumeArgs(
                     volume_name=addons_volume.name, container_path=odoo_conf.ADDONS_ROOT, read_only=True
@@ -170,6 +173,64 @@ class OdooEnvironment(pulumi.ComponentResource):
             )
         )
 
+        db_envs: list[pulumi.Input[str]] = [
+            f"HOST={args.shared.db_host}",
+            f"PORT={args.shared.db_port}",
+            pulumi.Output.from_input(args.role_name).apply(lambda r: f"USER={r}"),
+            secret_env("PASSWORD", args.role_password),
+        ]
+        networks = [args.shared.network_name, args.team_network, *args.extra_networks]
+        conf_upload = docker.ContainerUploadArgs(file=odoo_conf.ODOO_CONF_PATH, content=conf)
+
+        # Once, when the environment is created: install base into a fresh database, or finish a
+        # clone of the template the way Odoo's own duplicate does.
+        init_name = naming.env_init_container_name(team, branch)
+        init_opts = pulumi.ResourceOptions.merge(on_docker, pulumi.ResourceOptions(depends_on=list(waits_for)))
+        init_labels = label_args(labels.oduflow_labels(team, branch, "init"))
+        if args.template_database_name is None:
+            init = one_shot(
+                f"{name}-init",
+                container_name=init_name,
+                image=args.image,
+                command=odoo_init.install_command(self.database_name, ["base"]),
+                envs=db_envs,
+                uploads=[conf_upload],
+                volumes=volumes,
+                networks=networks,
+                labels=init_labels,
+                opts=init_opts,
+            )
+        else:
+            template_volumes = [*volumes]
+            if args.template_filestore is not None:
+                template_volumes.append(
+                    docker.ContainerVolumeArgs(
+                        volume_name=args.template_filestore,
+                        container_path=odoo_init.TEMPLATE_FILESTORE_MOUNT,
+                        read_only=True,
+                    )
+                )
+            init = one_shot(
+                f"{name}-init",
+                container_name=init_name,
+                image=args.image,
+                entrypoints=["/bin/sh", "-c"],
+                command=[odoo_init.clone_finish_script(args.template_database_name, self.database_name)],
+                envs=[
+                    f"PGHOST={args.shared.db_host}",
+                    f"PGPORT={args.shared.db_port}",
+                    pulumi.Output.from_input(args.role_name).apply(lambda r: f"PGUSER={r}"),
+                    secret_env("PGPASSWORD", args.role_password),
+                    f"PGDATABASE={self.database_name}",
+                ],
+                volumes=template_volumes,
+                networks=networks,
+                labels=init_labels,
+                opts=init_opts,
+            )
+        waits_for.append(init)
+        checks.append(succeeded(init, init_name))
+
         label_values = labels.oduflow_labels(team, branch, "odoo") | labels.traefik_labels(
             labels.Route(
                 team_id=team,
@@ -178,27 +239,23 @@ class OdooEnvironment(pulumi.ComponentResource):
                 tls=args.tls,
                 websocket=limits.workers > 0,
                 basic_auth=args.basic_auth_users is not None,
-            )
+                resolver=args.tls_resolver,
+            ),
+            network=args.network_name,
         )
         container_labels: list[pulumi.Input[docker.ContainerLabelArgs]] = label_args(label_values)
         if args.basic_auth_users is not None:
             key, _ = labels.basic_auth_label(team, "")
             container_labels.append(docker.ContainerLabelArgs(label=key, value=args.basic_auth_users))
 
-        networks = [args.shared.network_name, args.team_network, *args.extra_networks]
         self.container: docker.Container | None = None
         if not args.disabled:
             self.container = docker.Container(
                 f"{name}-odoo",
                 name=naming.env_container_name(team, branch),
                 image=args.image,
-                envs=[
-                    f"HOST={args.shared.db_host}",
-                    f"PORT={args.shared.db_port}",
-                    pulumi.Output.from_input(args.role_name).apply(lambda r: f"USER={r}"),
-                    secret_env("PASSWORD", args.role_password),
-                ],
-                uploads=[docker.ContainerUploadArgs(file=odoo_conf.ODOO_CONF_PATH, content=conf)],
+                envs=db_envs,
+                uploads=[conf_upload],
                 ports=[
                     docker.ContainerPortArgs(
                         internal=naming.ODOO_HTTP_PORT, external=args.host_port, ip=args.publish_address
@@ -220,5 +277,6 @@ class OdooEnvironment(pulumi.ComponentResource):
                 "databaseName": self.database_name,
                 "hostPort": self.host_port,
                 "disabled": args.disabled,
+                "oneShotsSucceeded": pulumi.Output.all(*checks),
             }
         )

@@ -55,8 +55,13 @@ def traefik_command(platform: Platform, dns: Dns | None) -> list[str]:
         if platform.acme_email:
             args.append(f"{resolver}.email={platform.acme_email}")
         if dns is not None:
-            # DNS-01 through Cloudflare: works before the host is reachable and for any name.
+            # DNS-01 through Cloudflare for the zone: works before the host is reachable; HTTP-01
+            # for hosts outside it. Both keep their accounts and certificates in one acme.json.
+            http = f"--certificatesresolvers.{naming.TLS_RESOLVER_HTTP}.acme"
             args.append(f"{resolver}.dnschallenge.provider=cloudflare")
+            args += [f"{http}.storage={TRAEFIK_CERTS_PATH}/acme.json", f"{http}.httpchallenge.entrypoint=web"]
+            if platform.acme_email:
+                args.append(f"{http}.email={platform.acme_email}")
         else:
             args.append(f"{resolver}.httpchallenge.entrypoint=web")
     if platform.dashboard:

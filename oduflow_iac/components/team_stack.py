@@ -17,9 +17,9 @@ import pulumi_docker as docker
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
-from oduflow_iac import backup, labels, naming
+from oduflow_iac import backup, labels, naming, odoo_conf, odoo_init
 from oduflow_iac.cascade import resolve_addons
-from oduflow_iac.components.common import as_secret, label_args, secret_env
+from oduflow_iac.components.common import as_secret, label_args, one_shot, secret_env, succeeded
 from oduflow_iac.components.odoo_environment import (
     DB_ENCODING,
     DB_LC_COLLATE,
@@ -56,6 +56,16 @@ def dns_record_names(config: Config, team_id: str) -> list[str]:
         if not inside_wildcard and host not in names:
             names.append(host)
     return [n for n in names if n == zone or n.endswith(f".{zone}")]
+
+
+def tls_resolver_for(config: Config, host: str) -> str:
+    """DNS-01 through Cloudflare inside the managed zone; HTTP-01 for a host outside it (a client's
+    own domain), which that zone's token cannot prove."""
+    if config.dns is None:
+        return naming.TLS_RESOLVER
+    zone = config.dns.zone.lower().rstrip(".")
+    inside = host.lower() == zone or host.lower().endswith(f".{zone}")
+    return naming.TLS_RESOLVER if inside else naming.TLS_RESOLVER_HTTP
 
 
 def lifecycle_rules(days: int) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
@@ -125,10 +135,14 @@ class TeamStack(pulumi.ComponentResource):
 
         self.templates: dict[str, postgresql.Database] = {}
         self.templates_ready: dict[str, docker.Container] = {}
+        self.template_filestores: dict[str, docker.Volume] = {}
+        checks: list[pulumi.Output[int]] = []
         for tname, template in team.templates.items():
+            tkey = f"{name}-template-{naming.slugify_branch(tname)}"
+            db_name = naming.template_db_name(team_id, tname)
             db = postgresql.Database(
-                f"{name}-template-{tname}",
-                name=naming.template_db_name(team_id, tname),
+                tkey,
+                name=db_name,
                 owner=self.role.name,
                 template="template0",
                 encoding=DB_ENCODING,
@@ -137,38 +151,36 @@ class TeamStack(pulumi.ComponentResource):
                 is_template=True,
                 opts=on_pg,
             )
-            revoke = revoke_public_connect(f"{name}-template-{tname}-revoke-public", db.name, on_pg)
-            # Install the template's modules once; `attach` makes Pulumi wait until Odoo exits so
-            # no session holds the template when environments are cloned from it.
-            init = docker.Container(
-                f"{name}-template-{tname}-init",
-                name=naming.fit_identifier(f"oduflow-{team_id}-template-{tname}-init"),
+            revoke = revoke_public_connect(f"{tkey}-revoke-public", db.name, on_pg)
+            # The attachments the module install writes; environments cloned from the template get a copy.
+            filestore = docker.Volume(
+                f"{tkey}-filestore", name=naming.template_filestore_volume_name(team_id, tname), opts=on_docker
+            )
+            # Install the template's modules once; Pulumi waits until Odoo exits, so no session holds
+            # the template when environments are cloned from it.
+            init_name = naming.template_init_container_name(team_id, tname)
+            init = one_shot(
+                f"{tkey}-init",
+                container_name=init_name,
                 image=template.odoo_image,
-                command=[
-                    "odoo",
-                    "-d",
-                    naming.template_db_name(team_id, tname),
-                    "-i",
-                    ",".join(template.modules),
-                    "--stop-after-init",
-                    "--without-demo=all",
-                    "--no-http",
-                ],
+                command=odoo_init.install_command(db_name, template.modules),
                 envs=[
                     f"HOST={shared.db_host}",
                     f"PORT={shared.db_port}",
                     self.role.name.apply(lambda r: f"USER={r}"),
                     secret_env("PASSWORD", self.role_password.result),
                 ],
-                networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=shared.network_name)],
-                attach=True,
-                must_run=False,
-                restart="no",
+                volumes=[
+                    docker.ContainerVolumeArgs(volume_name=filestore.name, container_path=odoo_conf.FILESTORE_PATH)
+                ],
+                networks=[shared.network_name],
                 labels=label_args(labels.oduflow_labels(team_id, None, "template-init")),
                 opts=pulumi.ResourceOptions.merge(on_docker, pulumi.ResourceOptions(depends_on=[db, revoke])),
             )
+            checks.append(succeeded(init, init_name))
             self.templates[tname] = db
             self.templates_ready[tname] = init
+            self.template_filestores[tname] = filestore
 
         basic_auth: pulumi.Output[str] | None = None
         if args.ui_password is not None:
@@ -188,9 +200,12 @@ class TeamStack(pulumi.ComponentResource):
             image = config.env_image(team_id, env)
             depends: list[pulumi.Resource] = []
             template_db: pulumi.Input[str] | None = None
+            template_filestore: pulumi.Input[str] | None = None
             if env.template is not None:
                 template_db = self.templates[env.template].name
+                template_filestore = self.template_filestores[env.template].name
                 depends.append(self.templates_ready[env.template])
+            host = config.env_hostname(team_id, env)
             env_name = naming.resource_name(name, env.slug)
             self.environments[env.branch] = OdooEnvironment(
                 env_name,
@@ -199,7 +214,7 @@ class TeamStack(pulumi.ComponentResource):
                     branch=env.branch,
                     env_type=env.type,
                     image=image,
-                    host=config.env_hostname(team_id, env),
+                    host=host,
                     host_port=config.environment_port(team_id, env.branch),
                     limits=config.env_limits(env),
                     role_name=self.role.name,
@@ -210,6 +225,12 @@ class TeamStack(pulumi.ComponentResource):
                     tls=tls,
                     basic_auth_users=basic_auth if env.type != "production" else None,
                     template_database=template_db,
+                    template_database_name=(
+                        naming.template_db_name(team_id, env.template) if env.template is not None else None
+                    ),
+                    template_filestore=template_filestore,
+                    network_name=config.platform.network,
+                    tls_resolver=tls_resolver_for(config, host),
                     addons=resolve_addons(levels, env.type, image, env.addons),  # type: ignore[arg-type]
                     addons_fetch_image=config.platform.addons_fetch_image,
                     extra_networks=list(env.networks),
@@ -232,6 +253,7 @@ class TeamStack(pulumi.ComponentResource):
                 "network": self.network.name,
                 "role": self.role.name,
                 "environments": {b: e.url for b, e in self.environments.items()},
+                "templatesInitialised": pulumi.Output.all(*checks),
             }
         )
 

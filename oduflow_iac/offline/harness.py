@@ -277,7 +277,9 @@ def run_offline(
         monitor=monitor,
         logger=logging.getLogger("oduflow_iac.offline"),
     )
+    # Nothing left over from an earlier run (one that failed leaves outputs pending).
     settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
     _sync_await(run_pulumi_func(program))
     root = settings.get_root_resource()
     outputs = _sync_await(_resolve_outputs(dict(getattr(root, "outputs", {}) or {})))
