@@ -214,10 +214,12 @@ class Retention(_Model):
     weekly: int = Field(default=4, ge=0)
     monthly: int = Field(default=6, ge=0)
 
-    @property
-    def days(self) -> int:
-        """How long the oldest kept backup lives: the S3 lifecycle expiry."""
-        return max(self.daily, self.weekly * 7, self.monthly * 31, 1)
+    def tiers(self) -> list[tuple[str, int]]:
+        """(key prefix, days an object lives) of each kept tier: every night's backup goes to
+        `daily/`, Sunday's also to `weekly/`, the 1st of the month's also to `monthly/`; each
+        prefix has its own S3 expiry, so N of each are kept."""
+        tiers = [("daily", self.daily), ("weekly", self.weekly * 7), ("monthly", self.monthly * 31)]
+        return [(prefix, days) for prefix, days in tiers if days > 0]
 
 
 class Backup(_Model):
@@ -354,6 +356,7 @@ class Config(_Model):
 
     _path: Path = PrivateAttr(default=Path("oduflow.toml"))
     _ports: dict[str, dict[str, int]] = PrivateAttr(default_factory=dict)
+    _unlocked: list[str] = PrivateAttr(default_factory=list)
 
     @property
     def path(self) -> Path:
@@ -368,6 +371,12 @@ class Config(_Model):
     def teams(self) -> list[tuple[str, Team]]:
         """Teams in a stable order: numerically by id where ids are numbers."""
         return sorted(self.team.items(), key=lambda kv: _team_sort_key(kv[0]))
+
+    @property
+    def unlocked_environments(self) -> list[str]:
+        """`team/branch` of environments without a pinned port or an entry in the port lock: their
+        ports can still move when environments listed before them are removed."""
+        return self._unlocked
 
     def environment_port(self, team_id: str, branch: str) -> int:
         return self._ports[team_id][branch]
@@ -470,6 +479,12 @@ def load_config(path: str | Path, *, lock_path: str | Path | None = None) -> Con
     lock_file = Path(lock_path) if lock_path is not None else ports.lock_path_for(path)
     lock = ports.read_lock(lock_file)
     config._ports = ports.assign_all(config, lock, shown)
+    config._unlocked = [
+        f"{team_id}/{env.branch}"
+        for team_id, team in config.teams
+        for env in team.environments
+        if env.port is None and lock.get(team_id, {}).get(env.branch) != config._ports[team_id][env.branch]
+    ]
     return config
 
 

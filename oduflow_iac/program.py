@@ -23,6 +23,7 @@ from oduflow_iac.components import SharedInfra, SharedInfraArgs, SharedRefs, Tea
 from oduflow_iac.components.common import as_secret
 from oduflow_iac.components.shared_infra import POSTGRES_INTERNAL_PORT, POSTGRES_SUPERUSER
 from oduflow_iac.config import SECRETS_NAMESPACE, Config, SecretValue, load_config
+from oduflow_iac.errors import UsageError
 
 LAYOUTS = ("all", "shared", "team")
 
@@ -35,6 +36,17 @@ class ProgramSettings:
     layout: str = "all"
     team: str | None = None
     shared_stack: str | None = None
+
+    def problem(self, config: Config) -> str | None:
+        """Why these settings cannot deploy `config`, or None."""
+        if self.layout not in LAYOUTS:
+            return f"oduflow:layout is {self.layout!r}; it must be one of {', '.join(LAYOUTS)}"
+        if self.layout == "team":
+            if not self.team or self.team not in config.team:
+                return f"oduflow:team is {self.team!r}, not a team of {config.path}"
+            if not self.shared_stack:
+                return "oduflow:sharedStack is required by a team stack (e.g. organization/oduflow/shared)"
+        return None
 
     @classmethod
     def from_pulumi_config(cls, config: Config) -> ProgramSettings:
@@ -58,8 +70,9 @@ def secret_input(value: SecretValue | None) -> pulumi.Output[str] | None:
 
 def build(config: Config, settings: ProgramSettings) -> None:
     """Declare the platform for `config` (called by __main__.py and by the offline plan)."""
-    if settings.layout not in LAYOUTS:
-        raise ValueError(f"oduflow:layout must be one of {', '.join(LAYOUTS)}")
+    problem = settings.problem(config)
+    if problem:
+        raise UsageError(problem)
     dns_token = secret_input(config.dns.api_token) if config.dns else None
 
     if settings.layout == "team":
@@ -109,9 +122,7 @@ def _export_shared(config: Config, settings: ProgramSettings, shared: SharedInfr
 def _refs_from_shared_stack(
     config: Config, settings: ProgramSettings, dns_token: pulumi.Output[str] | None
 ) -> SharedRefs:
-    if not settings.shared_stack:
-        raise ValueError("a team stack needs oduflow:sharedStack (e.g. org/oduflow/shared)")
-    ref = pulumi.StackReference(settings.shared_stack)
+    ref = pulumi.StackReference(settings.shared_stack or "")
     docker_provider = docker.Provider(
         "shared-docker", host=ref.get_output("dockerHost").apply(lambda h: str(h or settings.docker_host))
     )
@@ -144,4 +155,9 @@ def main() -> None:
     """Entry point of `pulumi up`: the stack's `oduflow:configFile`, relative to the project."""
     path = Path(pulumi.Config("oduflow").require("configFile"))
     config = load_config(path)
+    if config.unlocked_environments:
+        pulumi.log.warn(
+            f"{len(config.unlocked_environments)} environment(s) have no port in the port lock beside {path}: "
+            "run `oduflow-iac lock` and commit it, so their host ports never move"
+        )
     build(config, ProgramSettings.from_pulumi_config(config))

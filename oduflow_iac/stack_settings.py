@@ -54,6 +54,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _config_section(doc: dict[str, Any], path: Path) -> dict[str, Any]:
+    section = doc.get("config") or {}
+    if not isinstance(section, dict):
+        raise ConfigError.single(str(path), "config", "must be a mapping of keys to values")
+    return section
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -80,13 +87,13 @@ def read_stack_settings(stack: str, project_dir: Path | None = None) -> StackSet
         return key if ":" in key else f"{project}:{key}"
 
     values: dict[str, str] = {}
-    for key, spec in (project_doc.get("config") or {}).items():
+    for key, spec in _config_section(project_doc, project_file).items():
         if isinstance(spec, dict) and "default" in spec:
             values[full(key)] = _text(spec["default"])
         elif not isinstance(spec, dict):
             values[full(key)] = _text(spec)
     secure: set[str] = set()
-    for key, value in (_read_yaml(stack_file).get("config") or {}).items():
+    for key, value in _config_section(_read_yaml(stack_file), stack_file).items():
         if isinstance(value, dict) and set(value) == {"secure"}:
             secure.add(full(key))
             values.pop(full(key), None)

@@ -61,3 +61,28 @@ def test_lock_writes_the_port_lock_and_keeps_it(write_config: Callable[[str], Pa
     before = lock.read_text()
     assert main(["lock", "--config", str(path)]) == 0
     assert lock.read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("stack_yaml", "expected"),
+    [
+        ("config:\n  oduflow:configFile: examples/oduflow.toml\n  oduflow:layout: bogus\n",
+         "oduflow:layout is 'bogus'; it must be one of all, shared, team"),
+        ("config:\n  oduflow:configFile: examples/oduflow.toml\n  oduflow:layout: team\n  oduflow:team: '9'\n",
+         "oduflow:team is '9', not a team of"),
+        ("config:\n  oduflow:configFile: examples/oduflow.toml\n  oduflow:layout: team\n  oduflow:team: '1'\n",
+         "oduflow:sharedStack is required by a team stack"),
+        ("config:\n  - a\n", "Pulumi.broken.yaml: config: must be a mapping of keys to values"),
+    ],
+)
+def test_bad_stack_settings_are_one_line_errors(tmp_path: Path, stack_yaml: str, expected: str) -> None:
+    import shutil
+
+    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "Pulumi.broken.yaml").write_text(stack_yaml)
+    result = run_cli("plan", "--stack", "broken", "--project-dir", str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -266,7 +266,8 @@ def test_cloud_stack_declares_dns_tls_and_backups() -> None:
     ):
         assert types[t] == 2, t
     lifecycle = run.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")[0]
-    assert lifecycle.inputs["rules"][0]["expiration"]["days"] == 186  # 6 monthly backups
+    expiries = {r["filter"]["prefix"]: r["expiration"]["days"] for r in lifecycle.inputs["rules"]}
+    assert expiries == {"daily/": 7, "weekly/": 28, "monthly/": 186}
     backup = named(run, CONTAINER, "oduflow-1-backup")
     envs = backup.inputs["envs"]
     assert sum(isinstance(e, Secret) for e in envs) == 2  # PGPASSWORD and the AWS secret key

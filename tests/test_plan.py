@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from oduflow_iac.cli import main
 from oduflow_iac.offline.harness import Secret, reveal
 from oduflow_iac.offline.plan import plan, render_markdown, render_table, to_json
 from tests.conftest import ROOT, SEED
@@ -160,3 +161,16 @@ def test_stack_selects_its_config_file_and_docker_host() -> None:
     provider = next(r for r in doc["resources"] if r["type"] == "pulumi:providers:docker")
     assert provider["inputs"]["host"] == "ssh://ops@odoo.acme.example"
     assert any(r["type"] == "cloudflare:index/dnsRecord:DnsRecord" for r in doc["resources"])
+
+
+def test_unlocked_ports_are_pointed_out(write_config: Callable[[str], Path]) -> None:
+    from oduflow_iac import ports
+
+    path = write_config(INLINE)
+    text = render_markdown(plan(path, project_dir=ROOT))
+    assert "3 environment(s) have no port in oduflow.ports.json (1/main, 1/feature/login, 2/main)" in text
+    assert main(["lock", "--config", str(path)]) == 0
+    assert ports.lock_path_for(path).exists()
+    assert "have no port in" not in render_markdown(plan(path, project_dir=ROOT))
+    # The example ships its lock.
+    assert "have no port in" not in render_markdown(plan(None, "local", ROOT))

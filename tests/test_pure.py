@@ -141,9 +141,14 @@ def test_basic_auth_is_a_stable_bcrypt_hash_never_the_password() -> None:
 
 
 def test_backup_script_dumps_every_target_in_custom_format() -> None:
-    script = backup.backup_script("acme-team-1", [backup.BackupTarget("oduflow_1_main", "v1")])
+    script = backup.backup_script(
+        "acme-team-1", [backup.BackupTarget("oduflow_1_main", "v1")], ["daily", "weekly", "monthly"]
+    )
     assert "pg_dump --format=custom" in script and "--dbname=oduflow_1_main" in script
-    assert '"s3://acme-team-1/oduflow_1_main/$stamp.dump"' in script
+    assert '"s3://acme-team-1/$tier/$2"' in script
+    assert 'upload /tmp/oduflow-backup/oduflow_1_main.dump "oduflow_1_main/$stamp.dump"' in script
+    assert '[ "$(date -u +%u)" = 7 ] && tiers="$tiers weekly"' in script
+    assert '[ "$(date -u +%d)" = 01 ] && tiers="$tiers monthly"' in script
     assert "-C /filestores/oduflow_1_main" in script
 
 
@@ -162,3 +167,19 @@ def test_clone_finish_and_install_commands() -> None:
     script = odoo_init.clone_finish_script("oduflow_template_1_default", "oduflow_1_main")
     assert script.startswith("set -eu\n")
     assert "[ ! -e /var/lib/odoo/filestore/oduflow_1_main ]" in script  # never overwrite an existing filestore
+
+
+def test_backup_script_is_valid_posix_shell_and_picks_tonights_tiers(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    script = backup.backup_script("b", [backup.BackupTarget("db", "v")], ["daily", "weekly", "monthly"])
+    assert subprocess.run(["sh", "-n"], input=script, text=True, check=False).returncode == 0
+    # Run the tier selection with a fake `date` saying it is Sunday the 1st: all three tiers.
+    fake = tmp_path / "date"
+    fake.write_text('#!/bin/sh\ncase "$2" in +%u) echo 7;; +%d) echo 01;; *) echo 20260101T000000Z;; esac\n')
+    fake.chmod(0o755)
+    head = "\n".join(backup.tier_selection(["daily", "weekly", "monthly"])) + '\necho "$tiers"\n'
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    out = subprocess.run(["sh", "-c", head], text=True, capture_output=True, env=env, check=True).stdout
+    assert out.split() == ["daily", "weekly", "monthly"]

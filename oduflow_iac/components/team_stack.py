@@ -68,12 +68,13 @@ def tls_resolver_for(config: Config, host: str) -> str:
     return naming.TLS_RESOLVER if inside else naming.TLS_RESOLVER_HTTP
 
 
-def lifecycle_rules(days: int) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
+def lifecycle_rules(tiers: list[tuple[str, int]]) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
+    """One expiry per retention tier's prefix; overwritten versions and failed uploads go quickly."""
     return [
         aws.s3.BucketLifecycleConfigurationRuleArgs(
-            id="expire-old-backups",
+            id=f"expire-{prefix}",
             status="Enabled",
-            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=f"{prefix}/"),
             expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days),
             noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
                 noncurrent_days=7
@@ -82,6 +83,7 @@ def lifecycle_rules(days: int) -> list[aws.s3.BucketLifecycleConfigurationRuleAr
                 days_after_initiation=2
             ),
         )
+        for prefix, days in tiers
     ]
 
 
@@ -315,7 +317,7 @@ class TeamStack(pulumi.ComponentResource):
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-backup-lifecycle",
             bucket=self.bucket.id,
-            rules=lifecycle_rules(plan.retention.days),
+            rules=lifecycle_rules(plan.retention.tiers()),
             opts=opts,
         )
         user = aws.iam.User(f"{name}-backup-user", name=naming.team_backup_user_name(team_id), opts=opts)
@@ -343,7 +345,10 @@ class TeamStack(pulumi.ComponentResource):
             # The image ships pg_dump, the AWS CLI and go-cron; the script is ours.
             entrypoints=["go-cron", plan.schedule, "/bin/sh", backup.SCRIPT_PATH],
             uploads=[
-                docker.ContainerUploadArgs(file=backup.SCRIPT_PATH, content=backup.backup_script(bucket_name, targets))
+                docker.ContainerUploadArgs(
+                    file=backup.SCRIPT_PATH,
+                    content=backup.backup_script(bucket_name, targets, [t for t, _ in plan.retention.tiers()]),
+                )
             ],
             envs=[
                 f"PGHOST={shared.db_host}",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oduflow_iac.config import Config
+from oduflow_iac.errors import UsageError
 from oduflow_iac.offline.harness import PlannedResource, PlannedRun, redact, run_offline
 from oduflow_iac.program import ProgramSettings, build
 from oduflow_iac.stack_settings import StackSettings, resolve_config
@@ -80,6 +81,10 @@ def plan_run(
         team=(settings.get("team") if settings else None) or None,
         shared_stack=(settings.get("sharedStack") if settings else None) or None,
     )
+    problem = program_settings.problem(config)
+    if problem:
+        where = f"{settings.stack_file}: " if settings else ""
+        raise UsageError(f"{where}{problem}")
     deployed = {"all": None, "shared": [], "team": [program_settings.team or ""]}.get(program_settings.layout)
     values, keys, missing = secret_config(config, settings, deployed)
     run = run_offline(
@@ -219,6 +224,8 @@ def render_table(result: PlanResult, out: Any = None) -> None:
             colour = "red" if v.level == "mandatory" else "yellow"
             table.add_row(v.policy, f"[{colour}]{v.level}[/{colour}]", _escape(_short_urn(v.urn)), _escape(v.message))
         console.print(table)
+    if result.config.unlocked_environments:
+        console.print(f"[yellow]note:[/yellow] {_escape(_unlocked_note(result.config))}")
     if result.missing_secrets:
         keys = ", ".join(result.missing_secrets)
         console.print(
@@ -226,6 +233,17 @@ def render_table(result: PlanResult, out: Any = None) -> None:
             "set each with `pulumi config set --secret KEY ...` before `pulumi up`"
         )
     console.print(_summary_line(result))
+
+
+def _unlocked_note(config: Config) -> str:
+    from oduflow_iac.ports import lock_path_for
+
+    envs = config.unlocked_environments
+    shown = ", ".join(envs[:5]) + (f" and {len(envs) - 5} more" if len(envs) > 5 else "")
+    return (
+        f"{len(envs)} environment(s) have no port in {lock_path_for(config.path).name} ({shown}): "
+        "run `oduflow-iac lock` and commit the file, so their ports never move"
+    )
 
 
 def _escape(text: str) -> str:
@@ -272,6 +290,8 @@ def render_markdown(result: PlanResult) -> str:
         for v in sorted(result.violations, key=lambda v: (v.level != "mandatory", v.policy)):
             lines.append(f"| {v.policy} | {v.level} | `{_md(_short_urn(v.urn))}` | {_md(v.message)} |")
         lines.append("")
+    if result.config.unlocked_environments:
+        lines += [f"> note: {_unlocked_note(result.config)}", ""]
     if result.missing_secrets:
         keys = ", ".join(f"`{k}`" for k in result.missing_secrets)
         lines += [f"> note: the stack has no value yet for {keys}; `pulumi up` needs them.", ""]

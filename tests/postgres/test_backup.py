@@ -105,7 +105,8 @@ def test_backup_script_dumps_restore_into_a_fresh_database(
         assert f"backed up {db.name}" in done.stdout
 
     bucket = job.script.split("s3://", 1)[1].split("/", 1)[0]
-    dumps = sorted((fake_s3 / bucket / source).glob("*.dump"))
+    # Every night lands in the daily tier (Sundays and the 1st also in weekly/monthly).
+    dumps = sorted((fake_s3 / bucket / "daily" / source).glob("*.dump"))
     assert len(dumps) == 1, list(fake_s3.rglob("*"))
 
     restored = "oduflow_restore_check"
