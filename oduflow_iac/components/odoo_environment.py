@@ -16,8 +16,8 @@ import pulumi_random as random
 
 from oduflow_iac import labels, naming, odoo_conf, odoo_init
 from oduflow_iac.cascade import ResolvedAddon
-from oduflow_iac.components.common import as_secret, label_args, one_shot, secret_env, succeeded
-from oduflow_iac.components.refs import SharedRefs
+from oduflow_iac.components.common import as_secret, label_args, one_shot, succeeded
+from oduflow_iac.components.refs import SharedRefs, TeamDatabaseAccess
 from oduflow_iac.config import EnvType, TypeDefaults
 
 # Odoo creates its databases from template0 in UTF-8 with the C collation (stable index order
@@ -36,8 +36,7 @@ class OdooEnvironmentArgs:
     host: str
     host_port: int
     limits: TypeDefaults
-    role_name: pulumi.Input[str]
-    role_password: pulumi.Input[str]
+    db_access: TeamDatabaseAccess
     team_network: pulumi.Input[str]
     shared: SharedRefs
     publish_address: str = "127.0.0.1"
@@ -106,7 +105,7 @@ class OdooEnvironment(pulumi.ComponentResource):
         self.database = postgresql.Database(
             f"{name}-db",
             name=self.database_name,
-            owner=args.role_name,
+            owner=args.db_access.role_name,
             template=args.template_database if args.template_database is not None else "template0",
             encoding=DB_ENCODING,
             lc_collate=DB_LC_COLLATE,
@@ -173,12 +172,7 @@ class OdooEnvironment(pulumi.ComponentResource):
             )
         )
 
-        db_envs: list[pulumi.Input[str]] = [
-            f"HOST={args.shared.db_host}",
-            f"PORT={args.shared.db_port}",
-            pulumi.Output.from_input(args.role_name).apply(lambda r: f"USER={r}"),
-            secret_env("PASSWORD", args.role_password),
-        ]
+        db_envs = args.db_access.odoo_envs
         networks = [args.shared.network_name, args.team_network, *args.extra_networks]
         conf_upload = docker.ContainerUploadArgs(file=odoo_conf.ODOO_CONF_PATH, content=conf)
 
@@ -216,13 +210,7 @@ class OdooEnvironment(pulumi.ComponentResource):
                 image=args.image,
                 entrypoints=["/bin/sh", "-c"],
                 command=[odoo_init.clone_finish_script(args.template_database_name, self.database_name)],
-                envs=[
-                    f"PGHOST={args.shared.db_host}",
-                    f"PGPORT={args.shared.db_port}",
-                    pulumi.Output.from_input(args.role_name).apply(lambda r: f"PGUSER={r}"),
-                    secret_env("PGPASSWORD", args.role_password),
-                    f"PGDATABASE={self.database_name}",
-                ],
+                envs=[*args.db_access.libpq_envs, f"PGDATABASE={self.database_name}"],
                 volumes=template_volumes,
                 networks=networks,
                 labels=init_labels,

@@ -21,3 +21,13 @@ class SharedRefs:
     db_port: int
     cloudflare_provider: cloudflare.Provider | None = None
     aws_provider: aws.Provider | None = None
+
+
+@dataclass
+class TeamDatabaseAccess:
+    """How a team's containers reach the shared server as the team role, built once per team:
+    the official Odoo image's variables and libpq's (for psql, pg_dump)."""
+
+    role_name: pulumi.Input[str]
+    odoo_envs: list[pulumi.Input[str]]
+    libpq_envs: list[pulumi.Input[str]]

@@ -28,7 +28,7 @@ from oduflow_iac.components.odoo_environment import (
     OdooEnvironmentArgs,
     revoke_public_connect,
 )
-from oduflow_iac.components.refs import SharedRefs
+from oduflow_iac.components.refs import SharedRefs, TeamDatabaseAccess
 from oduflow_iac.config import Config
 
 
@@ -135,6 +135,22 @@ class TeamStack(pulumi.ComponentResource):
             opts=on_pg,
         )
 
+        self.db_access = TeamDatabaseAccess(
+            role_name=self.role.name,
+            odoo_envs=[
+                f"HOST={shared.db_host}",
+                f"PORT={shared.db_port}",
+                self.role.name.apply(lambda r: f"USER={r}"),
+                secret_env("PASSWORD", self.role_password.result),
+            ],
+            libpq_envs=[
+                f"PGHOST={shared.db_host}",
+                f"PGPORT={shared.db_port}",
+                self.role.name.apply(lambda r: f"PGUSER={r}"),
+                secret_env("PGPASSWORD", self.role_password.result),
+            ],
+        )
+
         self.templates: dict[str, postgresql.Database] = {}
         self.templates_ready: dict[str, docker.Container] = {}
         self.template_filestores: dict[str, docker.Volume] = {}
@@ -166,12 +182,7 @@ class TeamStack(pulumi.ComponentResource):
                 container_name=init_name,
                 image=template.odoo_image,
                 command=odoo_init.install_command(db_name, template.modules),
-                envs=[
-                    f"HOST={shared.db_host}",
-                    f"PORT={shared.db_port}",
-                    self.role.name.apply(lambda r: f"USER={r}"),
-                    secret_env("PASSWORD", self.role_password.result),
-                ],
+                envs=self.db_access.odoo_envs,
                 volumes=[
                     docker.ContainerVolumeArgs(volume_name=filestore.name, container_path=odoo_conf.FILESTORE_PATH)
                 ],
@@ -219,8 +230,7 @@ class TeamStack(pulumi.ComponentResource):
                     host=host,
                     host_port=config.environment_port(team_id, env.branch),
                     limits=config.env_limits(env),
-                    role_name=self.role.name,
-                    role_password=self.role_password.result,
+                    db_access=self.db_access,
                     team_network=self.network.name,
                     shared=shared,
                     publish_address=config.platform.publish_address,
@@ -351,10 +361,7 @@ class TeamStack(pulumi.ComponentResource):
                 )
             ],
             envs=[
-                f"PGHOST={shared.db_host}",
-                f"PGPORT={shared.db_port}",
-                self.role.name.apply(lambda r: f"PGUSER={r}"),
-                secret_env("PGPASSWORD", self.role_password.result),
+                *self.db_access.libpq_envs,
                 key.id.apply(lambda k: f"AWS_ACCESS_KEY_ID={k}"),
                 secret_env("AWS_SECRET_ACCESS_KEY", key.secret),
                 f"AWS_DEFAULT_REGION={plan.region}",
