@@ -242,7 +242,7 @@ def _options(res: PlannedResource) -> PolicyResourceOptions:
 
 
 def _provider(
-    res: PlannedResource, by_urn: Mapping[str, PlannedResource], wires: Mapping[str, dict[str, Any]]
+    res: PlannedResource, by_urn: Mapping[str, PlannedResource], props: Mapping[str, Mapping[str, Any]]
 ) -> PolicyProviderResource | None:
     """The provider resource of a `urn::id` provider reference."""
     if not res.provider:
@@ -251,16 +251,16 @@ def _provider(
     prov = by_urn.get(urn)
     if prov is None:
         return None
-    return PolicyProviderResource(prov.type, _props(wires[urn]), prov.urn, prov.name)
+    return PolicyProviderResource(prov.type, props[urn], prov.urn, prov.name)
 
 
 def _stack_resources(
-    run: PlannedRun, by_urn: Mapping[str, PlannedResource], wires: Mapping[str, dict[str, Any]]
+    run: PlannedRun, by_urn: Mapping[str, PlannedResource], props: Mapping[str, Mapping[str, Any]]
 ) -> list[PolicyResource]:
     """Every resource, with its parent and dependencies resolved to the other PolicyResources."""
     resources = {
         r.urn: PolicyResource(
-            r.type, _props(wires[r.urn]), r.urn, r.name, _options(r), _provider(r, by_urn, wires), None, [], {}
+            r.type, props[r.urn], r.urn, r.name, _options(r), _provider(r, by_urn, props), None, [], {}
         )
         for r in run.resources
     }
@@ -320,17 +320,21 @@ def run_policies(
 
     by_urn = run.by_urn()
     wires = {r.urn: to_wire(r.inputs) for r in run.resources}
+    # The analyzer deserializes each resource again for every policy; the rules only read what
+    # they are given, so one deserialization per resource serves them all (linear, and cheaper).
+    props = {urn: _props(wire) for urn, wire in wires.items()}
+    stack_resources: list[PolicyResource] | None = None
     resource_policies = [p for p in active if isinstance(p, ResourceValidationPolicy)]
     for res in run.resources:
         if not resource_policies:
             break
         secrets = frozenset(secret_paths(res.inputs))
         opts = _options(res)
-        provider = _provider(res, by_urn, wires)
+        provider = _provider(res, by_urn, props)
         for p in resource_policies:
             args = policy.SecretAwareArgs(
                 res.type,
-                _props(wires[res.urn]),
+                props[res.urn],
                 res.urn,
                 res.name,
                 opts,
@@ -347,7 +351,9 @@ def run_policies(
     for sp in active:
         if not isinstance(sp, StackValidationPolicy):
             continue
-        stack_args = StackValidationArgs(_stack_resources(run, by_urn, wires), dict(configs[sp.name]))
+        if stack_resources is None:
+            stack_resources = _stack_resources(run, by_urn, props)
+        stack_args = StackValidationArgs(stack_resources, dict(configs[sp.name]))
         report = reporter(sp, None, fixed=False)
         try:
             _settle(sp.validate(stack_args, report))
