@@ -19,8 +19,24 @@ PORT_STRIDE = 100  # each team's range is [base + i*stride, base + i*stride + M 
 MAX_ENVIRONMENTS = PORT_STRIDE - 10
 
 _WORDS = (
-    "login", "invoicing", "rounding", "stock", "payroll", "website", "pos", "crm", "helpdesk",
-    "timesheet", "quality", "repair", "rental", "survey", "events", "fleet", "lunch", "studio",
+    "login",
+    "invoicing",
+    "rounding",
+    "stock",
+    "payroll",
+    "website",
+    "pos",
+    "crm",
+    "helpdesk",
+    "timesheet",
+    "quality",
+    "repair",
+    "rental",
+    "survey",
+    "events",
+    "fleet",
+    "lunch",
+    "studio",
 )
 
 

@@ -5,6 +5,7 @@ no Pulumi CLI, no Docker engine and no credentials. What a pull request shows be
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -118,7 +119,14 @@ def plan(
 
     config, settings = resolve_config(config_path, stack, project_dir)
     run, missing = plan_run(config, settings, stack=stack, on_register=on_register)
-    violations = run_policies(run, render_policy_config(config))
+    # The recorded run is large and lives until the end: keep the collector from walking it again
+    # and again while the policies allocate (its cost would grow with the size of the plan).
+    gc.collect()
+    gc.freeze()
+    try:
+        violations = run_policies(run, render_policy_config(config))
+    finally:
+        gc.unfreeze()
     return PlanResult(config, run, violations, missing)
 
 
