@@ -94,10 +94,10 @@ class Row:
 def plan_and_check(config_path: Path) -> PlanResult:
     """The offline plan with its policies and its JSON document, as `oduflow-iac plan --stack local
     --format json` runs it (less writing the document out)."""
-    from oduflow_iac.offline.plan import plan, to_json
+    from oduflow_iac.offline.plan import plan, render_json
 
     result = plan(config_path, "local", ROOT)
-    json.dumps(to_json(result), indent=2)
+    render_json(result)
     return result
 
 
@@ -339,9 +339,23 @@ def report(rows: Sequence[Row]) -> str:
     return "\n".join(parts)
 
 
+def _scenario(text: str) -> Scenario:
+    teams, sep, envs = text.partition("x")
+    if not (sep and teams.isdigit() and envs.isdigit() and int(teams) > 0 and int(envs) > 0):
+        raise argparse.ArgumentTypeError(f"expected TEAMSxENVS such as 20x50, got {text!r}")
+    return Scenario(int(teams), int(envs))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="only the tiny 2x3 scenario")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        type=_scenario,
+        metavar="TEAMSxENVS",
+        help="measure this scenario instead of the default three (repeatable), e.g. 20x50",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="time each side in N processes (median)")
     parser.add_argument("--workdir", type=Path, help="where scenarios and results are written")
     parser.add_argument(
@@ -360,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker:
         worker(args.worker, args.mode, args.config, args.spec, args.out, args.floor == "typed")
         return 0
-    chosen = QUICK if args.quick else FULL
+    chosen = QUICK if args.quick else tuple(args.scenario) if args.scenario else FULL
     rows = run(
         chosen, args.workdir, args.repeat, progress=lambda m: print(m, file=sys.stderr, flush=True), floor=args.floor
     )

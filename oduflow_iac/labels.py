@@ -66,11 +66,15 @@ def basic_auth_label(team_id: str, users: str) -> tuple[str, str]:
     return f"traefik.http.middlewares.{naming.team_auth_middleware_name(team_id)}.basicauth.users", users
 
 
+# Traefik checks the hash on every request, without a cache, and Odoo's web client makes dozens
+# of requests per page: cost 10 would spend ~60 ms of the shared proxy's CPU on each. 5 is the
+# cost `htpasswd -B` uses, the hashes Traefik's own documentation generates.
+BCRYPT_COST = 5
 _BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _BCRYPT_LAST = ".Oeu"  # the 22nd salt character carries 2 bits: only these four are canonical
 
 
-def bcrypt_salt(seed: str, cost: int = 10) -> bytes:
+def bcrypt_salt(seed: str, cost: int = BCRYPT_COST) -> bytes:
     """A valid bcrypt salt from stored random text, so the hash (and the label holding it) is the
     same on every run: a new salt each run would replace every container on every `pulumi up`."""
     chars = [c if c in _BCRYPT_ALPHABET else "." for c in seed[:21].ljust(21, ".")]

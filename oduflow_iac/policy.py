@@ -22,6 +22,7 @@ checked against. Without config a rule checks what it can on its own.
 
 from __future__ import annotations
 
+import io
 import re
 import shlex
 from collections.abc import Iterable, Mapping
@@ -593,24 +594,37 @@ def dumped_databases(script: str) -> set[str]:
     for line in script.splitlines():
         if "pg_dump" not in line or line.lstrip().startswith("#"):
             continue
+        # Words are read one at a time and the line left as soon as no pg_dump remains in it:
+        # a backup script has one long line per environment, most of it uploads.
+        stream = io.StringIO(line)
+        lexer = shlex.shlex(stream, posix=True)
+        lexer.whitespace_split = True
+        lexer.commenters = ""
+        words = iter(lexer)
+        in_dump = wants_value = False  # wants_value: the last word was `-d` or `--dbname`
+        on_line: set[str] = set()
         try:
-            tokens = shlex.split(line)
+            for token in words:
+                word = token.rstrip(";")
+                if wants_value:
+                    on_line.add(word)
+                    wants_value = False
+                elif word == "pg_dump" or word.endswith("/pg_dump"):
+                    in_dump = True
+                elif in_dump:
+                    if word.startswith("--dbname="):
+                        on_line.add(word.split("=", 1)[1])
+                    elif word in ("--dbname", "-d"):
+                        wants_value = True
+                    elif word.startswith("-d") and not word.startswith("--") and len(word) > 2:
+                        on_line.add(word[2:])
+                if token in ("&&", "||", "|") or token.endswith(";"):
+                    in_dump = wants_value = False
+                    if "pg_dump" not in line[stream.tell() :]:
+                        break
         except ValueError:
-            continue
-        in_dump = False
-        for i, token in enumerate(tokens):
-            if token in ("&&", "||", "|", ";") or token.endswith(";"):
-                in_dump = False
-            if token == "pg_dump" or token.endswith("/pg_dump"):
-                in_dump = True
-            elif in_dump:
-                nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
-                if token.startswith("--dbname="):
-                    found.add(token.split("=", 1)[1].rstrip(";"))
-                elif token in ("--dbname", "-d") and nxt:
-                    found.add(nxt.rstrip(";"))
-                elif token.startswith("-d") and not token.startswith("--") and len(token) > 2:
-                    found.add(token[2:].rstrip(";"))
+            continue  # unbalanced quotes: not a line the shell would run either
+        found |= on_line
     return found
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,7 +15,14 @@ import pytest
 
 from oduflow_iac.cli import main
 from oduflow_iac.offline.harness import Secret, reveal
-from oduflow_iac.offline.plan import plan, render_markdown, render_table, to_json
+from oduflow_iac.offline.plan import (
+    COMMENT_LIMIT,
+    COMMENT_MARKER,
+    plan,
+    render_markdown,
+    render_table,
+    to_json,
+)
 from tests.conftest import ROOT, SEED
 
 INLINE = SEED + """
@@ -37,9 +45,14 @@ odoo_image = "odoo:18.0"
 """
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "oduflow_iac.cli", "plan", *args], capture_output=True, text=True, cwd=ROOT, check=False
+        [sys.executable, "-m", "oduflow_iac.cli", "plan", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -126,6 +139,38 @@ def test_markdown_is_a_pull_request_comment() -> None:
     )
 
 
+def test_markdown_of_a_large_plan_fits_in_a_comment() -> None:
+    """GitHub refuses comments over 65,536 characters: what does not fit is counted, not cut off."""
+    from dataclasses import replace
+
+    from oduflow_iac.offline.bridge import Violation
+
+    result = plan(None, "local", ROOT)
+    full = render_markdown(result)
+    assert len(full) <= COMMENT_LIMIT
+    # Resources by type instead of one by one.
+    text = render_markdown(result, limit=len(full) - 1)
+    assert len(text) < len(full) and "All resources" not in text
+    assert "<details><summary>Resources by type</summary>" in text and text.rstrip().endswith("</details>")
+    containers = sum(r.type == "docker:index/container:Container" for r in result.run.resources)
+    assert f"| `docker:index/container:Container` | {containers} |" in text
+    assert "| 1 | main (production), staging (staging), feature/login (development)" in text
+    # Then environments and ports counted.
+    text = render_markdown(result, limit=len(text) - 1)
+    assert "| 1 | 4: 2 development, 1 production, 1 staging | " in text
+    assert "| 4 in 50000–50003 |" in text and "50001" not in text
+    # Then as many violations as fit, mandatory first, and how many are left out.
+    many = [Violation("ports", "advisory", None, f"advisory {i}") for i in range(300)]
+    many += [Violation("quotas", "mandatory", None, f"mandatory {i}") for i in range(300)]
+    crowded = replace(result, violations=many)
+    text = render_markdown(crowded, limit=6_000)
+    assert len(text) <= 6_000 and text.startswith(COMMENT_MARKER)
+    shown = text.count("| quotas | mandatory |") + text.count("| ports | advisory |")
+    assert 0 < shown < 600 and f"… and {600 - shown} more violations" in text
+    assert text.count("| quotas | mandatory |") == shown  # mandatory ones come first
+    assert "Resources by type" in text
+
+
 def test_table_is_a_tree_then_a_summary() -> None:
     result = run_cli("--stack", "local")
     assert result.returncode == 0
@@ -153,6 +198,20 @@ def test_mandatory_violation_exit_1(write_config: Callable[[str], Path]) -> None
     doc = json.loads(result.stdout)
     assert doc["summary"]["mandatory"] >= 1
     assert any(v["level"] == "mandatory" and "latest" in v["message"] for v in doc["violations"])
+
+
+@pytest.mark.parametrize("fmt", ["json", "markdown"])
+def test_same_plan_byte_for_byte_in_every_process(fmt: str) -> None:
+    """A plan is diffed against the previous one in review: nothing may depend on the process
+    (string hashing changes the order of Python sets from one process to the next)."""
+    runs = [run_cli("--stack", "cloud", "--format", fmt, env={"PYTHONHASHSEED": seed}) for seed in ("1", "2")]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout
+    assert all(r.stderr == "" for r in runs), runs[0].stderr
+    if fmt == "json":  # one resource per line: a change shows as the lines of the resources it touches
+        lines = runs[0].stdout.splitlines()
+        doc = json.loads(runs[0].stdout)
+        assert sum(1 for line in lines if line.startswith('    {"urn": ')) == len(doc["resources"])
 
 
 def test_stack_selects_its_config_file_and_docker_host() -> None:

@@ -578,6 +578,9 @@ def test_backups_not_configured_or_not_in_stack() -> None:
         ("pg_dump -ddb4", {"db4"}),
         ("# pg_dump --dbname=commented", set()),
         ("echo pg_dump is not run here", set()),
+        ("pg_dump --dbname=db5; pg_dump -d db6 && tar -d x; echo 'pg_dump -d quoted'", {"db5", "db6"}),
+        ("pg_dump -d db7; tar -d notadb", {"db7"}),
+        ("pg_dump -d db8 --file 'x", set()),  # unbalanced quote: not a line the shell runs
     ],
 )
 def test_dumped_databases(line: str, databases: set[str]) -> None:

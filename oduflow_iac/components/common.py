@@ -8,9 +8,9 @@ import pulumi
 import pulumi_docker as docker
 
 
-def label_args(values: dict[str, str]) -> list[pulumi.Input[docker.ContainerLabelArgs]]:
+def label_args(values: dict[str, str]) -> list[pulumi.Input[docker.ContainerLabelArgsDict]]:
     """Docker's label list from a plain mapping (order kept, so plans diff cleanly)."""
-    return [docker.ContainerLabelArgs(label=k, value=v) for k, v in values.items()]
+    return [docker.ContainerLabelArgsDict(label=k, value=v) for k, v in values.items()]
 
 
 def as_secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -29,12 +29,12 @@ def one_shot(
     container_name: str,
     image: str,
     command: list[str],
-    labels: list[pulumi.Input[docker.ContainerLabelArgs]],
+    labels: list[pulumi.Input[docker.ContainerLabelArgsDict]],
     opts: pulumi.ResourceOptions,
     entrypoints: list[str] | None = None,
     envs: list[pulumi.Input[str]] | None = None,
-    uploads: list[docker.ContainerUploadArgs] | None = None,
-    volumes: list[docker.ContainerVolumeArgs] | None = None,
+    uploads: list[docker.ContainerUploadArgsDict] | None = None,
+    volumes: list[docker.ContainerVolumeArgsDict] | None = None,
     networks: list[pulumi.Input[str]] | None = None,
 ) -> docker.Container:
     """A container that runs once, when created: `attach` makes Pulumi wait until it exits, and
@@ -48,7 +48,7 @@ def one_shot(
         envs=envs,
         uploads=uploads,
         volumes=volumes,
-        networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=n) for n in networks or []],
+        networks_advanced=[docker.ContainerNetworksAdvancedArgsDict(name=n) for n in networks or []],
         attach=True,
         logs=True,
         must_run=False,

@@ -77,8 +77,8 @@ def addons_fetch_script(addons: list[ResolvedAddon], root: str = odoo_conf.ADDON
     return "\n".join(lines) + "\n"
 
 
-def odoo_healthcheck() -> docker.ContainerHealthcheckArgs:
-    return docker.ContainerHealthcheckArgs(
+def odoo_healthcheck() -> docker.ContainerHealthcheckArgsDict:
+    return docker.ContainerHealthcheckArgsDict(
         tests=["CMD-SHELL", f"curl -fsS http://127.0.0.1:{naming.ODOO_HTTP_PORT}/web/health || exit 1"],
         interval="30s",
         timeout="10s",
@@ -121,13 +121,15 @@ class OdooEnvironment(pulumi.ComponentResource):
             f"{name}-filestore",
             name=naming.env_filestore_volume_name(team, branch),
             labels=[
-                docker.VolumeLabelArgs(label=k, value=v)
+                docker.VolumeLabelArgsDict(label=k, value=v)
                 for k, v in labels.oduflow_labels(team, branch, "filestore").items()
             ],
             opts=pulumi.ResourceOptions.merge(on_docker, pulumi.ResourceOptions(protect=keep)),
         )
 
-        volumes = [docker.ContainerVolumeArgs(volume_name=self.filestore.name, container_path=odoo_conf.FILESTORE_PATH)]
+        volumes = [
+            docker.ContainerVolumeArgsDict(volume_name=self.filestore.name, container_path=odoo_conf.FILESTORE_PATH)
+        ]
         waits_for: list[pulumi.Resource] = [self.database, self.revoke]
         checks: list[pulumi.Output[int]] = []
         addons_paths: list[str] = []
@@ -143,7 +145,7 @@ class OdooEnvironment(pulumi.ComponentResource):
                 entrypoints=["/bin/sh", "-c"],
                 command=[addons_fetch_script(args.addons)],
                 volumes=[
-                    docker.ContainerVolumeArgs(volume_name=addons_volume.name, container_path=odoo_conf.ADDONS_ROOT)
+                    docker.ContainerVolumeArgsDict(volume_name=addons_volume.name, container_path=odoo_conf.ADDONS_ROOT)
                 ],
                 labels=label_args(labels.oduflow_labels(team, branch, "addons-fetch")),
                 opts=on_docker,
@@ -151,7 +153,7 @@ class OdooEnvironment(pulumi.ComponentResource):
             waits_for.append(fetch)
             checks.append(succeeded(fetch, fetch_name))
             volumes.append(
-                docker.ContainerVolumeArgs(
+                docker.ContainerVolumeArgsDict(
                     volume_name=addons_volume.name, container_path=odoo_conf.ADDONS_ROOT, read_only=True
                 )
             )
@@ -174,7 +176,7 @@ class OdooEnvironment(pulumi.ComponentResource):
 
         db_envs = args.db_access.odoo_envs
         networks = [args.shared.network_name, args.team_network, *args.extra_networks]
-        conf_upload = docker.ContainerUploadArgs(file=odoo_conf.ODOO_CONF_PATH, content=conf)
+        conf_upload = docker.ContainerUploadArgsDict(file=odoo_conf.ODOO_CONF_PATH, content=conf)
 
         # Once, when the environment is created: install base into a fresh database, or finish a
         # clone of the template the way Odoo's own duplicate does.
@@ -198,7 +200,7 @@ class OdooEnvironment(pulumi.ComponentResource):
             template_volumes = [*volumes]
             if args.template_filestore is not None:
                 template_volumes.append(
-                    docker.ContainerVolumeArgs(
+                    docker.ContainerVolumeArgsDict(
                         volume_name=args.template_filestore,
                         container_path=odoo_init.TEMPLATE_FILESTORE_MOUNT,
                         read_only=True,
@@ -231,10 +233,10 @@ class OdooEnvironment(pulumi.ComponentResource):
             ),
             network=args.network_name,
         )
-        container_labels: list[pulumi.Input[docker.ContainerLabelArgs]] = label_args(label_values)
+        container_labels: list[pulumi.Input[docker.ContainerLabelArgsDict]] = label_args(label_values)
         if args.basic_auth_users is not None:
             key, _ = labels.basic_auth_label(team, "")
-            container_labels.append(docker.ContainerLabelArgs(label=key, value=args.basic_auth_users))
+            container_labels.append(docker.ContainerLabelArgsDict(label=key, value=args.basic_auth_users))
 
         self.container: docker.Container | None = None
         if not args.disabled:
@@ -245,12 +247,12 @@ class OdooEnvironment(pulumi.ComponentResource):
                 envs=db_envs,
                 uploads=[conf_upload],
                 ports=[
-                    docker.ContainerPortArgs(
+                    docker.ContainerPortArgsDict(
                         internal=naming.ODOO_HTTP_PORT, external=args.host_port, ip=args.publish_address
                     )
                 ],
                 volumes=volumes,
-                networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=n) for n in networks],
+                networks_advanced=[docker.ContainerNetworksAdvancedArgsDict(name=n) for n in networks],
                 labels=container_labels,
                 healthcheck=odoo_healthcheck(),
                 memory=limits.memory_mb,

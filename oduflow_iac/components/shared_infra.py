@@ -70,8 +70,8 @@ def traefik_command(platform: Platform, dns: Dns | None) -> list[str]:
     return args
 
 
-def postgres_healthcheck() -> docker.ContainerHealthcheckArgs:
-    return docker.ContainerHealthcheckArgs(
+def postgres_healthcheck() -> docker.ContainerHealthcheckArgsDict:
+    return docker.ContainerHealthcheckArgsDict(
         tests=["CMD-SHELL", f"pg_isready -U {POSTGRES_SUPERUSER} -h 127.0.0.1"],
         interval="10s",
         timeout="5s",
@@ -97,7 +97,7 @@ class SharedInfra(pulumi.ComponentResource):
             f"{name}-net",
             name=platform.network,
             driver="bridge",
-            labels=[docker.NetworkLabelArgs(label=k, value=v) for k, v in managed.items()],
+            labels=[docker.NetworkLabelArgsDict(label=k, value=v) for k, v in managed.items()],
             opts=on_docker,
         )
 
@@ -119,12 +119,14 @@ class SharedInfra(pulumi.ComponentResource):
                 secret_env("POSTGRES_PASSWORD", self.postgres_password.result),
             ],
             ports=[
-                docker.ContainerPortArgs(
+                docker.ContainerPortArgsDict(
                     internal=POSTGRES_INTERNAL_PORT, external=platform.postgres_port, ip="127.0.0.1"
                 )
             ],
-            volumes=[docker.ContainerVolumeArgs(volume_name=db_volume.name, container_path="/var/lib/postgresql/data")],
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.network.name)],
+            volumes=[
+                docker.ContainerVolumeArgsDict(volume_name=db_volume.name, container_path="/var/lib/postgresql/data")
+            ],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgsDict(name=self.network.name)],
             healthcheck=postgres_healthcheck(),
             memory=platform.postgres_memory_mb,
             restart="unless-stopped",
@@ -135,22 +137,22 @@ class SharedInfra(pulumi.ComponentResource):
         )
 
         traefik_volumes = [
-            docker.ContainerVolumeArgs(host_path=DOCKER_SOCKET, container_path=DOCKER_SOCKET, read_only=True)
+            docker.ContainerVolumeArgsDict(host_path=DOCKER_SOCKET, container_path=DOCKER_SOCKET, read_only=True)
         ]
         if platform.tls:
             certs = docker.Volume(f"{name}-traefik-certs", name=naming.TRAEFIK_CERTS_VOLUME, opts=on_docker)
             traefik_volumes.append(
-                docker.ContainerVolumeArgs(volume_name=certs.name, container_path=TRAEFIK_CERTS_PATH)
+                docker.ContainerVolumeArgsDict(volume_name=certs.name, container_path=TRAEFIK_CERTS_PATH)
             )
         traefik_envs: list[pulumi.Input[str]] = []
         if platform.tls and args.dns is not None and args.dns_api_token is not None:
             traefik_envs.append(secret_env("CF_DNS_API_TOKEN", args.dns_api_token))
         traefik_ports = [
-            docker.ContainerPortArgs(internal=80, external=80),
-            docker.ContainerPortArgs(internal=443, external=443),
+            docker.ContainerPortArgsDict(internal=80, external=80),
+            docker.ContainerPortArgsDict(internal=443, external=443),
         ]
         if platform.dashboard:
-            traefik_ports.append(docker.ContainerPortArgs(internal=8080, external=8080, ip="127.0.0.1"))
+            traefik_ports.append(docker.ContainerPortArgsDict(internal=8080, external=8080, ip="127.0.0.1"))
         self.traefik = docker.Container(
             f"{name}-traefik",
             name=naming.SHARED_TRAEFIK_CONTAINER,
@@ -159,8 +161,8 @@ class SharedInfra(pulumi.ComponentResource):
             envs=traefik_envs,
             ports=traefik_ports,
             volumes=traefik_volumes,
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.network.name)],
-            healthcheck=docker.ContainerHealthcheckArgs(
+            networks_advanced=[docker.ContainerNetworksAdvancedArgsDict(name=self.network.name)],
+            healthcheck=docker.ContainerHealthcheckArgsDict(
                 tests=["CMD", "traefik", "healthcheck", "--ping"], interval="15s", timeout="5s", retries=3
             ),
             restart="unless-stopped",

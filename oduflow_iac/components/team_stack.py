@@ -68,18 +68,18 @@ def tls_resolver_for(config: Config, host: str) -> str:
     return naming.TLS_RESOLVER if inside else naming.TLS_RESOLVER_HTTP
 
 
-def lifecycle_rules(tiers: list[tuple[str, int]]) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
+def lifecycle_rules(tiers: list[tuple[str, int]]) -> list[aws.s3.BucketLifecycleConfigurationRuleArgsDict]:
     """One expiry per retention tier's prefix; overwritten versions and failed uploads go quickly."""
     return [
-        aws.s3.BucketLifecycleConfigurationRuleArgs(
+        aws.s3.BucketLifecycleConfigurationRuleArgsDict(
             id=f"expire-{prefix}",
             status="Enabled",
-            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=f"{prefix}/"),
-            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days),
-            noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgsDict(prefix=f"{prefix}/"),
+            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgsDict(days=days),
+            noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgsDict(
                 noncurrent_days=7
             ),
-            abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+            abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgsDict(
                 days_after_initiation=2
             ),
         )
@@ -120,7 +120,7 @@ class TeamStack(pulumi.ComponentResource):
             name=naming.team_network_name(team_id),
             driver="bridge",
             labels=[
-                docker.NetworkLabelArgs(label=k, value=v)
+                docker.NetworkLabelArgsDict(label=k, value=v)
                 for k, v in labels.oduflow_labels(team_id, None, "network").items()
             ],
             opts=on_docker,
@@ -184,7 +184,7 @@ class TeamStack(pulumi.ComponentResource):
                 command=odoo_init.install_command(db_name, template.modules),
                 envs=self.db_access.odoo_envs,
                 volumes=[
-                    docker.ContainerVolumeArgs(volume_name=filestore.name, container_path=odoo_conf.FILESTORE_PATH)
+                    docker.ContainerVolumeArgsDict(volume_name=filestore.name, container_path=odoo_conf.FILESTORE_PATH)
                 ],
                 networks=[shared.network_name],
                 labels=label_args(labels.oduflow_labels(team_id, None, "template-init")),
@@ -300,15 +300,15 @@ class TeamStack(pulumi.ComponentResource):
         aws.s3.BucketVersioning(
             f"{name}-backup-versioning",
             bucket=self.bucket.id,
-            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgsDict(status="Enabled"),
             opts=opts,
         )
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-backup-encryption",
             bucket=self.bucket.id,
             rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgsDict(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgsDict(
                         sse_algorithm="AES256"
                     )
                 )
@@ -355,7 +355,7 @@ class TeamStack(pulumi.ComponentResource):
             # The image ships pg_dump, the AWS CLI and go-cron; the script is ours.
             entrypoints=["go-cron", plan.schedule, "/bin/sh", backup.SCRIPT_PATH],
             uploads=[
-                docker.ContainerUploadArgs(
+                docker.ContainerUploadArgsDict(
                     file=backup.SCRIPT_PATH,
                     content=backup.backup_script(bucket_name, targets, [t for t, _ in plan.retention.tiers()]),
                 )
@@ -367,14 +367,14 @@ class TeamStack(pulumi.ComponentResource):
                 f"AWS_DEFAULT_REGION={plan.region}",
             ],
             volumes=[
-                docker.ContainerVolumeArgs(
+                docker.ContainerVolumeArgsDict(
                     volume_name=envs_by_db[t.database].filestore.name,
                     container_path=backup.filestore_mount(t.database),
                     read_only=True,
                 )
                 for t in targets
             ],
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=shared.network_name)],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgsDict(name=shared.network_name)],
             restart="unless-stopped",
             labels=label_args(labels.oduflow_labels(team_id, None, "backup")),
             opts=pulumi.ResourceOptions(parent=self, provider=shared.docker_provider),

@@ -325,12 +325,18 @@ def run_policies(
     props = {urn: _props(wire) for urn, wire in wires.items()}
     stack_resources: list[PolicyResource] | None = None
     resource_policies = [p for p in active if isinstance(p, ResourceValidationPolicy)]
+    # Built once: a copy per resource would grow with the config (per-team entries) times resources.
+    resource_configs = {p.name: dict(configs[p.name]) for p in resource_policies}
+    providers: dict[str, PolicyProviderResource | None] = {}  # one per provider reference
     for res in run.resources:
         if not resource_policies:
             break
         secrets = frozenset(secret_paths(res.inputs))
         opts = _options(res)
-        provider = _provider(res, by_urn, props)
+        ref = res.provider or ""
+        if ref not in providers:
+            providers[ref] = _provider(res, by_urn, props)
+        provider = providers[ref]
         for p in resource_policies:
             args = policy.SecretAwareArgs(
                 res.type,
@@ -339,7 +345,7 @@ def run_policies(
                 res.name,
                 opts,
                 provider,
-                dict(configs[p.name]),
+                resource_configs[p.name],
                 secret_paths=secrets,
             )
             report = reporter(p, res.urn, fixed=True)

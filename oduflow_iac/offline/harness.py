@@ -8,9 +8,12 @@ values computed from them are known, as in a preview against existing state.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +21,7 @@ import pulumi
 from google.protobuf import json_format
 from pulumi.runtime import mocks, settings
 from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 # The wire format's markers (pulumi/sdk/go/common/resource/sig): a secret is a map carrying this
 # signature key; an unknown value during preview is this exact string.
@@ -192,6 +195,8 @@ class RecordingMonitor(mocks.MockMonitor):
         self.on_register = on_register
         self.recorded: list[PlannedResource] = []
         self.stack_urn = ""
+        self.thread_loops: list[asyncio.AbstractEventLoop] = []
+        self._lock = threading.Lock()
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         # As the engine does: a child's qualified type is its parent's qualified type, `$`, its own
@@ -203,6 +208,15 @@ class RecordingMonitor(mocks.MockMonitor):
         return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
 
     def RegisterResource(self, request: Any) -> Any:
+        # The SDK runs this in an executor thread and gives that thread an event loop it never
+        # closes; one of ours is closed when the run ends (see `run_offline`).
+        try:
+            asyncio.get_event_loop()
+        except RuntimeError:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            with self._lock:
+                self.thread_loops.append(loop)
         response = super().RegisterResource(request)
         if request.type == STACK_TYPE:
             self.stack_urn = response.urn
@@ -219,7 +233,8 @@ class RecordingMonitor(mocks.MockMonitor):
         if parent == self.stack_urn:
             parent = None
         inputs = decode(json_format.MessageToDict(request.object))
-        prop_deps = {k: list(v.urns) for k, v in request.propertyDependencies.items()}
+        # The SDK collects dependencies in sets: sorted, so a plan is the same in every process.
+        prop_deps = {k: sorted(set(v.urns)) for k, v in sorted(request.propertyDependencies.items())}
         planned = PlannedResource(
             urn=response.urn,
             type=request.type,
@@ -227,7 +242,7 @@ class RecordingMonitor(mocks.MockMonitor):
             parent=parent,
             custom=bool(request.custom),
             inputs=inputs,
-            dependencies=list(dict.fromkeys(request.dependencies)),
+            dependencies=sorted(set(request.dependencies)),
             protect=bool(request.protect),
             provider=request.provider or None,
             property_dependencies=prop_deps,
@@ -280,9 +295,20 @@ def run_offline(
     # Nothing left over from an earlier run (one that failed leaves outputs pending).
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
-    _sync_await(run_pulumi_func(program))
-    root = settings.get_root_resource()
-    outputs = _sync_await(_resolve_outputs(dict(getattr(root, "outputs", {}) or {})))
+    # The registrations run in worker threads: an executor of this run's own, shut down at the
+    # end with the loops the monitor gave its threads, so nothing is left to be torn down (and
+    # complain) when the interpreter exits.
+    loop = _ensure_event_loop()
+    executor = ThreadPoolExecutor(thread_name_prefix="oduflow-offline")
+    loop.set_default_executor(executor)
+    try:
+        _sync_await(run_pulumi_func(program))
+        root = settings.get_root_resource()
+        outputs = _sync_await(_resolve_outputs(dict(getattr(root, "outputs", {}) or {})))
+    finally:
+        executor.shutdown(wait=True)
+        for thread_loop in monitor.thread_loops:
+            thread_loop.close()
     return PlannedRun(project, stack, stable_order(monitor.recorded), outputs)
 
 

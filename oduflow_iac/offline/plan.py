@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,8 +121,8 @@ def plan(
     config, settings = resolve_config(config_path, stack, project_dir)
     run, missing = plan_run(config, settings, stack=stack, on_register=on_register)
     # The recorded run is large and lives until the end: keep the collector from walking it again
-    # and again while the policies allocate (its cost would grow with the size of the plan).
-    gc.collect()
+    # and again while the policies allocate (its cost would grow with the size of the plan). No
+    # full collection first: it costs more than the little garbage it would free before the end.
     gc.freeze()
     try:
         violations = run_policies(run, render_policy_config(config))
@@ -164,6 +165,24 @@ def to_json(result: PlanResult) -> dict[str, Any]:
             "advisory": len(result.advisory),
         },
     }
+
+
+def render_json(result: PlanResult) -> str:
+    """`to_json` as text: the top level indented, each resource and violation on one line of its
+    own (a plan diffs line by line, and the C encoder serialises it several times faster than an
+    indented dump)."""
+    doc = to_json(result)
+
+    def items(key: str) -> str:
+        rows = [json.dumps(item) for item in doc[key]]
+        return "[\n" + ",\n".join(f"    {row}" for row in rows) + "\n  ]" if rows else "[]"
+
+    head = {k: v for k, v in doc.items() if k not in ("resources", "violations", "summary")}
+    lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in head.items()]
+    lines += [f'  "resources": {items("resources")}', f'  "violations": {items("violations")}']
+    summary = json.dumps(doc["summary"], indent=2).replace("\n", "\n  ")
+    lines.append(f'  "summary": {summary}')
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 @dataclass
@@ -270,51 +289,110 @@ def _summary_line(result: PlanResult) -> str:
     return f"Plan: {len(result.run.resources)} resources to create · {m} mandatory, {a} advisory violations · {verdict}"
 
 
-def render_markdown(result: PlanResult) -> str:
-    """A pull-request comment: per-team summary, violations, every resource in a collapsible block."""
-    run, config = result.run, result.config
+# GitHub refuses a comment over 65,536 characters; what the workflow adds must fit as well.
+COMMENT_LIMIT = 60_000
+
+
+def render_markdown(result: PlanResult, limit: int = COMMENT_LIMIT) -> str:
+    """A pull-request comment: per-team summary, violations, every resource in a collapsible block.
+    Within `limit` characters: a large plan lists resources by type, then environments and ports
+    as counts, then as many violations as fit, and says so."""
+    run = result.run
     teams = team_of(run)
-    per_team: Counter[str | None] = Counter(teams.values())
-    m, a = len(result.mandatory), len(result.advisory)
-    lines = [
+    mandatory, advisory = len(result.mandatory), len(result.advisory)
+    head = [
         COMMENT_MARKER,
         f"## oduflow plan · stack `{run.stack}`",
         "",
-        ("❌ " if m else "✅ ")
-        + f"**{len(run.resources)} resources**, {m} mandatory and {a} advisory policy violations.",
+        ("❌ " if mandatory else "✅ ")
+        + f"**{len(run.resources)} resources**, {mandatory} mandatory and {advisory} advisory policy violations.",
         "",
+    ]
+    notes: list[str] = []
+    if result.config.unlocked_environments:
+        notes += [f"> note: {_unlocked_note(result.config)}", ""]
+    if result.missing_secrets:
+        keys = ", ".join(f"`{k}`" for k in result.missing_secrets)
+        notes += [f"> note: the stack has no value yet for {keys}; `pulumi up` needs them.", ""]
+    violations = _md_violations(result)
+    every = _md_resources(run, teams)
+    by_type = _md_resource_types(run)
+    for teams_table, resources in (
+        (_md_teams(result, teams, listed=True), every),
+        (_md_teams(result, teams, listed=True), by_type),
+        (_md_teams(result, teams, listed=False), by_type),
+    ):
+        text = "\n".join([*head, *teams_table, *violations, *notes, *resources])
+        if len(text) <= limit:
+            return text
+    # Still too long: the violations, mandatory first, as many as fit.
+    heading, rows = violations[:4], violations[4:-1]
+    rest = "\n".join([*head, *teams_table, *heading, *notes, *resources])
+    budget = limit - len(rest) - 200  # room for the line saying how many are left out
+    kept: list[str] = []
+    for row in rows:
+        if len(row) + 1 > budget:
+            break
+        kept.append(row)
+        budget -= len(row) + 1
+    more = f"… and {len(rows) - len(kept)} more violations: `oduflow-iac plan --stack {run.stack}` lists them all."
+    text = "\n".join([*head, *teams_table, *heading, *kept, "", more, "", *notes, *resources])
+    return text[:limit]  # only a config of thousands of teams gets here
+
+
+def _md_teams(result: PlanResult, teams: Mapping[str, str | None], listed: bool) -> list[str]:
+    """Per team: its environments and ports, listed, or (`listed=False`) counted."""
+    config = result.config
+    per_team: Counter[str | None] = Counter(teams.values())
+    lines = [
         "| team | environments | resources | ports |",
         "|---|---|---|---|",
         f"| shared | – | {per_team.get(None, 0)} | – |",
     ]
     for team_id, team in config.teams:
-        envs = ", ".join(f"{e.branch} ({e.type})" for e in team.environments) or "–"
         ports = sorted(config.ports.get(team_id, {}).values())
-        port_text = ", ".join(str(p) for p in ports) or "–"
+        if listed:
+            envs = ", ".join(f"{e.branch} ({e.type})" for e in team.environments) or "–"
+            port_text = ", ".join(str(p) for p in ports) or "–"
+        else:
+            types = Counter(e.type for e in team.environments)
+            envs = f"{len(team.environments)}: " + ", ".join(f"{n} {t}" for t, n in sorted(types.items()))
+            port_text = f"{len(ports)} in {ports[0]}–{ports[-1]}" if ports else "–"
         lines.append(f"| {team_id} | {_md(envs)} | {per_team.get(team_id, 0)} | {port_text} |")
-    lines.append("")
-    if result.violations:
-        lines += ["### Policy violations", "", "| policy | level | resource | message |", "|---|---|---|---|"]
-        for v in sorted(result.violations, key=lambda v: (v.level != "mandatory", v.policy)):
-            lines.append(f"| {v.policy} | {v.level} | `{_md(_short_urn(v.urn))}` | {_md(v.message)} |")
-        lines.append("")
-    if result.config.unlocked_environments:
-        lines += [f"> note: {_unlocked_note(result.config)}", ""]
-    if result.missing_secrets:
-        keys = ", ".join(f"`{k}`" for k in result.missing_secrets)
-        lines += [f"> note: the stack has no value yet for {keys}; `pulumi up` needs them.", ""]
-    lines += [
-        "<details><summary>All resources</summary>",
-        "",
-        "| type | name | team | protect |",
-        "|---|---|---|---|",
-    ]
+    return [*lines, ""]
+
+
+def _md_violations(result: PlanResult) -> list[str]:
+    if not result.violations:
+        return []
+    lines = ["### Policy violations", "", "| policy | level | resource | message |", "|---|---|---|---|"]
+    for v in sorted(result.violations, key=lambda v: (v.level != "mandatory", v.policy)):
+        lines.append(f"| {v.policy} | {v.level} | `{_md(_short_urn(v.urn))}` | {_md(v.message)} |")
+    return [*lines, ""]
+
+
+def _md_resources(run: PlannedRun, teams: Mapping[str, str | None]) -> list[str]:
+    lines = ["<details><summary>All resources</summary>", "", "| type | name | team | protect |", "|---|---|---|---|"]
     for r in run.resources:
         lines.append(
             f"| `{r.type}` | `{_md(r.name)}` | {teams.get(r.urn) or 'shared'} | {'yes' if r.protect else ''} |"
         )
-    lines += ["", "</details>", ""]
-    return "\n".join(lines)
+    return [*lines, "", "</details>", ""]
+
+
+def _md_resource_types(run: PlannedRun) -> list[str]:
+    """The resources counted by type, for a plan too large to list in a comment."""
+    by_type = Counter(r.type for r in run.resources)
+    lines = [
+        "<details><summary>Resources by type</summary>",
+        "",
+        f"Too many to list in a comment: `oduflow-iac plan --stack {run.stack}` shows every one.",
+        "",
+        "| type | count |",
+        "|---|---|",
+    ]
+    lines += [f"| `{t}` | {n} |" for t, n in sorted(by_type.items())]
+    return [*lines, "", "</details>", ""]
 
 
 def _md(text: str) -> str:
@@ -322,7 +400,6 @@ def _md(text: str) -> str:
 
 
 def plan_command(ns: argparse.Namespace) -> int:
-    import json
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -349,7 +426,7 @@ def plan_command(ns: argparse.Namespace) -> int:
     with progress:
         result = plan(ns.config, ns.stack, ns.project_dir, on_register=on_register)
     if ns.format == "json":
-        sys.stdout.write(json.dumps(to_json(result), indent=2) + "\n")
+        sys.stdout.write(render_json(result))
     elif ns.format == "markdown":
         sys.stdout.write(render_markdown(result))
     else:
