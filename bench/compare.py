@@ -348,8 +348,9 @@ def _scenario(text: str) -> Scenario:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="only the tiny 2x3 scenario")
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--quick", action="store_true", help="only the tiny 2x3 scenario")
+    which.add_argument(
         "--scenario",
         action="append",
         type=_scenario,

@@ -160,6 +160,10 @@ class Platform(_Model):
     backup_image: str = "eeshugerman/postgres-backup-s3:16"
     publish_address: str = "127.0.0.1"
     postgres_admin_host: str = "127.0.0.1"
+    # Traefik checks the basic-auth hash on every request, without a cache, and an Odoo page makes
+    # dozens: at bcrypt's usual cost 10 each would take ~60 ms of the shared proxy's CPU. 5 is
+    # what `htpasswd -B` produces.
+    basic_auth_cost: int = Field(default=5, ge=4, le=14)
     environment_defaults: dict[EnvType, TypeDefaults] = Field(default_factory=_default_type_defaults)
     addons: list[AddonRepo] = []
 

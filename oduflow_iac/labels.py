@@ -66,15 +66,11 @@ def basic_auth_label(team_id: str, users: str) -> tuple[str, str]:
     return f"traefik.http.middlewares.{naming.team_auth_middleware_name(team_id)}.basicauth.users", users
 
 
-# Traefik checks the hash on every request, without a cache, and Odoo's web client makes dozens
-# of requests per page: cost 10 would spend ~60 ms of the shared proxy's CPU on each. 5 is the
-# cost `htpasswd -B` uses, the hashes Traefik's own documentation generates.
-BCRYPT_COST = 5
 _BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _BCRYPT_LAST = ".Oeu"  # the 22nd salt character carries 2 bits: only these four are canonical
 
 
-def bcrypt_salt(seed: str, cost: int = BCRYPT_COST) -> bytes:
+def bcrypt_salt(seed: str, cost: int) -> bytes:
     """A valid bcrypt salt from stored random text, so the hash (and the label holding it) is the
     same on every run: a new salt each run would replace every container on every `pulumi up`."""
     chars = [c if c in _BCRYPT_ALPHABET else "." for c in seed[:21].ljust(21, ".")]
@@ -82,8 +78,9 @@ def bcrypt_salt(seed: str, cost: int = BCRYPT_COST) -> bytes:
     return f"$2b${cost:02d}${''.join(chars)}{last}".encode()
 
 
-def basic_auth_users(password: str, seed: str, user: str = naming.BASIC_AUTH_USER) -> str:
-    """Traefik's `user:hash` for basic auth, bcrypt-hashed (Traefik accepts bcrypt, MD5, SHA1)."""
+def basic_auth_users(password: str, seed: str, cost: int, user: str = naming.BASIC_AUTH_USER) -> str:
+    """Traefik's `user:hash` for basic auth, bcrypt-hashed (Traefik accepts bcrypt, MD5, SHA1) at
+    `cost` (`platform.basic_auth_cost`)."""
     import bcrypt
 
-    return f"{user}:{bcrypt.hashpw(password.encode(), bcrypt_salt(seed)).decode()}"
+    return f"{user}:{bcrypt.hashpw(password.encode(), bcrypt_salt(seed, cost)).decode()}"

@@ -22,7 +22,6 @@ checked against. Without config a rule checks what it can on its own.
 
 from __future__ import annotations
 
-import io
 import re
 import shlex
 from collections.abc import Iterable, Mapping
@@ -594,37 +593,27 @@ def dumped_databases(script: str) -> set[str]:
     for line in script.splitlines():
         if "pg_dump" not in line or line.lstrip().startswith("#"):
             continue
-        # Words are read one at a time and the line left as soon as no pg_dump remains in it:
-        # a backup script has one long line per environment, most of it uploads.
-        stream = io.StringIO(line)
-        lexer = shlex.shlex(stream, posix=True)
-        lexer.whitespace_split = True
-        lexer.commenters = ""
-        words = iter(lexer)
-        in_dump = wants_value = False  # wants_value: the last word was `-d` or `--dbname`
-        on_line: set[str] = set()
         try:
-            for token in words:
-                word = token.rstrip(";")
-                if wants_value:
-                    on_line.add(word)
-                    wants_value = False
-                elif word == "pg_dump" or word.endswith("/pg_dump"):
-                    in_dump = True
-                elif in_dump:
-                    if word.startswith("--dbname="):
-                        on_line.add(word.split("=", 1)[1])
-                    elif word in ("--dbname", "-d"):
-                        wants_value = True
-                    elif word.startswith("-d") and not word.startswith("--") and len(word) > 2:
-                        on_line.add(word[2:])
-                if token in ("&&", "||", "|") or token.endswith(";"):
-                    in_dump = wants_value = False
-                    if "pg_dump" not in line[stream.tell() :]:
-                        break
+            words = shlex.split(line)
         except ValueError:
             continue  # unbalanced quotes: not a line the shell would run either
-        found |= on_line
+        in_dump = wants_value = False  # wants_value: the last word was `-d` or `--dbname`
+        for token in words:
+            word = token.rstrip(";")
+            if wants_value:
+                found.add(word)
+                wants_value = False
+            elif word == "pg_dump" or word.endswith("/pg_dump"):
+                in_dump = True
+            elif in_dump:
+                if word.startswith("--dbname="):
+                    found.add(word.split("=", 1)[1])
+                elif word in ("--dbname", "-d"):
+                    wants_value = True
+                elif word.startswith("-d") and not word.startswith("--") and len(word) > 2:
+                    found.add(word[2:])
+            if token in ("&&", "||", "|") or token.endswith(";"):
+                in_dump = wants_value = False
     return found
 
 

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from oduflow_iac import naming
-from oduflow_iac.labels import BCRYPT_COST
 from oduflow_iac.odoo_conf import ODOO_CONF_PATH, parse_odoo_conf
 from oduflow_iac.offline.harness import PlannedResource, PlannedRun, Secret, contains_secret, reveal
 from oduflow_iac.offline.plan import plan_run, team_of
@@ -100,7 +99,7 @@ def test_odoo_container_wiring() -> None:
     assert labels[f"traefik.http.routers.{router}.middlewares"] == "oduflow-1-auth@docker"
     assert "traefik.http.routers.oduflow-1-feature-login-ws.rule" not in labels  # development: no workers
     auth = labels["traefik.http.middlewares.oduflow-1-auth.basicauth.users"]
-    assert isinstance(auth, Secret) and auth.value.startswith(f"oduflow:$2b${BCRYPT_COST:02d}$")
+    assert isinstance(auth, Secret) and auth.value.startswith("oduflow:$2b$05$")  # platform.basic_auth_cost
 
 
 def test_production_routing_has_websocket_and_no_basic_auth() -> None:

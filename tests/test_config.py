@@ -361,6 +361,8 @@ def test_backup_image_must_dump_the_server_version(write_config: WriteConfig) ->
     ("extra", "key"),
     [
         ('\n[platform]\ntls = "yes"\n', "platform.tls"),
+        ("\n[platform]\nbasic_auth_cost = 3\n", "platform.basic_auth_cost"),
+        ("\n[platform]\nbasic_auth_cost = 15\n", "platform.basic_auth_cost"),
         (
             '\n[[team.1.environments]]\nbranch = "m"\nodoo_image = "odoo:17.0"\nbackup = "off"\n',
             "team.1.environments.0.backup",

@@ -168,7 +168,12 @@ def test_markdown_of_a_large_plan_fits_in_a_comment() -> None:
     shown = text.count("| quotas | mandatory |") + text.count("| ports | advisory |")
     assert 0 < shown < 600 and f"… and {600 - shown} more violations" in text
     assert text.count("| quotas | mandatory |") == shown  # mandatory ones come first
-    assert "Resources by type" in text
+    assert "Resources by type" in text and text.rstrip().endswith("</details>")
+    # Whatever the room, the limit holds and a table is never cut in the middle of a row.
+    for limit in range(1_000, len(render_markdown(crowded, limit=10**7)), 997):
+        text = render_markdown(crowded, limit=limit)
+        assert len(text) <= limit and text.startswith(COMMENT_MARKER)
+        assert all(line.endswith("|") for line in text.splitlines() if line.startswith("|"))
 
 
 def test_table_is_a_tree_then_a_summary() -> None:
@@ -212,6 +217,30 @@ def test_same_plan_byte_for_byte_in_every_process(fmt: str) -> None:
         lines = runs[0].stdout.splitlines()
         doc = json.loads(runs[0].stdout)
         assert sum(1 for line in lines if line.startswith('    {"urn": ')) == len(doc["resources"])
+
+
+def test_a_run_leaves_no_event_loop_or_thread_behind() -> None:
+    """Plans run in long-lived processes (a webhook, a notebook): each run closes what it opened,
+    and works from inside a running event loop too."""
+    import asyncio
+    import gc
+    import threading
+
+    from oduflow_iac.offline.plan import plan_config
+
+    def open_loops() -> int:
+        gc.collect()
+        return sum(isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed() for o in gc.get_objects())
+
+    before, threads = open_loops(), threading.active_count()
+    run = plan_config(None, "cloud", ROOT)
+
+    async def from_a_loop() -> int:
+        return len(plan_config(None, "cloud", ROOT).resources)
+
+    assert asyncio.run(from_a_loop()) == len(run.resources) > 0
+    assert open_loops() <= before
+    assert threading.active_count() == threads
 
 
 def test_stack_selects_its_config_file_and_docker_host() -> None:

@@ -580,7 +580,9 @@ def test_backups_not_configured_or_not_in_stack() -> None:
         ("echo pg_dump is not run here", set()),
         ("pg_dump --dbname=db5; pg_dump -d db6 && tar -d x; echo 'pg_dump -d quoted'", {"db5", "db6"}),
         ("pg_dump -d db7; tar -d notadb", {"db7"}),
-        ("pg_dump -d db8 --file 'x", set()),  # unbalanced quote: not a line the shell runs
+        ("pg_dump -d db8 --file 'x", set()),
+        ("pg_dump -d db9; echo 'unclosed", set()),
+        ('pg_dump -d a; p"g_dump" -d b', {"a", "b"}),  # unbalanced quote: not a line the shell runs
     ],
 )
 def test_dumped_databases(line: str, databases: set[str]) -> None:

@@ -132,12 +132,14 @@ def test_a_made_up_label_is_caught() -> None:
 def test_basic_auth_is_a_stable_bcrypt_hash_never_the_password() -> None:
     import bcrypt
 
-    users = labels.basic_auth_users("pass-a", "SaltSaltSaltSaltSaltS")
-    assert users == labels.basic_auth_users("pass-a", "SaltSaltSaltSaltSaltS")
+    users = labels.basic_auth_users("pass-a", "SaltSaltSaltSaltSaltS", 5)
+    assert users == labels.basic_auth_users("pass-a", "SaltSaltSaltSaltSaltS", 5)
     user, hashed = users.split(":", 1)
     assert user == naming.BASIC_AUTH_USER and "pass-a" not in users
-    assert bcrypt.checkpw(b"pass-a", hashed.encode())
-    assert labels.basic_auth_users("pass-a", "OtherSaltOtherSaltOthe") != users
+    assert bcrypt.checkpw(b"pass-a", hashed.encode()) and hashed.startswith("$2b$05$")
+    assert labels.basic_auth_users("pass-a", "OtherSaltOtherSaltOthe", 5) != users
+    stronger = labels.basic_auth_users("pass-a", "SaltSaltSaltSaltSaltS", 12).split(":", 1)[1]
+    assert stronger.startswith("$2b$12$") and bcrypt.checkpw(b"pass-a", stronger.encode())
 
 
 def test_backup_script_dumps_every_target_in_custom_format() -> None:

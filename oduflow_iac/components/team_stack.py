@@ -198,8 +198,9 @@ class TeamStack(pulumi.ComponentResource):
         basic_auth: pulumi.Output[str] | None = None
         if args.ui_password is not None:
             seed = random.RandomString(f"{name}-basic-auth-salt", length=21, special=False, opts=child)
+            cost = config.platform.basic_auth_cost
             basic_auth = pulumi.Output.all(as_secret(args.ui_password), seed.result).apply(
-                lambda v: labels.basic_auth_users(v[0], v[1])
+                lambda v: labels.basic_auth_users(v[0], v[1], cost)
             )
 
         self.environments = {}

@@ -15,13 +15,13 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pulumi
 from google.protobuf import json_format
 from pulumi.runtime import mocks, settings
 from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 # The wire format's markers (pulumi/sdk/go/common/resource/sig): a secret is a map carrying this
 # signature key; an unknown value during preview is this exact string.
@@ -195,8 +195,6 @@ class RecordingMonitor(mocks.MockMonitor):
         self.on_register = on_register
         self.recorded: list[PlannedResource] = []
         self.stack_urn = ""
-        self.thread_loops: list[asyncio.AbstractEventLoop] = []
-        self._lock = threading.Lock()
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         # As the engine does: a child's qualified type is its parent's qualified type, `$`, its own
@@ -208,15 +206,6 @@ class RecordingMonitor(mocks.MockMonitor):
         return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
 
     def RegisterResource(self, request: Any) -> Any:
-        # The SDK runs this in an executor thread and gives that thread an event loop it never
-        # closes; one of ours is closed when the run ends (see `run_offline`).
-        try:
-            asyncio.get_event_loop()
-        except RuntimeError:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            with self._lock:
-                self.thread_loops.append(loop)
         response = super().RegisterResource(request)
         if request.type == STACK_TYPE:
             self.stack_urn = response.urn
@@ -278,38 +267,94 @@ def run_offline(
     on_register: Callable[[PlannedResource], None] | None = None,
 ) -> PlannedRun:
     """Run `program` under mocks and return what it registered, in registration order."""
-    monitor = RecordingMonitor(OfflineMocks(project, stack), on_register)
-    pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys or []))
-    # A fresh root Stack per run: set_mocks keeps an existing one, which would carry the previous
-    # run's stack name and outputs into this one.
-    settings.ROOT.set(None)
-    # The SDK logs mock-engine messages through the root logger; keep plan output clean.
-    mocks.set_mocks(
-        monitor.mocks,
-        project=project,
-        stack=stack,
-        preview=preview,
-        monitor=monitor,
-        logger=logging.getLogger("oduflow_iac.offline"),
-    )
-    # Nothing left over from an earlier run (one that failed leaves outputs pending).
-    settings.SETTINGS.rpc_manager.clear()
-    settings.SETTINGS.outputs.clear()
-    # The registrations run in worker threads: an executor of this run's own, shut down at the
-    # end with the loops the monitor gave its threads, so nothing is left to be torn down (and
-    # complain) when the interpreter exits.
-    loop = _ensure_event_loop()
-    executor = ThreadPoolExecutor(thread_name_prefix="oduflow-offline")
-    loop.set_default_executor(executor)
+    run = partial(_run_offline, program, project, stack, config, secret_keys, preview, on_register)
     try:
-        _sync_await(run_pulumi_func(program))
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run()
+    # Called from a running event loop (a notebook, an async service): a thread of its own.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="oduflow-offline-run") as pool:
+        return pool.submit(run).result()
+
+
+class _WorkerLoops:
+    """The mock monitor answers in executor threads and needs an event loop in each (the SDK would
+    create one and never close it): the executor's initializer gives every thread one, closed with
+    the run."""
+
+    def __init__(self) -> None:
+        self.loops: list[asyncio.AbstractEventLoop] = []
+        self.lock = threading.Lock()
+
+    def give(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        with self.lock:
+            self.loops.append(loop)
+
+    def close(self) -> None:
+        for loop in self.loops:
+            loop.close()
+
+
+def _run_offline(
+    program: Callable[[], None],
+    project: str,
+    stack: str,
+    config: dict[str, str] | None,
+    secret_keys: list[str] | None,
+    preview: bool,
+    on_register: Callable[[PlannedResource], None] | None,
+) -> PlannedRun:
+    monitor = RecordingMonitor(OfflineMocks(project, stack), on_register)
+    # Each run on an event loop and worker threads of its own, all closed at the end: nothing is
+    # left for the interpreter to tear down (and complain about) when it exits, and nothing
+    # pending from a failed run reaches the next one. Current from the start: `set_mocks`
+    # already registers the root Stack.
+    previous = _current_loop()
+    loop = asyncio.new_event_loop()
+    workers = _WorkerLoops()
+    loop.set_default_executor(ThreadPoolExecutor(thread_name_prefix="oduflow-offline", initializer=workers.give))
+    asyncio.set_event_loop(loop)
+    try:
+        pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys or []))
+        # A fresh root Stack per run: set_mocks keeps an existing one, which would carry the
+        # previous run's stack name and outputs into this one.
+        settings.ROOT.set(None)
+        # The SDK logs mock-engine messages through the root logger; keep plan output clean.
+        mocks.set_mocks(
+            monitor.mocks,
+            project=project,
+            stack=stack,
+            preview=preview,
+            monitor=monitor,
+            logger=logging.getLogger("oduflow_iac.offline"),
+        )
+        # Nothing left over from an earlier run (one that failed leaves outputs pending).
+        settings.SETTINGS.rpc_manager.clear()
+        settings.SETTINGS.outputs.clear()
+        loop.run_until_complete(run_pulumi_func(program))
         root = settings.get_root_resource()
-        outputs = _sync_await(_resolve_outputs(dict(getattr(root, "outputs", {}) or {})))
+        outputs = loop.run_until_complete(_resolve_outputs(dict(getattr(root, "outputs", {}) or {})))
     finally:
-        executor.shutdown(wait=True)
-        for thread_loop in monitor.thread_loops:
-            thread_loop.close()
+        # As `asyncio.run` does: what a failed run left pending is cancelled, not abandoned.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_default_executor())
+        workers.close()
+        loop.close()
+        asyncio.set_event_loop(previous)
     return PlannedRun(project, stack, stable_order(monitor.recorded), outputs)
+
+
+def _current_loop() -> asyncio.AbstractEventLoop | None:
+    """This thread's event loop, if one is set. Not `asyncio.get_event_loop()`: in the main thread
+    it would create one, left open for the interpreter to finalise."""
+    local = getattr(asyncio.get_event_loop_policy(), "_local", None)
+    loop = getattr(local, "_loop", None)
+    return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
 
 
 def stable_order(resources: list[PlannedResource]) -> list[PlannedResource]:

@@ -293,10 +293,41 @@ def _summary_line(result: PlanResult) -> str:
 COMMENT_LIMIT = 60_000
 
 
+@dataclass
+class _Section:
+    """A markdown table with what comes before and after its rows; `what` names the rows."""
+
+    intro: list[str]
+    rows: list[str]
+    outro: list[str]
+    what: str
+
+    def lines(self) -> list[str]:
+        return [*self.intro, *self.rows, *self.outro]
+
+    def fitted(self, budget: int, stack: str) -> list[str] | None:
+        """As many rows as fit in `budget` characters and how many are left out; None when not
+        even one fits."""
+        cut = f"… and {len(self.rows)} more {self.what}: `oduflow-iac plan --stack {stack}` shows them all."
+        used = len("\n".join([*self.intro, *self.outro, "", cut])) + 1
+        kept: list[str] = []
+        for row in self.rows:
+            if used + len(row) + 1 > budget:
+                break
+            kept.append(row)
+            used += len(row) + 1
+        if self.rows and not kept:
+            return None
+        dropped = len(self.rows) - len(kept)
+        more = ["", cut.replace(f"and {len(self.rows)} more", f"and {dropped} more")] if dropped else []
+        return [*self.intro, *kept, *more, *self.outro]
+
+
 def render_markdown(result: PlanResult, limit: int = COMMENT_LIMIT) -> str:
     """A pull-request comment: per-team summary, violations, every resource in a collapsible block.
     Within `limit` characters: a large plan lists resources by type, then environments and ports
-    as counts, then as many violations as fit, and says so."""
+    as counts; past that, violations come first and each table shows the rows that fit and how
+    many it leaves out."""
     run = result.run
     teams = team_of(run)
     mandatory, advisory = len(result.mandatory), len(result.advisory)
@@ -315,40 +346,39 @@ def render_markdown(result: PlanResult, limit: int = COMMENT_LIMIT) -> str:
         keys = ", ".join(f"`{k}`" for k in result.missing_secrets)
         notes += [f"> note: the stack has no value yet for {keys}; `pulumi up` needs them.", ""]
     violations = _md_violations(result)
-    every = _md_resources(run, teams)
+    listed, counted = _md_teams(result, teams, listed=True), _md_teams(result, teams, listed=False)
     by_type = _md_resource_types(run)
     for teams_table, resources in (
-        (_md_teams(result, teams, listed=True), every),
-        (_md_teams(result, teams, listed=True), by_type),
-        (_md_teams(result, teams, listed=False), by_type),
+        (listed, _md_resources(run, teams)),
+        (listed, by_type),
+        (counted, by_type),
     ):
-        text = "\n".join([*head, *teams_table, *violations, *notes, *resources])
+        text = "\n".join([*head, *teams_table.lines(), *violations.lines(), *notes, *resources.lines()])
         if len(text) <= limit:
             return text
-    # Still too long: the violations, mandatory first, as many as fit.
-    heading, rows = violations[:4], violations[4:-1]
-    rest = "\n".join([*head, *teams_table, *heading, *notes, *resources])
-    budget = limit - len(rest) - 200  # room for the line saying how many are left out
-    kept: list[str] = []
-    for row in rows:
-        if len(row) + 1 > budget:
+    # Thousands of violations or of teams: violations first, with at least half of the room;
+    # each table as many rows as fit, and how many it leaves out.
+    parts = [*head, *notes]
+    budget = limit - len("\n".join(parts)) - 1
+    rest = len("\n".join([*counted.lines(), *by_type.lines()])) + 1
+    if violations.rows:
+        shown = violations.fitted(budget - min(rest, budget // 2), run.stack) or []
+        parts += shown
+        budget -= len("\n".join(shown)) + 1
+    for section in (counted, by_type):
+        lines = section.fitted(budget, run.stack)
+        if lines is None:
             break
-        kept.append(row)
-        budget -= len(row) + 1
-    more = f"… and {len(rows) - len(kept)} more violations: `oduflow-iac plan --stack {run.stack}` lists them all."
-    text = "\n".join([*head, *teams_table, *heading, *kept, "", more, "", *notes, *resources])
-    return text[:limit]  # only a config of thousands of teams gets here
+        parts += lines
+        budget -= len("\n".join(lines)) + 1
+    return "\n".join(parts)
 
 
-def _md_teams(result: PlanResult, teams: Mapping[str, str | None], listed: bool) -> list[str]:
+def _md_teams(result: PlanResult, teams: Mapping[str, str | None], listed: bool) -> _Section:
     """Per team: its environments and ports, listed, or (`listed=False`) counted."""
     config = result.config
     per_team: Counter[str | None] = Counter(teams.values())
-    lines = [
-        "| team | environments | resources | ports |",
-        "|---|---|---|---|",
-        f"| shared | – | {per_team.get(None, 0)} | – |",
-    ]
+    rows = []
     for team_id, team in config.teams:
         ports = sorted(config.ports.get(team_id, {}).values())
         if listed:
@@ -358,32 +388,39 @@ def _md_teams(result: PlanResult, teams: Mapping[str, str | None], listed: bool)
             types = Counter(e.type for e in team.environments)
             envs = f"{len(team.environments)}: " + ", ".join(f"{n} {t}" for t, n in sorted(types.items()))
             port_text = f"{len(ports)} in {ports[0]}–{ports[-1]}" if ports else "–"
-        lines.append(f"| {team_id} | {_md(envs)} | {per_team.get(team_id, 0)} | {port_text} |")
-    return [*lines, ""]
+        rows.append(f"| {team_id} | {_md(envs)} | {per_team.get(team_id, 0)} | {port_text} |")
+    intro = [
+        "| team | environments | resources | ports |",
+        "|---|---|---|---|",
+        f"| shared | – | {per_team.get(None, 0)} | – |",
+    ]
+    return _Section(intro, rows, [""], "teams")
 
 
-def _md_violations(result: PlanResult) -> list[str]:
-    if not result.violations:
-        return []
-    lines = ["### Policy violations", "", "| policy | level | resource | message |", "|---|---|---|---|"]
-    for v in sorted(result.violations, key=lambda v: (v.level != "mandatory", v.policy)):
-        lines.append(f"| {v.policy} | {v.level} | `{_md(_short_urn(v.urn))}` | {_md(v.message)} |")
-    return [*lines, ""]
+def _md_violations(result: PlanResult) -> _Section:
+    rows = [
+        f"| {v.policy} | {v.level} | `{_md(_short_urn(v.urn))}` | {_md(v.message)} |"
+        for v in sorted(result.violations, key=lambda v: (v.level != "mandatory", v.policy))
+    ]
+    if not rows:
+        return _Section([], [], [], "violations")
+    intro = ["### Policy violations", "", "| policy | level | resource | message |", "|---|---|---|---|"]
+    return _Section(intro, rows, [""], "violations")
 
 
-def _md_resources(run: PlannedRun, teams: Mapping[str, str | None]) -> list[str]:
-    lines = ["<details><summary>All resources</summary>", "", "| type | name | team | protect |", "|---|---|---|---|"]
-    for r in run.resources:
-        lines.append(
-            f"| `{r.type}` | `{_md(r.name)}` | {teams.get(r.urn) or 'shared'} | {'yes' if r.protect else ''} |"
-        )
-    return [*lines, "", "</details>", ""]
+def _md_resources(run: PlannedRun, teams: Mapping[str, str | None]) -> _Section:
+    intro = ["<details><summary>All resources</summary>", "", "| type | name | team | protect |", "|---|---|---|---|"]
+    rows = [
+        f"| `{r.type}` | `{_md(r.name)}` | {teams.get(r.urn) or 'shared'} | {'yes' if r.protect else ''} |"
+        for r in run.resources
+    ]
+    return _Section(intro, rows, ["", "</details>", ""], "resources")
 
 
-def _md_resource_types(run: PlannedRun) -> list[str]:
+def _md_resource_types(run: PlannedRun) -> _Section:
     """The resources counted by type, for a plan too large to list in a comment."""
     by_type = Counter(r.type for r in run.resources)
-    lines = [
+    intro = [
         "<details><summary>Resources by type</summary>",
         "",
         f"Too many to list in a comment: `oduflow-iac plan --stack {run.stack}` shows every one.",
@@ -391,8 +428,8 @@ def _md_resource_types(run: PlannedRun) -> list[str]:
         "| type | count |",
         "|---|---|",
     ]
-    lines += [f"| `{t}` | {n} |" for t, n in sorted(by_type.items())]
-    return [*lines, "", "</details>", ""]
+    rows = [f"| `{t}` | {n} |" for t, n in sorted(by_type.items())]
+    return _Section(intro, rows, ["", "</details>", ""], "resource types")
 
 
 def _md(text: str) -> str:
