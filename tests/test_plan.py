@@ -19,13 +19,16 @@ from oduflow_iac.offline.plan import (
     COMMENT_LIMIT,
     COMMENT_MARKER,
     plan,
+    render_json,
     render_markdown,
     render_table,
     to_json,
 )
 from tests.conftest import ROOT, SEED
 
-INLINE = SEED + """
+INLINE = (
+    SEED
+    + """
 [team.1.templates.default]
 odoo_image = "odoo:17.0"
 
@@ -43,6 +46,7 @@ branch = "main"
 type = "staging"
 odoo_image = "odoo:18.0"
 """
+)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -115,7 +119,7 @@ def test_no_secret_appears_in_any_format(write_config: Callable[[str], Path]) ->
     table = io.StringIO()
     render_table(result, table)
     outputs = {
-        "json": json.dumps(to_json(result)),
+        "json": render_json(result),
         "markdown": render_markdown(result),
         "table": table.getvalue(),
     }
@@ -125,6 +129,28 @@ def test_no_secret_appears_in_any_format(write_config: Callable[[str], Path]) ->
     # The inline secrets are flagged, by key path only.
     advisory = [v for v in result.violations if v.level == "advisory"]
     assert any("team.1.auth_token" in v.message for v in advisory)
+
+
+def test_json_text_is_the_contract() -> None:
+    """What `--format json` prints is `to_json`, secrets and unknowns hidden alike."""
+    from dataclasses import replace
+
+    from oduflow_iac.offline.harness import UNKNOWN
+
+    result = plan(None, "cloud", ROOT)
+    assert json.loads(render_json(result)) == to_json(result)
+    first = replace(
+        result.run.resources[0], inputs={"a": UNKNOWN, "b": [Secret("pw"), UNKNOWN, "x"], "c": Secret(UNKNOWN)}
+    )
+    odd = replace(result, run=replace(result.run, resources=[first, *result.run.resources[1:]]))
+    text = render_json(odd)
+    assert json.loads(text) == to_json(odd)
+    assert json.loads(text)["resources"][0]["inputs"] == {
+        "a": "[unknown]",
+        "b": ["[secret]", "[unknown]", "x"],
+        "c": "[secret]",
+    }
+    assert "pw" not in text and UNKNOWN not in text
 
 
 def test_markdown_is_a_pull_request_comment() -> None:

@@ -181,7 +181,7 @@ class OdooEnvironment(pulumi.ComponentResource):
         # Once, when the environment is created: install base into a fresh database, or finish a
         # clone of the template the way Odoo's own duplicate does.
         init_name = naming.env_init_container_name(team, branch)
-        init_opts = pulumi.ResourceOptions.merge(on_docker, pulumi.ResourceOptions(depends_on=list(waits_for)))
+        init_opts = pulumi.ResourceOptions.merge(on_docker, pulumi.ResourceOptions(depends_on=waits_for))
         init_labels = label_args(labels.oduflow_labels(team, branch, "init"))
         if args.template_database_name is None:
             init = one_shot(
@@ -218,7 +218,6 @@ class OdooEnvironment(pulumi.ComponentResource):
                 labels=init_labels,
                 opts=init_opts,
             )
-        waits_for.append(init)
         checks.append(succeeded(init, init_name))
 
         label_values = labels.oduflow_labels(team, branch, "odoo") | labels.traefik_labels(
@@ -258,7 +257,8 @@ class OdooEnvironment(pulumi.ComponentResource):
                 memory=limits.memory_mb,
                 cpus=f"{limits.cpu:g}",
                 restart="unless-stopped",
-                opts=pulumi.ResourceOptions.merge(on_docker, pulumi.ResourceOptions(depends_on=waits_for)),
+                # The init depends on everything else the container waits for.
+                opts=pulumi.ResourceOptions.merge(on_docker, pulumi.ResourceOptions(depends_on=[init])),
             )
 
         self.register_outputs(

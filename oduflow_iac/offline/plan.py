@@ -11,12 +11,13 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oduflow_iac.config import Config
 from oduflow_iac.errors import UsageError
-from oduflow_iac.offline.harness import PlannedResource, PlannedRun, redact, run_offline
+from oduflow_iac.offline.harness import UNKNOWN, PlannedResource, PlannedRun, Secret, redact, run_offline
 from oduflow_iac.program import ProgramSettings, build
 from oduflow_iac.stack_settings import StackSettings, resolve_config
 
@@ -90,7 +91,7 @@ def plan_run(
     deployed = {"all": None, "shared": [], "team": [program_settings.team or ""]}.get(program_settings.layout)
     values, keys, missing = secret_config(config, settings, deployed)
     run = run_offline(
-        lambda: build(config, program_settings),
+        partial(build, config, program_settings),  # not a lambda: one frame less in every stack the SDK captures
         project=project,
         stack=settings.stack if settings else stack,
         config=values,
@@ -135,26 +136,15 @@ def plan(
 # Output
 
 
-def to_json(result: PlanResult) -> dict[str, Any]:
-    """The JSON contract other tools read. Every secret is "[secret]"."""
+def to_json(result: PlanResult, resources: bool = True) -> dict[str, Any]:
+    """The JSON contract other tools read. Every secret is "[secret]". (`resources=False`: an
+    empty resource list, for `render_json`, which serialises them itself.)"""
     run = result.run
     by_type = Counter(r.type for r in run.resources)
     return {
         "project": run.project,
         "stack": run.stack,
-        "resources": [
-            {
-                "urn": r.urn,
-                "type": r.type,
-                "name": r.name,
-                "parent": r.parent,
-                "custom": r.custom,
-                "inputs": redact(r.inputs),
-                "dependencies": r.dependencies,
-                "protect": r.protect,
-            }
-            for r in run.resources
-        ],
+        "resources": [_resource_doc(r, redact(r.inputs)) for r in run.resources] if resources else [],
         "violations": [
             {"policy": v.policy, "level": v.level, "urn": v.urn, "message": v.message} for v in result.violations
         ],
@@ -167,14 +157,40 @@ def to_json(result: PlanResult) -> dict[str, Any]:
     }
 
 
+def _resource_doc(r: PlannedResource, inputs: Any) -> dict[str, Any]:
+    return {
+        "urn": r.urn,
+        "type": r.type,
+        "name": r.name,
+        "parent": r.parent,
+        "custom": r.custom,
+        "inputs": inputs,
+        "dependencies": r.dependencies,
+        "protect": r.protect,
+    }
+
+
+def _redacted_json(value: Any) -> str:
+    """`json.dumps(redact(value))` without copying `value`: secrets through the encoder's hook,
+    unknowns (only ever whole strings) replaced in the text."""
+
+    def hidden(o: object) -> str:
+        if isinstance(o, Secret):
+            return "[secret]"
+        raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+    return json.dumps(value, default=hidden).replace(f'"{UNKNOWN}"', '"[unknown]"')
+
+
 def render_json(result: PlanResult) -> str:
     """`to_json` as text: the top level indented, each resource and violation on one line of its
     own (a plan diffs line by line, and the C encoder serialises it several times faster than an
     indented dump)."""
-    doc = to_json(result)
+    doc = to_json(result, resources=False)
+    doc["resources"] = [_redacted_json(_resource_doc(r, r.inputs)) for r in result.run.resources]
 
     def items(key: str) -> str:
-        rows = [json.dumps(item) for item in doc[key]]
+        rows = [item if isinstance(item, str) else json.dumps(item) for item in doc[key]]
         return "[\n" + ",\n".join(f"    {row}" for row in rows) + "\n  ]" if rows else "[]"
 
     head = {k: v for k, v in doc.items() if k not in ("resources", "violations", "summary")}
