@@ -834,7 +834,8 @@ def synthetic_stack(teams: int) -> tuple[tuple[PolicyResource, ...], dict[str, d
         "inline-secrets": {"paths": []},
     }
     configs, _ = bridge.configure(policy.POLICIES, config)
-    resources = bridge._stack_resources(run, run.by_urn(), {r.urn: bridge.to_wire(r.inputs) for r in run.resources})
+    props = {r.urn: bridge.to_wire(r.inputs) for r in run.resources}
+    resources = bridge._stack_resources(run, props, bridge._providers(run, run.by_urn(), props))
     return tuple(resources), configs
 
 

@@ -241,26 +241,25 @@ def _options(res: PlannedResource) -> PolicyResourceOptions:
     )
 
 
-def _provider(
-    res: PlannedResource, by_urn: Mapping[str, PlannedResource], props: Mapping[str, Mapping[str, Any]]
-) -> PolicyProviderResource | None:
-    """The provider resource of a `urn::id` provider reference."""
-    if not res.provider:
-        return None
-    urn = res.provider.rsplit("::", 1)[0]
-    prov = by_urn.get(urn)
-    if prov is None:
-        return None
-    return PolicyProviderResource(prov.type, props[urn], prov.urn, prov.name)
+def _providers(
+    run: PlannedRun, by_urn: Mapping[str, PlannedResource], props: Mapping[str, Mapping[str, Any]]
+) -> dict[str, PolicyProviderResource | None]:
+    """The provider resource of each `urn::id` provider reference in the run, built once for all
+    the resources that use it ("" and unknown references: None)."""
+    out: dict[str, PolicyProviderResource | None] = {"": None}
+    for ref in {r.provider for r in run.resources if r.provider}:
+        prov = by_urn.get(ref.rsplit("::", 1)[0])
+        out[ref] = PolicyProviderResource(prov.type, props[prov.urn], prov.urn, prov.name) if prov else None
+    return out
 
 
 def _stack_resources(
-    run: PlannedRun, by_urn: Mapping[str, PlannedResource], props: Mapping[str, Mapping[str, Any]]
+    run: PlannedRun, props: Mapping[str, Mapping[str, Any]], providers: Mapping[str, PolicyProviderResource | None]
 ) -> list[PolicyResource]:
     """Every resource, with its parent and dependencies resolved to the other PolicyResources."""
     resources = {
         r.urn: PolicyResource(
-            r.type, props[r.urn], r.urn, r.name, _options(r), _provider(r, by_urn, props), None, [], {}
+            r.type, props[r.urn], r.urn, r.name, _options(r), providers[r.provider or ""], None, [], {}
         )
         for r in run.resources
     }
@@ -327,16 +326,13 @@ def run_policies(
     resource_policies = [p for p in active if isinstance(p, ResourceValidationPolicy)]
     # Built once: a copy per resource would grow with the config (per-team entries) times resources.
     resource_configs = {p.name: dict(configs[p.name]) for p in resource_policies}
-    providers: dict[str, PolicyProviderResource | None] = {}  # one per provider reference
+    providers = _providers(run, by_urn, props)
     for res in run.resources:
         if not resource_policies:
             break
         secrets = frozenset(secret_paths(res.inputs))
         opts = _options(res)
-        ref = res.provider or ""
-        if ref not in providers:
-            providers[ref] = _provider(res, by_urn, props)
-        provider = providers[ref]
+        provider = providers[res.provider or ""]
         for p in resource_policies:
             args = policy.SecretAwareArgs(
                 res.type,
@@ -358,7 +354,7 @@ def run_policies(
         if not isinstance(sp, StackValidationPolicy):
             continue
         if stack_resources is None:
-            stack_resources = _stack_resources(run, by_urn, props)
+            stack_resources = _stack_resources(run, props, providers)
         stack_args = StackValidationArgs(stack_resources, dict(configs[sp.name]))
         report = reporter(sp, None, fixed=False)
         try:

@@ -136,24 +136,29 @@ def plan(
 # Output
 
 
-def to_json(result: PlanResult, resources: bool = True) -> dict[str, Any]:
-    """The JSON contract other tools read. Every secret is "[secret]". (`resources=False`: an
-    empty resource list, for `render_json`, which serialises them itself.)"""
+def to_json(result: PlanResult) -> dict[str, Any]:
+    """The JSON contract other tools read. Every secret is "[secret]"."""
     run = result.run
-    by_type = Counter(r.type for r in run.resources)
     return {
         "project": run.project,
         "stack": run.stack,
-        "resources": [_resource_doc(r, redact(r.inputs)) for r in run.resources] if resources else [],
-        "violations": [
-            {"policy": v.policy, "level": v.level, "urn": v.urn, "message": v.message} for v in result.violations
-        ],
-        "summary": {
-            "resources": len(run.resources),
-            "by_type": dict(sorted(by_type.items())),
-            "mandatory": len(result.mandatory),
-            "advisory": len(result.advisory),
-        },
+        "resources": [_resource_doc(r, redact(r.inputs)) for r in run.resources],
+        "violations": [_violation_doc(v) for v in result.violations],
+        "summary": _summary_doc(result),
+    }
+
+
+def _violation_doc(v: Violation) -> dict[str, Any]:
+    return {"policy": v.policy, "level": v.level, "urn": v.urn, "message": v.message}
+
+
+def _summary_doc(result: PlanResult) -> dict[str, Any]:
+    by_type = Counter(r.type for r in result.run.resources)
+    return {
+        "resources": len(result.run.resources),
+        "by_type": dict(sorted(by_type.items())),
+        "mandatory": len(result.mandatory),
+        "advisory": len(result.advisory),
     }
 
 
@@ -186,18 +191,21 @@ def render_json(result: PlanResult) -> str:
     """`to_json` as text: the top level indented, each resource and violation on one line of its
     own (a plan diffs line by line, and the C encoder serialises it several times faster than an
     indented dump)."""
-    doc = to_json(result, resources=False)
-    doc["resources"] = [_redacted_json(_resource_doc(r, r.inputs)) for r in result.run.resources]
+    run = result.run
 
-    def items(key: str) -> str:
-        rows = [item if isinstance(item, str) else json.dumps(item) for item in doc[key]]
+    def array(rows: list[str]) -> str:
         return "[\n" + ",\n".join(f"    {row}" for row in rows) + "\n  ]" if rows else "[]"
 
-    head = {k: v for k, v in doc.items() if k not in ("resources", "violations", "summary")}
-    lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in head.items()]
-    lines += [f'  "resources": {items("resources")}', f'  "violations": {items("violations")}']
-    summary = json.dumps(doc["summary"], indent=2).replace("\n", "\n  ")
-    lines.append(f'  "summary": {summary}')
+    resources = [_redacted_json(_resource_doc(r, r.inputs)) for r in run.resources]
+    violations = [json.dumps(_violation_doc(v)) for v in result.violations]
+    summary = json.dumps(_summary_doc(result), indent=2).replace("\n", "\n  ")
+    lines = [
+        f'  "project": {json.dumps(run.project)}',
+        f'  "stack": {json.dumps(run.stack)}',
+        f'  "resources": {array(resources)}',
+        f'  "violations": {array(violations)}',
+        f'  "summary": {summary}',
+    ]
     return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
@@ -321,11 +329,14 @@ class _Section:
     def lines(self) -> list[str]:
         return [*self.intro, *self.rows, *self.outro]
 
+    def more(self, dropped: int, stack: str) -> str:
+        return f"… and {dropped} more {self.what}: `oduflow-iac plan --stack {stack}` shows them all."
+
     def fitted(self, budget: int, stack: str) -> list[str] | None:
         """As many rows as fit in `budget` characters and how many are left out; None when not
         even one fits."""
-        cut = f"… and {len(self.rows)} more {self.what}: `oduflow-iac plan --stack {stack}` shows them all."
-        used = len("\n".join([*self.intro, *self.outro, "", cut])) + 1
+        # Room for the closing line at its longest (every row left out).
+        used = len("\n".join([*self.intro, *self.outro, "", self.more(len(self.rows), stack)])) + 1
         kept: list[str] = []
         for row in self.rows:
             if used + len(row) + 1 > budget:
@@ -335,7 +346,7 @@ class _Section:
         if self.rows and not kept:
             return None
         dropped = len(self.rows) - len(kept)
-        more = ["", cut.replace(f"and {len(self.rows)} more", f"and {dropped} more")] if dropped else []
+        more = ["", self.more(dropped, stack)] if dropped else []
         return [*self.intro, *kept, *more, *self.outro]
 
 
@@ -453,7 +464,6 @@ def _md(text: str) -> str:
 
 
 def plan_command(ns: argparse.Namespace) -> int:
-
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
