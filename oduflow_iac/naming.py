@@ -20,6 +20,9 @@ SHARED_DB_CONTAINER = "oduflow-db"
 SHARED_TRAEFIK_CONTAINER = "oduflow-traefik"
 SHARED_DB_VOLUME = "oduflow-db-data"
 TRAEFIK_CERTS_VOLUME = "oduflow-traefik-certs"
+# Traefik reads the Docker API only through this filtering proxy, over a socket in this volume.
+DOCKER_PROXY_CONTAINER = "oduflow-docker-proxy"
+DOCKER_PROXY_VOLUME = "oduflow-docker-proxy"
 
 LABEL_TEAM = "oduflow.team"
 LABEL_MANAGED = "oduflow.managed"
@@ -69,6 +72,12 @@ def team_role_name(team_id: str) -> str:
 
 def team_network_name(team_id: str) -> str:
     return fit_identifier(f"oduflow-{team_id}-net")
+
+
+def team_db_proxy_container_name(team_id: str) -> str:
+    """The team's only way to PostgreSQL: a TCP forwarder on the team network and the database
+    network. No environment's name can be this one: theirs all end in a role suffix (`-odoo` ...)."""
+    return fit_identifier(f"oduflow-{team_id}-pg")
 
 
 def env_container_name(team_id: str, branch: str) -> str:
