@@ -134,9 +134,7 @@ class Selection:
         return f"{self.stack} (team {self.team})" if self.team and self.targets else self.stack
 
 
-def select(
-    settings: StackSettings, team_id: str | None = None, *, extra_targets: Sequence[str] = ()
-) -> Selection:
+def select(settings: StackSettings, team_id: str | None = None, *, extra_targets: Sequence[str] = ()) -> Selection:
     """Where `--stack S [--team N]` runs. `extra_targets` (URNs of resources the program no longer
     declares, e.g. a removed environment) are added when the selection targets a team."""
     layout = layout_of(settings)
@@ -168,7 +166,7 @@ def team_stack_settings(shared: StackSettings, team_id: str) -> StackSettings:
             f"`oduflow-iac up --all --stack {shared.stack}` creates it, or copy stacks/Pulumi.team-1.yaml"
         ) from None
     if layout_of(settings) != "team" or (settings.get("team") or "") != team_id:
-        raise UsageError(f"stack {name} must set oduflow:layout: team and oduflow:team: \"{team_id}\"")
+        raise UsageError(f'stack {name} must set oduflow:layout: team and oduflow:team: "{team_id}"')
     return settings
 
 
@@ -527,8 +525,14 @@ def environment_info(config: Config, team_id: str, branch: str) -> EnvironmentIn
     port = config.environment_port(team_id, branch)
     scheme = "https" if config.platform.tls else "http"
     return EnvironmentInfo(
-        team_id, branch, env.type, f"{scheme}://{host}", host, port,
-        f"http://{config.platform.publish_address}:{port}", env.disabled,
+        team_id,
+        branch,
+        env.type,
+        f"{scheme}://{host}",
+        host,
+        port,
+        f"http://{config.platform.publish_address}:{port}",
+        env.disabled,
     )
 
 
@@ -665,9 +669,7 @@ class Lifecycle:
             else:
                 outcome.add(f"step 1/2: {branch!r} is marked protect = false; deploying that first")
             if self.deploy is None:
-                outcome.add(
-                    "not deployed (--no-deploy): run `oduflow-iac up`, then `env delete` again to remove it"
-                )
+                outcome.add("not deployed (--no-deploy): run `oduflow-iac up`, then `env delete` again to remove it")
                 return outcome
             first = self.deploy(config, team_id, ())
             outcome.runs.append(first)
@@ -717,9 +719,7 @@ class Lifecycle:
         if force:
             outcome.add(f"WARNING: the backup job failed (exit {result.code}); deleting anyway (--force)")
             return True
-        outcome.add(
-            f"the backup job failed (exit {result.code}); nothing was changed (pass --force to delete anyway)"
-        )
+        outcome.add(f"the backup job failed (exit {result.code}); nothing was changed (pass --force to delete anyway)")
         return False
 
     # -- templates ----------------------------------------------------------------------------
@@ -818,10 +818,14 @@ class Lifecycle:
         env = {"DOCKER_HOST": self.docker_host or config.platform.docker_host}
         listed = self.docker(
             [
-                "ps", "-a",
-                "--filter", f"label={naming.LABEL_TEAM}={team_id}",
-                "--filter", f"label={naming.LABEL_MANAGED}=true",
-                "--format", "{{.Names}}",
+                "ps",
+                "-a",
+                "--filter",
+                f"label={naming.LABEL_TEAM}={team_id}",
+                "--filter",
+                f"label={naming.LABEL_MANAGED}=true",
+                "--format",
+                "{{.Names}}",
             ],
             env,
         )

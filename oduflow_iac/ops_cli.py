@@ -80,7 +80,10 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
         sub, "cleanup", "remove environments of gone branches (and disabled ones), report leftovers", add_config_args
     )
     p.add_argument(
-        "--gone-branches", action="append", default=[], metavar="A,B",
+        "--gone-branches",
+        action="append",
+        default=[],
+        metavar="A,B",
         help="branches deleted from git: their (unprotected) environments are removed; repeatable",
     )
     p.add_argument("--remove-disabled", action="store_true", help="also remove disabled (unprotected) environments")

@@ -87,6 +87,7 @@ def build(config: Config, settings: ProgramSettings) -> None:
                 dns=config.dns,
                 dns_api_token=dns_token,
                 backup=config.backup,
+                dashboard_password=secret_input(config.platform.dashboard_password),
             ),
         )
         refs = shared.refs
