@@ -398,9 +398,7 @@ def test_every_environment_database_is_initialised_once() -> None:
     assert "/entrypoint.sh odoo -d oduflow_2_fix-rounding -i base --stop-after-init" in script
     assert script.index("init_db.py check") < script.index("odoo -d") < script.index("init_db.py finish")
     assert fresh.inputs["attach"] is True and fresh.inputs["mustRun"] is False and fresh.inputs["logs"] is False
-    assert any(
-        isinstance(e, Secret) and e.value.startswith("ODUFLOW_ADMIN_PASSWORD=") for e in fresh.inputs["envs"]
-    )
+    assert any(isinstance(e, Secret) and e.value.startswith("ODUFLOW_ADMIN_PASSWORD=") for e in fresh.inputs["envs"])
     # A clone gets the template's filestore and an identity of its own.
     clone = named(run, CONTAINER, "oduflow-1-main-init")
     script = {u["file"]: u["content"] for u in clone.inputs["uploads"]}["/oduflow/init.sh"]
@@ -408,7 +406,9 @@ def test_every_environment_database_is_initialised_once() -> None:
     assert "init_db.py finish --new-identity" in script and "odoo -d" not in script
     mounts = {v["containerPath"]: v for v in clone.inputs["volumes"]}
     assert mounts["/template"] == {
-        "volumeName": "oduflow-1-template-default-filestore", "containerPath": "/template", "readOnly": True,
+        "volumeName": "oduflow-1-template-default-filestore",
+        "containerPath": "/template",
+        "readOnly": True,
     }
     assert any(isinstance(e, Secret) and e.value.startswith("PGPASSWORD=") for e in clone.inputs["envs"])
     assert "PGDATABASE=oduflow_1_main" in clone.inputs["envs"]
@@ -427,11 +427,7 @@ def test_every_environment_database_is_initialised_once() -> None:
 
 
 def _one_shots(run: PlannedRun) -> dict[str, PlannedResource]:
-    return {
-        r.urn: r
-        for r in run.of_type(CONTAINER)
-        if label_map(r).get("oduflow.role") in ("init", "template-init")
-    }
+    return {r.urn: r for r in run.of_type(CONTAINER) if label_map(r).get("oduflow.role") in ("init", "template-init")}
 
 
 def test_routine_edits_never_rerun_an_initialisation(write_config: Any) -> None:
@@ -478,7 +474,6 @@ def test_a_failed_one_shot_fails_the_deployment(monkeypatch: pytest.MonkeyPatch)
     assert "oduflow-1-template-default-init" in names
     # Nothing that needs the template was created: no clone's init, no Odoo of a clone.
     assert "oduflow-1-main-init" not in names and "oduflow-1-main-odoo" not in names
-
 
 
 def test_traefik_reaches_each_environment_on_its_team_network() -> None:

@@ -70,9 +70,7 @@ def run_layout(config: Config, settings: program.ProgramSettings, stack: str) ->
 
 @pytest.fixture
 def team_run(config: Config) -> PlannedRun:
-    settings = program.ProgramSettings(
-        docker_host="unix:///ignored.sock", layout="team", team="1", shared_stack=SHARED
-    )
+    settings = program.ProgramSettings(docker_host="unix:///ignored.sock", layout="team", team="1", shared_stack=SHARED)
     return run_layout(config, settings, "team-1")
 
 
