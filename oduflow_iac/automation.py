@@ -579,6 +579,60 @@ class Runner:
             return list(pool.map(one, team_ids))
 
 
+# --------------------------------------------------------------------------------------------
+# Odoo admin credentials (the secret stack output `odooAdmin`)
+
+ADMIN_OUTPUT = "odooAdmin"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    login: str
+    password: str = field(repr=False)  # never in a repr, a log line or an exception
+
+
+def credentials_key(team_id: str, branch: str) -> str:
+    """The key of an environment in `odooAdmin`: `<team>/<branch>`, the branch as in oduflow.toml."""
+    return f"{team_id}/{branch}"
+
+
+def credentials_from_outputs(outputs: Mapping[str, Any], stack: str, team_id: str, branch: str) -> Credentials:
+    """The admin login and password of one environment from a stack's outputs (values in clear)."""
+    table = outputs.get(ADMIN_OUTPUT)
+    if not isinstance(table, Mapping):
+        raise UsageError(
+            f"stack {stack} has no {ADMIN_OUTPUT} output: deploy it first (`oduflow-iac up --stack {stack}`)"
+        )
+    entry = table.get(credentials_key(team_id, branch))
+    if not isinstance(entry, Mapping):
+        raise UsageError(
+            f"stack {stack} holds no admin credentials for environment {branch!r} of team {team_id}: "
+            "deploy it first (`oduflow-iac up`)"
+        )
+    login, password = entry.get("login"), entry.get("password")
+    if not isinstance(login, str) or not isinstance(password, str):
+        key = credentials_key(team_id, branch)
+        raise UsageError(f"stack {stack}: {ADMIN_OUTPUT}[{key!r}] is not a login and a password")
+    return Credentials(login, password)
+
+
+def read_credentials(project_dir: Path, selection: Selection, team_id: str, branch: str) -> Credentials:
+    """An environment's Odoo admin credentials from the stack that deploys it (its `team-N` stack in
+    the per-team layout). The secret is decrypted by the Pulumi CLI and only returned."""
+    from pulumi import automation as auto
+
+    require_pulumi_cli()
+    try:
+        stack = auto.select_stack(selection.stack, work_dir=str(project_dir.resolve()))
+        outputs = {k: v.value for k, v in stack.outputs().items()}
+    except auto.StackNotFoundError:
+        raise UsageError(f"stack {selection.stack} does not exist: deploy it first") from None
+    except auto.CommandError as exc:
+        message = command_error_message(exc)
+        raise UsageError(f"could not read the outputs of stack {selection.stack}: {message}") from None
+    return credentials_from_outputs(outputs, selection.stack, team_id, branch)
+
+
 def stack_secrets(project_dir: Path, stack: str) -> teams.SecretResolver:
     """Resolve `secret:KEY` from the stack's Pulumi config secret `oduflow-secrets:KEY` (needs the CLI)."""
     cache: dict[str, str | None] = {}

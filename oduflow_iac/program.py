@@ -192,6 +192,7 @@ def reach_postgres(
     environ: Mapping[str, str] | None = None,
     *,
     accepts: Callable[[str, int], bool] = tunnel.port_accepts,
+    stack: str | None = None,
 ) -> Config:
     """`config` with the PostgreSQL endpoint this run dials (ODUFLOW_POSTGRES_ADMIN_HOST/PORT, set by
     `oduflow-iac` for its tunnel), after a fast TCP check when PostgreSQL sits behind an ssh://
@@ -213,7 +214,7 @@ def reach_postgres(
     if target is not None and not accepts(host, port):
         raise pulumi.RunError(
             tunnel.unreachable_message(
-                stack=pulumi.get_stack(), docker_host=settings.docker_host, target=target,
+                stack=stack or pulumi.get_stack(), docker_host=settings.docker_host, target=target,
                 host=host, port=port, remote_port=platform.postgres_port,
             )
         )

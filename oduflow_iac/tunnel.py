@@ -83,7 +83,7 @@ def parse_ssh_host(docker_host: str) -> SshTarget | None:
         raise ValueError(f"{parts.scheme}://...: a plain-text password is not supported (use an SSH key)")
     if not parts.hostname:
         raise ValueError(f"{docker_host!r}: no host")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
+    if parts.path or parts.query or parts.fragment:
         raise ValueError(f"{docker_host!r}: nothing may follow the host (no path, query or fragment)")
     try:
         port = parts.port
@@ -153,8 +153,11 @@ def port_accepts(host: str, port: int, timeout: float = CHECK_TIMEOUT) -> bool:
 
 
 def port_free(port: int, host: str = LOCALHOST) -> bool:
-    """Nothing listens on host:port (binding it succeeds)."""
+    """Nothing listens on host:port: ssh could bind it. With SO_REUSEADDR, as ssh sets it on its
+    forwarding listeners (openssh-portable, channels.c, set_reuseaddr): connections of the last run
+    still in TIME_WAIT do not make the port busy."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -244,7 +247,7 @@ def open_tunnel(
     *,
     preferred: int | None = None,
     strict: bool = False,
-    timeout: float = OPEN_TIMEOUT,
+    timeout: float | None = None,
 ) -> Tunnel:
     """Forward a local port to the Docker host's loopback `remote_port` and wait until it accepts.
 
@@ -269,7 +272,7 @@ def open_tunnel(
     for attempt in range(1 if strict else 3):
         port = preferred if attempt == 0 and preferred is not None else free_port()
         try:
-            return _start(tunnel_command(target, port, remote_port, ssh=ssh), port, timeout)
+            return _start(tunnel_command(target, port, remote_port, ssh=ssh), port, timeout or OPEN_TIMEOUT)
         except TunnelError as exc:
             last = exc
             if port_free(port):  # not a port lost to another process: ssh itself failed, retrying will not help
