@@ -199,8 +199,8 @@ def failed_one_shots(deployment: Mapping[str, Any] | None, team: str | None = No
 
 def recorded_postgres_port(deployment: Mapping[str, Any] | None) -> int | None:
     """The loopback port the stack's postgresql provider was last configured with: the port a tunnel
-    should bind so that the provider's configuration does not change (and the only one refresh,
-    destroy and targeted updates can use: they configure the provider from the state)."""
+    should bind so that the provider's configuration does not change (and the only one refresh and
+    destroy can use: they do not run the program and configure the provider from the state)."""
     for resource in _resources(deployment):
         if resource.get("type") != POSTGRESQL_PROVIDER_TYPE:
             continue
@@ -416,7 +416,7 @@ class Runner:
                     self.out(prefix + failed.line())
                 if retried:
                     kwargs = {**kwargs, "replace": [f.urn for f in retried]}
-            with self._tunnel(operation, selection, config, target, deployment, prefix) as env:
+            with self._tunnel(operation, config, target, deployment, prefix) as env:
                 stack.workspace.env_vars = {**self.env_vars, **env}
                 result = self._engine(operation, stack, name, kwargs)
             result.retried = [f.name for f in retried]
@@ -456,7 +456,6 @@ class Runner:
     def _tunnel(
         self,
         operation: Operation,
-        selection: Selection,
         config: Config,
         target: tunnel.SshTarget | None,
         deployment: Mapping[str, Any] | None,
@@ -467,9 +466,12 @@ class Runner:
         if target is None:
             yield {}
             return
-        # refresh, destroy and targeted updates configure the provider from the state: only the port
-        # recorded there works. preview and a whole `up` take it when free (no provider change), else any.
-        strict = operation in ("refresh", "destroy") or bool(selection.targets)
+        # refresh and destroy do not run the program: the engine configures the provider from the
+        # state, so only the port recorded there works. preview and up (targeted ones too: the engine
+        # targets providers implicitly, pulumi/pulumi pkg/resource/deploy/step_generator.go,
+        # isImplicitlyTargetedResource) take that port when free, so the provider does not change,
+        # else any free port (the provider is then updated in place, nothing is replaced).
+        strict = operation in ("refresh", "destroy")
         remote = config.platform.postgres_port
         with self._tunnel_lock:
             opened = tunnel.open_tunnel(target, remote, preferred=recorded_postgres_port(deployment), strict=strict)
