@@ -216,11 +216,9 @@ def _start(argv: list[str], local_port: int, timeout: float) -> Tunnel:
     # Not a pipe: ssh's messages over a long run must never block it. Closed by Tunnel.close.
     log = tempfile.TemporaryFile()  # noqa: SIM115
     try:
-        # A session of its own: the terminal's Ctrl-C goes to oduflow-iac and the engine, which may
-        # still need PostgreSQL to finish its in-flight operations; the tunnel is closed after them.
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
-        )
+        # In oduflow-iac's own process group: a signal to the group (Ctrl-C, a CI job cancelled) ends
+        # ssh with everything else even when oduflow-iac gets no chance to close it.
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
     except OSError as exc:
         log.close()
         raise TunnelError(f"could not run {argv[0]}: {exc.strerror or exc}") from None
