@@ -277,7 +277,7 @@ class SharedInfra(pulumi.ComponentResource):
         self.postgresql_provider = postgresql.Provider(
             f"{name}-postgresql",
             host=platform.postgres_admin_host,
-            port=platform.postgres_port,
+            port=platform.postgres_admin_port or platform.postgres_port,
             username=POSTGRES_SUPERUSER,
             password=self.postgres_password.result,
             sslmode="disable",

@@ -176,6 +176,10 @@ class Platform(_Model):
     backup_image: str = "eeshugerman/postgres-backup-s3:16"
     publish_address: str = "127.0.0.1"
     postgres_admin_host: str = "127.0.0.1"
+    # Where the machine running Pulumi dials PostgreSQL, when not `postgres_port` (a tunnel of one's
+    # own on another local port). `oduflow-iac` sets it per run for its SSH tunnel
+    # (ODUFLOW_POSTGRES_ADMIN_PORT, see tunnel.py).
+    postgres_admin_port: int | None = Field(default=None, ge=1, le=PORT_MAX)
     # Traefik checks the basic-auth hash on every request, without a cache, and an Odoo page makes
     # dozens: at bcrypt's usual cost 10 each would take ~60 ms of the shared proxy's CPU. 5 is
     # what `htpasswd -B` produces.
