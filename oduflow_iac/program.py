@@ -94,6 +94,7 @@ def build(config: Config, settings: ProgramSettings) -> None:
         team_ids = [] if settings.layout == "shared" else [t for t, _ in config.teams]
 
     environments: dict[str, dict[str, dict[str, object]]] = {}
+    restore_keys: dict[str, pulumi.Output[dict[str, str]]] = {}
     for team_id in team_ids:
         team = config.team[team_id]
         stack = TeamStack(
@@ -104,8 +105,13 @@ def build(config: Config, settings: ProgramSettings) -> None:
             branch: {"url": env.url, "database": env.database_name, "hostPort": env.host_port}
             for branch, env in stack.environments.items()
         }
+        if stack.backup_restore_credentials is not None:
+            restore_keys[team_id] = stack.backup_restore_credentials
     if team_ids:
         pulumi.export("environments", environments)
+    if restore_keys:
+        # Read-only keys for restores ([backup] restore_user): secret, held by no container.
+        pulumi.export("backupRestore", restore_keys)
 
 
 def _export_shared(config: Config, settings: ProgramSettings, shared: SharedInfra) -> None:
