@@ -124,9 +124,7 @@ def s3_server() -> Iterator[S3Server]:
                 "Rule": {"DefaultRetention": {"Mode": rule["mode"], "Days": rule["days"]}},
             },
         )
-        job = _iam_user(
-            iam, "oduflow-1-backup", backup_storage.job_policy_document(f"arn:aws:s3:::{BUCKET}", TIERS)
-        )
+        job = _iam_user(iam, "oduflow-1-backup", backup_storage.job_policy_document(f"arn:aws:s3:::{BUCKET}", TIERS))
         everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
         operator = _iam_user(iam, "operator", json.dumps(everything))
         # From now on every request is authenticated and authorised against IAM.
@@ -255,9 +253,10 @@ def test_job_uploads_with_the_write_only_key_and_nothing_more(s3_server: S3Serve
     # filestore archive: moto applies the default retention to PutObject but not to a completed
     # multipart upload; S3 applies it to every new version, whatever the upload path.)
     tar = dumps[0].removesuffix(".dump") + ".filestore.tar.gz"
-    assert operator.get_object(Bucket=BUCKET, Key=tar)["Body"].read() == b"filestore of " + str(
-        tmp_path / "filestores" / "oduflow_1_main"
-    ).encode()
+    assert (
+        operator.get_object(Bucket=BUCKET, Key=tar)["Body"].read()
+        == b"filestore of " + str(tmp_path / "filestores" / "oduflow_1_main").encode()
+    )
     head = operator.head_object(Bucket=BUCKET, Key=tar)
     assert head["ObjectLockMode"] == "GOVERNANCE"
     assert head["ObjectLockRetainUntilDate"] > datetime.now(timezone.utc) + timedelta(days=6)
