@@ -36,6 +36,21 @@ LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
 ABORT_INCOMPLETE_UPLOAD_DAYS = 2
 
 
+def partition(region: str) -> str:
+    """The AWS partition of a region (ARNs differ: `arn:aws-cn:s3:::…` in China)."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def bucket_arn(bucket: str, region: str) -> str:
+    """An S3 bucket's ARN, known from its name (S3 ARNs carry no account or region), so the IAM
+    documents are plain text in the plan and the policy pack can judge them during a preview."""
+    return f"arn:{partition(region)}:s3:::{bucket}"
+
+
 def tier_prefix(tier: str) -> str:
     return f"{tier}/"
 

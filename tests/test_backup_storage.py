@@ -48,6 +48,21 @@ def _actions(document: str) -> set[str]:
     return {a for s in json.loads(document)["Statement"] for a in s["Action"]}
 
 
+def test_bucket_arn_by_partition() -> None:
+    assert backup_storage.bucket_arn("b", "eu-west-1") == "arn:aws:s3:::b"
+    assert backup_storage.bucket_arn("b", "cn-north-1") == "arn:aws-cn:s3:::b"
+    assert backup_storage.bucket_arn("b", "us-gov-west-1") == "arn:aws-us-gov:s3:::b"
+
+
+def test_iam_documents_are_known_during_a_preview() -> None:
+    # Plain text in the plan, not an Output of the bucket's ARN: the policy pack judges them before
+    # the bucket exists.
+    run = planned("cloud")
+    for policy in run.of_type("aws:iam/userPolicy:UserPolicy"):
+        assert isinstance(policy.inputs["policy"], str)
+        assert policy.property_dependencies.get("policy", []) == []
+
+
 def test_restore_policy_reads_and_lists_and_never_writes() -> None:
     doc = backup_storage.restore_policy_document(ARN)
     actions = _actions(doc)

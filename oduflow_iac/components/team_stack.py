@@ -336,12 +336,12 @@ class TeamStack(pulumi.ComponentResource):
         aws.iam.UserPolicy(
             f"{name}-backup-policy",
             user=user.name,
-            policy=self.bucket.arn.apply(lambda arn: backup_storage.job_policy_document(arn, tier_names)),
+            policy=backup_storage.job_policy_document(backup_storage.bucket_arn(bucket_name, plan.region), tier_names),
             opts=opts,
         )
         key = aws.iam.AccessKey(f"{name}-backup-key", user=user.name, opts=opts)
         if plan.restore_user:
-            self.backup_restore_credentials = self._restore_user(name, team_id, plan.region, opts)
+            self.backup_restore_credentials = self._restore_user(name, team_id, bucket_name, plan.region, opts)
 
         team = config.team[team_id]
         targets = [
@@ -407,7 +407,7 @@ class TeamStack(pulumi.ComponentResource):
         )
 
     def _restore_user(
-        self, name: str, team_id: str, region: str, opts: pulumi.ResourceOptions
+        self, name: str, team_id: str, bucket_name: str, region: str, opts: pulumi.ResourceOptions
     ) -> pulumi.Output[dict[str, str]]:
         """A read-only key for restores, given to no container: only a secret output of this
         stack, for the operators who restore this team's backups."""
@@ -421,7 +421,7 @@ class TeamStack(pulumi.ComponentResource):
         aws.iam.UserPolicy(
             f"{name}-backup-restore-policy",
             user=user.name,
-            policy=self.bucket.arn.apply(backup_storage.restore_policy_document),
+            policy=backup_storage.restore_policy_document(backup_storage.bucket_arn(bucket_name, region)),
             opts=opts,
         )
         key = aws.iam.AccessKey(f"{name}-backup-restore-key", user=user.name, opts=opts)
