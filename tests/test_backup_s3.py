@@ -97,7 +97,7 @@ def s3_server() -> Iterator[S3Server]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:
             try:
                 urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
@@ -124,7 +124,11 @@ def s3_server() -> Iterator[S3Server]:
                 "Rule": {"DefaultRetention": {"Mode": rule["mode"], "Days": rule["days"]}},
             },
         )
-        job = _iam_user(iam, "oduflow-1-backup", backup_storage.job_policy_document(f"arn:aws:s3:::{BUCKET}", TIERS))
+        job = _iam_user(
+            iam,
+            "oduflow-1-backup",
+            backup_storage.job_policy_document(backup_storage.bucket_arn(BUCKET, REGION), TIERS),
+        )
         everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
         operator = _iam_user(iam, "operator", json.dumps(everything))
         # From now on every request is authenticated and authorised against IAM.
