@@ -126,6 +126,11 @@ def team_backup_user_name(team_id: str) -> str:
     return fit_identifier(f"oduflow-{team_id}-backup")
 
 
+def team_backup_restore_user_name(team_id: str) -> str:
+    """The optional read-only IAM user whose key restores a team's backups (held by operators)."""
+    return fit_identifier(f"oduflow-{team_id}-restore")
+
+
 def team_backup_bucket_name(prefix: str, team_id: str) -> str:
     """S3 bucket names are 3-63 characters of lower-case letters, digits, `-` and `.`."""
     raw = _HOST_DROP.sub("-", f"{prefix}-team-{team_id}".lower()).strip("-")

@@ -67,7 +67,10 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
     p.add_argument("--team", help="team id (default: the only team, else 1)")
     p.add_argument("--branch", required=True)
     p.add_argument(
-        "--show-secret", "--show", dest="show_secret", action="store_true",
+        "--show-secret",
+        "--show",
+        dest="show_secret",
+        action="store_true",
         help="print the password even when stdout is not a terminal (a pipe, a file, a CI log)",
     )
     p.set_defaults(handler=_env_credentials)

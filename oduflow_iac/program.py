@@ -97,6 +97,7 @@ def build(config: Config, settings: ProgramSettings) -> None:
         team_ids = [] if settings.layout == "shared" else [t for t, _ in config.teams]
 
     environments: dict[str, dict[str, dict[str, object]]] = {}
+    restore_keys: dict[str, pulumi.Output[dict[str, str]]] = {}
     for team_id in team_ids:
         team = config.team[team_id]
         stack = TeamStack(
@@ -107,8 +108,13 @@ def build(config: Config, settings: ProgramSettings) -> None:
             branch: {"url": env.url, "database": env.database_name, "hostPort": env.host_port}
             for branch, env in stack.environments.items()
         }
+        if stack.backup_restore_credentials is not None:
+            restore_keys[team_id] = stack.backup_restore_credentials
     if team_ids:
         pulumi.export("environments", environments)
+    if restore_keys:
+        # Read-only keys for restores ([backup] restore_user): secret, held by no container.
+        pulumi.export("backupRestore", restore_keys)
 
 
 def _export_shared(config: Config, settings: ProgramSettings, shared: SharedInfra) -> None:
@@ -214,8 +220,12 @@ def reach_postgres(
     if target is not None and not accepts(host, port):
         raise pulumi.RunError(
             tunnel.unreachable_message(
-                stack=stack or pulumi.get_stack(), docker_host=settings.docker_host, target=target,
-                host=host, port=port, remote_port=platform.postgres_port,
+                stack=stack or pulumi.get_stack(),
+                docker_host=settings.docker_host,
+                target=target,
+                host=host,
+                port=port,
+                remote_port=platform.postgres_port,
             )
         )
     if (host, port) == (platform.postgres_admin_host, platform.postgres_admin_port or platform.postgres_port):

@@ -333,6 +333,7 @@ def test_cloud_stack_declares_dns_tls_and_backups() -> None:
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
         "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
         "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+        "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
         "aws:iam/user:User",
         "aws:iam/userPolicy:UserPolicy",
         "aws:iam/accessKey:AccessKey",
@@ -359,15 +360,26 @@ def test_cloud_stack_declares_dns_tls_and_backups() -> None:
     assert "--certificatesresolvers.oduflow-http.acme.httpchallenge.entrypoint=web" in traefik.inputs["command"]
 
 
-def test_backup_user_reaches_only_its_bucket() -> None:
+def test_backup_user_only_writes_new_objects_in_its_bucket() -> None:
     run = planned("cloud")
-    for policy in run.of_type("aws:iam/userPolicy:UserPolicy"):
+    policies = run.of_type("aws:iam/userPolicy:UserPolicy")
+    assert len(policies) == 2
+    for policy in policies:
         team = "1" if "team-1" in policy.urn else "2"
+        assert reveal(policy.inputs["user"]) == f"oduflow-{team}-backup"
         doc = json.loads(reveal(policy.inputs["policy"]))
-        resources = {s["Resource"] for s in doc["Statement"]}
-        assert resources == {
-            f"arn:aws:s3:::acme-odoo-backups-team-{team}",
-            f"arn:aws:s3:::acme-odoo-backups-team-{team}/*",
+        bucket = f"arn:aws:s3:::acme-odoo-backups-team-{team}"
+        # Exactly: write and abort unfinished uploads under the three tier prefixes. Nothing else.
+        assert doc == {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "WriteNewBackups",
+                    "Effect": "Allow",
+                    "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+                    "Resource": [f"{bucket}/daily/*", f"{bucket}/weekly/*", f"{bucket}/monthly/*"],
+                }
+            ],
         }
 
 

@@ -4,6 +4,7 @@ the expected message), and the offline bridge: config checks, unknowns, secrets,
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import unknown_checking_proxy
 
-from oduflow_iac import backup, naming, odoo_conf, policy
+from oduflow_iac import backup, backup_storage, naming, odoo_conf, policy
 from oduflow_iac.offline import bridge
 from oduflow_iac.offline.harness import UNKNOWN, PlannedResource, PlannedRun, Secret
 
@@ -509,6 +510,7 @@ def bucket_set(
     encryption: bool = True,
     block: bool = True,
     by_dependency: bool = True,
+    lock: dict[str, Any] | None = None,
 ) -> list[PolicyResource]:
     b = resource("aws:s3/bucket:Bucket", "team-1-backup-bucket", {"bucket": "acme-team-1"})
     deps = [b] if by_dependency else []
@@ -528,6 +530,19 @@ def bucket_set(
             deps=deps,
         ),
     ]
+    out.append(
+        resource(
+            "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
+            "l",
+            {
+                "bucket": ref,
+                "objectLockEnabled": "Enabled",
+                "rule": {"defaultRetention": {"mode": "GOVERNANCE", "days": 7}},
+                **(lock or {}),
+            },
+            deps=deps,
+        )
+    )
     if encryption:
         out.append(
             resource(
@@ -564,11 +579,138 @@ def test_backups_pass() -> None:
 
 
 def test_backups_bucket_settings() -> None:
-    assert run_stack("backups", bucket_set(versioning="Suspended", encryption=False, block=False)) == [
+    found = run_stack("backups", bucket_set(versioning="Suspended", encryption=False, block=False, lock={"rule": None}))
+    assert found == [
         "backup bucket acme-team-1 has no BucketVersioning with status Enabled",
+        NO_LOCK,
         "backup bucket acme-team-1 has no default server-side encryption",
         "backup bucket acme-team-1 has no BucketPublicAccessBlock with all four blocks on",
     ]
+
+
+NO_LOCK = (
+    "backup bucket acme-team-1 has no Object Lock default retention "
+    "(BucketObjectLockConfiguration, GOVERNANCE or COMPLIANCE, at least one day)"
+)
+
+
+@pytest.mark.parametrize(
+    "lock,ok",
+    [
+        ({}, True),
+        ({"objectLockEnabled": None}, True),  # the provider's default is Enabled
+        ({"rule": {"defaultRetention": {"mode": "COMPLIANCE", "years": 1}}}, True),
+        ({"rule": {"defaultRetention": {"mode": "compliance", "days": 7}}}, False),
+        ({"rule": {"defaultRetention": {"mode": "GOVERNANCE", "days": 0}}}, False),
+        ({"rule": {"defaultRetention": {"mode": "GOVERNANCE"}}}, False),
+        ({"rule": {"defaultRetention": {"mode": "GOVERNANCE", "days": True}}}, False),
+        ({"rule": None}, False),  # Object Lock on, but nothing locked by default
+        ({"objectLockEnabled": "Disabled"}, False),
+    ],
+)
+def test_backups_bucket_object_lock(lock: dict[str, Any], ok: bool) -> None:
+    assert run_stack("backups", bucket_set(lock=lock)) == ([] if ok else [NO_LOCK])
+
+
+def test_backups_bucket_without_object_lock_resource() -> None:
+    without = [r for r in bucket_set() if "ObjectLock" not in r.resource_type]
+    assert run_stack("backups", without) == [NO_LOCK]
+
+
+def job_user(name: str = "oduflow-1-backup", **tags: str) -> PolicyResource:
+    return resource("aws:iam/user:User", f"user-{name}", {"name": name, "tags": tags or None})
+
+
+def user_policy(user: str, document: Any) -> PolicyResource:
+    return resource("aws:iam/userPolicy:UserPolicy", f"policy-{user}", {"user": user, "policy": document})
+
+
+WRITE_ONLY = backup_storage.job_policy_document("arn:aws:s3:::acme-team-1", ["daily", "weekly", "monthly"])
+
+
+def test_backups_job_key_write_only_passes() -> None:
+    assert run_stack("backups", [job_user(), user_policy("oduflow-1-backup", WRITE_ONLY)]) == []
+    # The same document as an object, and IAM's case-insensitive action names.
+    doc = json.loads(WRITE_ONLY.replace("s3:PutObject", "S3:putobject"))
+    assert run_stack("backups", [job_user(), user_policy("oduflow-1-backup", doc)]) == []
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:ListBucket",
+        "s3:ListBucketVersions",
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+        "s3:PutObjectRetention",
+        "s3:BypassGovernanceRetention",
+        "s3:PutObjectAcl",
+        "s3:Put*",
+        "s3:*",
+        "*",
+    ],
+)
+def test_backups_job_key_read_list_delete_refused(action: str) -> None:
+    doc = json.loads(WRITE_ONLY)
+    doc["Statement"].append({"Effect": "Allow", "Action": action, "Resource": "arn:aws:s3:::acme-team-1/daily/*"})
+    assert run_stack("backups", [job_user(), user_policy("oduflow-1-backup", json.dumps(doc))]) == [
+        f"the backup job key oduflow-1-backup may {action}: a job key only writes new backups "
+        "(s3:PutObject, s3:AbortMultipartUpload), it never reads, lists or deletes"
+    ]
+
+
+def test_backups_job_key_other_shapes_refused() -> None:
+    user = "oduflow-1-backup"
+    everywhere = {"Statement": {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}}
+    bucket_level = {"Statement": [{"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": "arn:aws:s3:::b"}]}
+    not_action = {"Statement": [{"Effect": "Allow", "NotAction": "s3:DeleteObject", "Resource": "*"}]}
+    deny = {"Statement": [{"Effect": "Deny", "Action": "s3:*", "Resource": "*"}]}
+    found = run_stack(
+        "backups",
+        [
+            job_user(),
+            user_policy(user, json.dumps(everywhere)),
+            user_policy(user, json.dumps(bucket_level)),
+            user_policy(user, json.dumps(not_action)),
+            user_policy(user, json.dumps(deny)),
+            user_policy(user, "{not json"),
+        ],
+    )
+    assert found == [
+        f"the backup job key {user} is allowed on *: only objects of its backup bucket",
+        f"the backup job key {user} is allowed on arn:aws:s3:::b: only objects of its backup bucket",
+        f"the backup job key {user} has an Allow with NotAction or NotResource, which allows all it does not name",
+        f"the backup job key {user} has a policy that is not a readable IAM document "
+        "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))",
+    ]
+
+
+def test_backups_job_key_found_by_tag_and_attachments_refused() -> None:
+    tagged = job_user("team1-writer", **{"oduflow-role": "backup"})
+    attach = resource(
+        "aws:iam/userPolicyAttachment:UserPolicyAttachment",
+        "a",
+        {"user": "team1-writer", "policyArn": "arn:aws:iam::aws:policy/AmazonS3FullAccess"},
+    )
+    group = resource("aws:iam/userGroupMembership:UserGroupMembership", "g", {"user": "team1-writer", "groups": ["x"]})
+    read = json.dumps({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}]})
+    assert run_stack("backups", [tagged, user_policy("team1-writer", read), attach, group]) == [
+        "the backup job key team1-writer may s3:GetObject: a job key only writes new backups "
+        "(s3:PutObject, s3:AbortMultipartUpload), it never reads, lists or deletes",
+        "the backup job key team1-writer gets permissions from UserPolicyAttachment a, which this pack cannot "
+        "read: a job key has only its inline write-only policy",
+        "the backup job key team1-writer gets permissions from UserGroupMembership g, which this pack cannot "
+        "read: a job key has only its inline write-only policy",
+    ]
+
+
+def test_backups_restore_user_may_read() -> None:
+    # Read-only restore keys (held by operators, no container) are not job keys.
+    restore = job_user("oduflow-1-restore")
+    doc = backup_storage.restore_policy_document("arn:aws:s3:::acme-team-1")
+    assert run_stack("backups", [restore, user_policy("oduflow-1-restore", doc)]) == []
 
 
 def test_backups_production_not_dumped_or_mounted() -> None:
@@ -841,6 +983,11 @@ def synthetic_stack(teams: int) -> tuple[tuple[PolicyResource, ...], dict[str, d
                 {"rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]},
             ),
             planned(policy.PUBLIC_ACCESS_BLOCK_TYPE, f"p{t}", dict.fromkeys(policy.PUBLIC_ACCESS_FLAGS, True)),
+            planned(
+                "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
+                f"l{t}",
+                {"rule": {"defaultRetention": {"mode": "GOVERNANCE", "days": 7}}},
+            ),
         ]
         for setting in settings_:
             setting.inputs["bucket"] = f"b{t}-id"

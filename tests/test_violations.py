@@ -133,6 +133,7 @@ def test_rules_import_without_the_sdk() -> None:
         "oduflow_iac.naming",
         "oduflow_iac.odoo_conf",
         "oduflow_iac.backup",
+        "oduflow_iac.backup_storage",
     }
 
 

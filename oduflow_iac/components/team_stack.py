@@ -7,8 +7,8 @@ bucket and job, and one OdooEnvironment per `[[team.N.environments]]`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from typing import cast
 
 import pulumi
 import pulumi_aws as aws
@@ -17,7 +17,7 @@ import pulumi_docker as docker
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
-from oduflow_iac import backup, db_proxy, labels, naming, odoo_conf, odoo_init
+from oduflow_iac import backup, backup_storage, db_proxy, docker_form, labels, naming, odoo_conf, odoo_init
 from oduflow_iac.cascade import resolve_addons
 from oduflow_iac.components.common import (
     as_secret,
@@ -40,6 +40,7 @@ from oduflow_iac.components.refs import SharedRefs, TeamDatabaseAccess
 from oduflow_iac.config import Config
 
 DB_PROXY_GRACE_SECONDS = 10
+BACKUP_GRACE_SECONDS = 30
 
 
 @dataclass
@@ -76,42 +77,6 @@ def tls_resolver_for(config: Config, host: str) -> str:
     zone = config.dns.zone.lower().rstrip(".")
     inside = host.lower() == zone or host.lower().endswith(f".{zone}")
     return naming.TLS_RESOLVER if inside else naming.TLS_RESOLVER_HTTP
-
-
-def lifecycle_rules(tiers: list[tuple[str, int]]) -> list[aws.s3.BucketLifecycleConfigurationRuleArgsDict]:
-    """One expiry per retention tier's prefix; overwritten versions and failed uploads go quickly."""
-    return [
-        aws.s3.BucketLifecycleConfigurationRuleArgsDict(
-            id=f"expire-{prefix}",
-            status="Enabled",
-            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgsDict(prefix=f"{prefix}/"),
-            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgsDict(days=days),
-            noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgsDict(
-                noncurrent_days=7
-            ),
-            abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgsDict(
-                days_after_initiation=2
-            ),
-        )
-        for prefix, days in tiers
-    ]
-
-
-def bucket_policy_document(bucket_arn: str) -> str:
-    """The backup user reaches its own bucket and nothing else."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": bucket_arn},
-                {
-                    "Effect": "Allow",
-                    "Action": ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"],
-                    "Resource": f"{bucket_arn}/*",
-                },
-            ],
-        }
-    )
 
 
 class TeamStack(pulumi.ComponentResource):
@@ -299,6 +264,7 @@ class TeamStack(pulumi.ComponentResource):
         if config.dns is not None and shared.cloudflare_provider is not None:
             self._dns(name, config, team_id, shared.cloudflare_provider)
         self.bucket: aws.s3.Bucket | None = None
+        self.backup_restore_credentials: pulumi.Output[dict[str, str]] | None = None
         if config.backup is not None and shared.aws_provider is not None:
             self._backups(name, config, team_id, shared)
 
@@ -328,22 +294,50 @@ class TeamStack(pulumi.ComponentResource):
                 opts=opts,
             )
 
+    # ----------------------------------------------------------------------------------------
+    # Backups: the bucket (versioned, locked, encrypted, private), the job's write-only key, the
+    # optional read-only restore key, and the job container. The bucket's rules and the IAM
+    # documents are pure functions in oduflow_iac.backup_storage; the job's scripts in backup.
+
     def _backups(self, name: str, config: Config, team_id: str, shared: SharedRefs) -> None:
         plan = config.backup
         assert plan is not None
         opts = pulumi.ResourceOptions(parent=self, provider=shared.aws_provider)
         bucket_name = naming.team_backup_bucket_name(plan.bucket_prefix, team_id)
+        tiers = plan.retention.tiers()
+        tier_names = [t for t, _ in tiers]
+        locked_days = backup_storage.lock_days(tiers, plan.lock_days)
         self.bucket = aws.s3.Bucket(
             f"{name}-backup-bucket",
             bucket=bucket_name,
+            # A new bucket is born with Object Lock on. `object_lock_enabled` forces a new bucket
+            # (ForceNew upstream), and a protected bucket full of history must not be replaced:
+            # on a bucket created before Object Lock was used, the change is ignored and the
+            # BucketObjectLockConfiguration below turns Object Lock on in place (AWS allows it on
+            # an existing versioned bucket). See docs/operations.md, "Object Lock on an existing
+            # backup bucket".
+            object_lock_enabled=True,
             tags={"oduflow-team": team_id, "oduflow-managed": "true"},
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=True)),
+            opts=pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(protect=True, ignore_changes=["objectLockEnabled"])
+            ),
         )
-        aws.s3.BucketVersioning(
+        versioning = aws.s3.BucketVersioning(
             f"{name}-backup-versioning",
             bucket=self.bucket.id,
             versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgsDict(status="Enabled"),
             opts=opts,
+        )
+        aws.s3.BucketObjectLockConfiguration(
+            f"{name}-backup-object-lock",
+            bucket=self.bucket.id,
+            object_lock_enabled="Enabled",
+            rule=cast(
+                aws.s3.BucketObjectLockConfigurationRuleArgsDict,
+                backup_storage.object_lock_rule(plan.lock_mode, locked_days),
+            ),
+            # Object Lock can be enabled on an existing bucket only once versioning is on.
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[versioning])),
         )
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-backup-encryption",
@@ -369,17 +363,27 @@ class TeamStack(pulumi.ComponentResource):
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-backup-lifecycle",
             bucket=self.bucket.id,
-            rules=lifecycle_rules(plan.retention.tiers()),
+            rules=cast(
+                list[aws.s3.BucketLifecycleConfigurationRuleArgsDict],
+                backup_storage.lifecycle_rules(tiers, locked_days),
+            ),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[versioning])),
+        )
+        user = aws.iam.User(
+            f"{name}-backup-user",
+            name=naming.team_backup_user_name(team_id),
+            tags={"oduflow-team": team_id, "oduflow-role": "backup"},
             opts=opts,
         )
-        user = aws.iam.User(f"{name}-backup-user", name=naming.team_backup_user_name(team_id), opts=opts)
         aws.iam.UserPolicy(
             f"{name}-backup-policy",
             user=user.name,
-            policy=self.bucket.arn.apply(bucket_policy_document),
+            policy=backup_storage.job_policy_document(backup_storage.bucket_arn(bucket_name, plan.region), tier_names),
             opts=opts,
         )
         key = aws.iam.AccessKey(f"{name}-backup-key", user=user.name, opts=opts)
+        if plan.restore_user:
+            self.backup_restore_credentials = self._restore_user(name, team_id, bucket_name, plan.region, opts)
 
         team = config.team[team_id]
         targets = [
@@ -394,16 +398,26 @@ class TeamStack(pulumi.ComponentResource):
             f"{name}-backup",
             name=naming.team_backup_container_name(team_id),
             image=config.platform.backup_image,
-            # The image ships pg_dump, the AWS CLI and go-cron; the script is ours.
-            entrypoints=["go-cron", plan.schedule, "/bin/sh", backup.SCRIPT_PATH],
+            # The image ships pg_dump, the AWS CLI and go-cron; the scripts are ours.
+            entrypoints=["/bin/sh", backup.ENTRYPOINT_PATH],
             uploads=[
                 docker.ContainerUploadArgsDict(
                     file=backup.SCRIPT_PATH,
-                    content=backup.backup_script(bucket_name, targets, [t for t, _ in plan.retention.tiers()]),
-                )
+                    content=backup.backup_script(bucket_name, targets, tier_names),
+                ),
+                docker.ContainerUploadArgsDict(
+                    file=backup.ENTRYPOINT_PATH, content=backup.entrypoint_script(plan.schedule)
+                ),
+                docker.ContainerUploadArgsDict(
+                    file=backup.HEALTHCHECK_PATH, content=backup.healthcheck_script(plan.max_age_hours * 3600)
+                ),
             ],
             envs=[
-                *self.db_access.libpq_envs,
+                # The team's PostgreSQL proxy on the team network: the job reaches nothing else.
+                f"PGHOST={naming.team_db_proxy_container_name(team_id)}",
+                f"PGPORT={db_proxy.LISTEN_PORT}",
+                self.role.name.apply(lambda r: f"PGUSER={r}"),
+                secret_env("PGPASSWORD", self.role_password.result),
                 key.id.apply(lambda k: f"AWS_ACCESS_KEY_ID={k}"),
                 secret_env("AWS_SECRET_ACCESS_KEY", key.secret),
                 f"AWS_DEFAULT_REGION={plan.region}",
@@ -418,7 +432,51 @@ class TeamStack(pulumi.ComponentResource):
             ],
             # Its team's network only: the database through the team's proxy, S3 over the Internet.
             networks_advanced=[docker.ContainerNetworksAdvancedArgsDict(name=self.network.name)],
+            # Reading every filestore file whatever its owner and mode is all the job needs of root.
+            capabilities=docker.ContainerCapabilitiesArgsDict(drops=["ALL"], adds=["CAP_DAC_READ_SEARCH"]),
+            healthcheck=docker.ContainerHealthcheckArgsDict(
+                tests=["CMD", "/bin/sh", backup.HEALTHCHECK_PATH],
+                # In the provider's read-back format (Go durations), so no perpetual diff.
+                interval=docker_form.duration(300),
+                timeout=docker_form.duration(30),
+                retries=2,
+            ),
             restart="unless-stopped",
             labels=label_args(labels.oduflow_labels(team_id, None, "backup")),
             opts=pulumi.ResourceOptions(parent=self, provider=shared.docker_provider),
+            # A stop lets a running dump finish its current file rather than leave half an upload.
+            **hardening(plan.memory_mb, BACKUP_GRACE_SECONDS),
+        )
+
+    def _restore_user(
+        self, name: str, team_id: str, bucket_name: str, region: str, opts: pulumi.ResourceOptions
+    ) -> pulumi.Output[dict[str, str]]:
+        """A read-only key for restores, given to no container: only a secret output of this
+        stack, for the operators who restore this team's backups."""
+        assert self.bucket is not None
+        user = aws.iam.User(
+            f"{name}-backup-restore-user",
+            name=naming.team_backup_restore_user_name(team_id),
+            tags={"oduflow-team": team_id, "oduflow-role": "backup-restore"},
+            opts=opts,
+        )
+        aws.iam.UserPolicy(
+            f"{name}-backup-restore-policy",
+            user=user.name,
+            policy=backup_storage.restore_policy_document(backup_storage.bucket_arn(bucket_name, region)),
+            opts=opts,
+        )
+        key = aws.iam.AccessKey(f"{name}-backup-restore-key", user=user.name, opts=opts)
+        return cast(
+            "pulumi.Output[dict[str, str]]",
+            pulumi.Output.secret(
+                pulumi.Output.all(key.id, key.secret, self.bucket.bucket).apply(
+                    lambda v: {
+                        "accessKeyId": str(v[0]),
+                        "secretAccessKey": str(v[1]),
+                        "bucket": str(v[2]),
+                        "region": region,
+                    }
+                )
+            ),
         )

@@ -266,6 +266,18 @@ class Backup(_Model):
     region: str
     schedule: str = "0 3 * * *"
     retention: Retention = Retention()
+    # Object Lock default retention of every new backup object (see oduflow_iac.backup_storage):
+    # GOVERNANCE can be lifted by a principal holding s3:BypassGovernanceRetention, COMPLIANCE by
+    # nobody, not even the account root. Days default to the shortest kept tier's.
+    lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
+    lock_days: int | None = Field(default=None, ge=1, le=36500)
+    # The job container's memory (pg_dump, gzip and the AWS CLI stream; they hold little).
+    memory_mb: int = Field(default=512, ge=64)
+    # The job is unhealthy when its last run failed or ended longer ago than this.
+    max_age_hours: int = Field(default=26, ge=1)
+    # A read-only key (list and read, no write, no delete) per team for restores, given to no
+    # container: a secret stack output for the operators who restore.
+    restore_user: bool = False
 
 
 class Template(_Model):

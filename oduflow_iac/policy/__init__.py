@@ -107,7 +107,8 @@ POLICIES: list[Policy] = [
     ),
     StackValidationPolicy(
         name="backups",
-        description="Backup buckets are versioned, encrypted and block public access; with backups "
+        description="Backup buckets are versioned, under an Object Lock default retention, encrypted and block "
+        "public access; a backup job's key only writes new objects (no read, list or delete); with backups "
         "configured, every production environment is covered by its team's backup job.",
         validate=validate_backups,
         enforcement_level=MANDATORY,

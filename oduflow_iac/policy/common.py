@@ -32,7 +32,24 @@ ENCRYPTION_TYPES = frozenset(
         "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
     }
 )
+OBJECT_LOCK_TYPES = frozenset(
+    {
+        "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
+        "aws:s3/bucketObjectLockConfigurationV2:BucketObjectLockConfigurationV2",
+    }
+)
 PUBLIC_ACCESS_BLOCK_TYPE = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+IAM_USER = "aws:iam/user:User"
+IAM_USER_POLICY = "aws:iam/userPolicy:UserPolicy"
+# Ways to give a user permissions other than an inline policy the pack can read.
+IAM_USER_GRANTS = frozenset(
+    {
+        "aws:iam/userPolicyAttachment:UserPolicyAttachment",
+        "aws:iam/policyAttachment:PolicyAttachment",
+        "aws:iam/userGroupMembership:UserGroupMembership",
+        "aws:iam/groupMembership:GroupMembership",
+    }
+)
 PUBLIC_ACCESS_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
 
 ROLE_ODOO = "odoo"
