@@ -130,8 +130,9 @@ class TeamStack(pulumi.ComponentResource):
                 docker.ContainerNetworksAdvancedArgsDict(name=self.network.name),
                 docker.ContainerNetworksAdvancedArgsDict(name=shared.network_name),
             ],
+            # Not read-only: the provider copies the configuration into the container's root file
+            # system after creating it, which the engine refuses on a read-only one.
             capabilities=docker.ContainerCapabilitiesArgsDict(drops=["ALL"]),
-            read_only=True,
             restart="unless-stopped",
             labels=label_args(labels.oduflow_labels(team_id, None, "db-proxy")),
             opts=on_docker,

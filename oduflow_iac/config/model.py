@@ -24,8 +24,8 @@ ENV_TYPES: tuple[EnvType, ...] = ("development", "staging", "production")
 # Sections of Oduflow's own oduflow.toml that configure its server process, not infrastructure.
 IGNORED_SECTIONS = frozenset({"server", "routing", "database", "storage", "lifecycle", "agent", "production", "route"})
 
-# Odoo's default `max_cron_threads`: each holds its own database connection.
-ODOO_CRON_THREADS = 2
+# Connections a team's PostgreSQL proxy lets through without `quota.db_connections`.
+DEFAULT_TEAM_DB_CONNECTIONS = 100
 PORT_MIN = 1024
 PORT_MAX = 65535
 MAX_BRANCH_LENGTH = 100
@@ -113,6 +113,7 @@ def _parse_secret(value: Any) -> Any:
 class Quota(_Model):
     cpu: float | None = Field(default=None, gt=0)
     memory_mb: int | None = Field(default=None, gt=0)
+    db_connections: int | None = Field(default=None, gt=0)
     disk_gb: int | None = Field(default=None, gt=0)
     environments: int | None = Field(default=None, gt=0)
 
@@ -458,17 +459,11 @@ class Config(_Model):
         )
 
     def team_db_connections(self, team_id: str) -> int:
-        """How many connections the team's PostgreSQL proxy lets through at once: per running
-        environment, each Odoo process (workers, cron threads, the gevent process, or the one
-        threaded server) with a spare, plus the one-shots and the backup job."""
-        total = 4
-        for env in self.team[team_id].environments:
-            if env.disabled:
-                continue
-            workers = self.env_limits(env).workers
-            processes = workers + ODOO_CRON_THREADS + 1 if workers else 1 + ODOO_CRON_THREADS
-            total += 2 * processes
-        return total
+        """How many connections the team's PostgreSQL proxy lets through at once: its quota, not a
+        count of its environments, so adding an environment never replaces the proxy (its
+        configuration is a ForceNew upload) and cuts every connection of the team."""
+        quota = self.team[team_id].quota.db_connections
+        return quota if quota is not None else DEFAULT_TEAM_DB_CONNECTIONS
 
     def env_image(self, team_id: str, env: Environment) -> str:
         if env.odoo_image:
