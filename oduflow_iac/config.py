@@ -149,15 +149,35 @@ def _default_type_defaults() -> dict[EnvType, TypeDefaults]:
 class Platform(_Model):
     network: str = naming.SHARED_NETWORK
     docker_host: str = "unix:///var/run/docker.sock"
-    postgres_image: str = "postgres:16.4"
+    # Images are pinned by digest (the tag only tells the reader which release it is; official images
+    # are rebuilt under the same tag when their base changes). Sources: docs/configuration.md.
+    # Bookworm like the old `postgres:16.4`: another glibc would change the collation of indexed text.
+    postgres_image: str = (
+        "postgres:16.15-bookworm@sha256:efedf3595f1d6f415c08568ba171029bf54052e754cc9f030e3f2412b21f3d67"
+    )
     postgres_memory_mb: int = Field(default=2048, gt=0)
     postgres_port: int = Field(default=5432, ge=1, le=PORT_MAX)
-    traefik_image: str = "traefik:v3.2.3"
+    # Traefik >= 3.6.1 negotiates the Docker API version (traefik/traefik#12253, #12262): Docker 29
+    # refuses the 1.24 that earlier versions ask for.
+    traefik_image: str = "traefik:v3.6.25@sha256:fbc395356327765e9725ae4a6b9c140ba6070cc0fa83c36ab4f1342adcea7141"
     tls: bool = False
     acme_email: str | None = None
     dashboard: bool = False
-    addons_fetch_image: str = "alpine/git:v2.47.2"
+    # Debian's git and ssh in a Docker Official Image (alpine/git re-pushes its version tags weekly).
+    addons_fetch_image: str = (
+        "buildpack-deps:bookworm-scm@sha256:ccb9f3efc3b2262f3cb7bebd9881e670f858f0fdb6208cfeb320f3adf4f48ae8"
+    )
+    # Floats: the project publishes only `:16`, and no digest of it is published anywhere; the
+    # images-pinned policy reports it until the operator pins the digest (docs/configuration.md).
     backup_image: str = "eeshugerman/postgres-backup-s3:16"
+    # Serves Traefik a read-only, filtered Docker API on a unix socket (`-proxysocketendpoint`).
+    docker_proxy_image: str = (
+        "wollomatic/socket-proxy:1.13.1@sha256:3935b709275e4ec35d6ed5a5c4a1f0d01ed31eec5e7234efc3357ecd47689002"
+    )
+    # Each team's PostgreSQL proxy; the official HAProxy image also ships socat.
+    db_proxy_image: str = (
+        "haproxy:3.2.24-alpine@sha256:d96a0d2c0c5eaeb70b20af39ae157753dda52233eb4b113b518b517239c0c9b4"
+    )
     publish_address: str = "127.0.0.1"
     postgres_admin_host: str = "127.0.0.1"
     # Traefik checks the basic-auth hash on every request, without a cache, and an Odoo page makes
