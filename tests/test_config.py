@@ -357,6 +357,15 @@ def test_backup_image_must_dump_the_server_version(write_config: WriteConfig) ->
     assert load_config(write_config(fixed)).platform.backup_image.endswith(":17")
 
 
+def test_backup_image_version_read_before_the_digest(write_config: WriteConfig) -> None:
+    digits = "sha256:" + "1" * 64  # a digest of digits only must not read as a version
+    seed = SEED + '\n[backup]\nbucket_prefix = "acme"\nregion = "eu-west-1"\n[platform]\n'
+    pinned = seed + 'postgres_image = "postgres:17.2-bookworm@' + digits + '"\n'
+    assert "its pg_dump 16 cannot dump the PostgreSQL 17 server" in one_problem(write_config, pinned)
+    digest_only = seed + 'postgres_image = "postgres@' + digits + '"\n'
+    assert load_config(write_config(digest_only)).platform.postgres_image.endswith(digits)
+
+
 @pytest.mark.parametrize(
     ("extra", "key"),
     [
