@@ -17,6 +17,10 @@ from pathlib import Path
 PORT_BASE = 20000
 PORT_STRIDE = 100  # each team's range is [base + i*stride, base + i*stride + M + spare)
 MAX_ENVIRONMENTS = PORT_STRIDE - 10
+# Pinned as the examples pin them (docs/configuration.md, Images); the platform images are the
+# defaults, pinned likewise.
+ODOO_17 = "odoo:17.0-20260908@sha256:8779f8157ddcc37b84014c94646073f46fd4ad776b7a5d95fc3b0dc73a24a8fa"
+ODOO_18 = "odoo:18.0-20260908@sha256:478065867b945579649373aa4cca3b56f7b74daf0522e5fdf85e7d1262e11d39"
 
 _WORDS = (
     "login",
@@ -104,8 +108,6 @@ def render(scenario: Scenario) -> str:
         'versions = { "17.0" = "17.0", "18.0" = "18.0" }',
         "",
         "[platform]",
-        'postgres_image = "postgres:16.4"',
-        'traefik_image = "traefik:v3.2.3"',
         "tls = true",
         'acme_email = "ops@example.com"',
         "",
@@ -154,11 +156,11 @@ def _team(t: int, envs: int, types: list[str], cpu: float, mem: int) -> list[str
         f"environments = {envs}",
         "",
         f"[{p}.templates.v17]",
-        'odoo_image = "odoo:17.0"',
+        f'odoo_image = "{ODOO_17}"',
         'modules = ["base", "web", "sale_management"]',
         "",
         f"[{p}.templates.v18]",
-        'odoo_image = "odoo:18.0"',
+        f'odoo_image = "{ODOO_18}"',
         "",
         f"[[{p}.addons]]",
         f'name = "team-{t}-addons"',
@@ -182,7 +184,7 @@ def _team(t: int, envs: int, types: list[str], cpu: float, mem: int) -> list[str
             staging_seen += 1
         lines += [f"[[{p}.environments]]", f"branch = {_q(branch)}", f"type = {_q(env_type)}"]
         if i % 11 == 4:
-            lines.append('odoo_image = "odoo:17.0"')
+            lines.append(f'odoo_image = "{ODOO_17}"')
         else:
             lines.append('template = "v18"' if (t + i) % 3 else 'template = "v17"')
         if i % 7 == 6:

@@ -3,7 +3,7 @@
 `render_policy_config(config)` gives the JSON for `pulumi preview --policy-pack policies
 --policy-pack-config policy-config.json`, and the config the offline plan runs the pack with: per
 policy name (`oduflow_iac.policy.POLICIES`) its part, shaped by that policy's config schema.
-Policies without config (odoo-hardening, images-pinned, traefik-dashboard) have no entry.
+Policies without config (odoo-hardening, images-pinned, images-immutable, traefik-dashboard) have no entry.
 """
 
 from __future__ import annotations

@@ -80,7 +80,9 @@ def test_odoo_container_wiring() -> None:
     run = planned("local")
     odoo = named(run, CONTAINER, "oduflow-1-feature-login-odoo")
     inputs = odoo.inputs
-    assert inputs["image"] == "odoo:17.0"
+    assert inputs["image"] == (
+        "odoo:17.0-20260908@sha256:8779f8157ddcc37b84014c94646073f46fd4ad776b7a5d95fc3b0dc73a24a8fa"
+    )
     assert inputs["restart"] == "unless-stopped"
     # `cpus` as the provider reads it back (ForceNew: "1" would replace the container on every run);
     # swap sent explicitly (unset, the engine stores twice the memory: an update on every run).

@@ -357,6 +357,15 @@ def test_backup_image_must_dump_the_server_version(write_config: WriteConfig) ->
     assert load_config(write_config(fixed)).platform.backup_image.endswith(":17")
 
 
+def test_backup_image_version_read_before_the_digest(write_config: WriteConfig) -> None:
+    digits = "sha256:" + "1" * 64  # a digest of digits only must not read as a version
+    seed = SEED + '\n[backup]\nbucket_prefix = "acme"\nregion = "eu-west-1"\n[platform]\n'
+    pinned = seed + 'postgres_image = "postgres:17.2-bookworm@' + digits + '"\n'
+    assert "its pg_dump 16 cannot dump the PostgreSQL 17 server" in one_problem(write_config, pinned)
+    digest_only = seed + 'postgres_image = "postgres@' + digits + '"\n'
+    assert load_config(write_config(digest_only)).platform.postgres_image.endswith(digits)
+
+
 @pytest.mark.parametrize(
     ("extra", "key"),
     [
@@ -440,3 +449,20 @@ def test_dns_ttl_rules_and_token_with_tls(write_config: WriteConfig) -> None:
 def test_model_dump_hides_inline_secrets(write_config: WriteConfig) -> None:
     config = load_config(write_config(SEED))
     assert "token-team-a" not in config.model_dump_json() and "pass-a" not in str(config.model_dump())
+
+
+def test_default_images_are_pinned_by_digest() -> None:
+    """Every default image carries a well-formed digest, except the backup image, which has none
+    published (docs/configuration.md, Images) and is reported as floating."""
+    from oduflow_iac.config import Platform
+    from oduflow_iac.policy import floating_tag, image_problem
+
+    images = {k: v for k, v in Platform().model_dump().items() if k.endswith("_image")}
+    assert set(images) >= {"postgres_image", "traefik_image", "addons_fetch_image", "docker_proxy_image"}
+    assert "db_proxy_image" in images and "backup_image" in images
+    for key, image in images.items():
+        assert image_problem(image) is None, key
+        if key == "backup_image":
+            assert floating_tag(image) == "16"
+        else:
+            assert "@sha256:" in image and floating_tag(image) is None, key

@@ -71,7 +71,7 @@ def container_props(
 ) -> dict[str, Any]:
     props: dict[str, Any] = {
         "name": name,
-        "image": "odoo:17.0",
+        "image": "odoo:17.0-20260908",
         "labels": labels(team=team, role=role, env=branch),
         "networksAdvanced": [{"name": n} for n in networks],
     }
@@ -457,18 +457,33 @@ def test_hardening_ignores_other_containers() -> None:
 # images-pinned
 
 
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+PIN_HINT = "pin a digest (@sha256:...) or a release tag"
+
+
 @pytest.mark.parametrize(
     "image",
     [
-        "odoo:17.0",
-        "registry:5000/odoo:17",
-        "odoo@sha256:" + "a" * 64,
+        "odoo@" + DIGEST,
+        "odoo:17.0@" + DIGEST,  # the tag only informs the reader: Docker pulls by digest
+        "odoo:latest@" + DIGEST,
+        "odoo@sha512:" + "ab" * 64,
+        "registry:5000/odoo@" + DIGEST,
+        "odoo:17.0-20260908",  # the nightly of 8 September 2026
         "ghcr.io/org/odoo:18.0-20240101",
-        "odoo:latest@sha256:ab",
+        "traefik:v3.6.25",
+        "haproxy:3.2.24-alpine",
+        "registry:5000/odoo:18.0.1",
+        "postgres:16.15",  # PostgreSQL 10 and later: two numbers are a patch release
+        "postgres:16.15-bookworm",
+        "docker.io/library/postgres:17.2-alpine3.24",
+        "localhost/postgres:16.4",
+        "wollomatic/socket-proxy:1.13.1",
     ],
 )
-def test_images_pinned_pass(image: str) -> None:
-    assert run_resource("images-pinned", policy.CONTAINER, {"name": "c", "image": image}) == []
+def test_images_pinned_and_immutable_pass(image: str) -> None:
+    for name in ("images-pinned", "images-immutable"):
+        assert run_resource(name, policy.CONTAINER, {"name": "c", "image": image}) == [], name
 
 
 @pytest.mark.parametrize(
@@ -481,17 +496,80 @@ def test_images_pinned_pass(image: str) -> None:
         ("registry:5000/odoo:latest", "is tagged latest"),
         ("odoo:", "has no tag, which means latest"),
         ("odoo@", "has an empty digest"),
+        ("odoo:latest@sha256:ab", "has a malformed digest sha256:ab"),
+        ("odoo@sha256:" + "A" * 64, "has a malformed digest sha256:" + "A" * 64),
+        ("odoo@md5:" + "a" * 32, "has a malformed digest md5:" + "a" * 32),
     ],
 )
 def test_images_pinned_violations(image: str, problem: str) -> None:
     assert run_resource("images-pinned", policy.CONTAINER, {"name": "c", "image": image}) == [
-        f"container c uses image {image} which {problem}; pin a version tag or a digest"
+        f"container c uses image {image} which {problem}; {PIN_HINT}"
     ]
+    # one report per image: the floating-tag policy leaves these to images-pinned
+    assert run_resource("images-immutable", policy.CONTAINER, {"name": "c", "image": image}) == []
+
+
+@pytest.mark.parametrize(
+    "image,tag",
+    [
+        ("odoo:17.0", "17.0"),  # Odoo's series: a new nightly every day
+        ("odoo:18", "18"),
+        ("registry:5000/odoo:17", "17"),
+        ("eeshugerman/postgres-backup-s3:16", "16"),
+        ("postgres:16", "16"),
+        ("postgres:9.6", "9.6"),  # before PostgreSQL 10 the patch was the third number
+        ("traefik:v3", "v3"),
+        ("traefik:v3.6", "v3.6"),
+        ("traefik:3.6", "3.6"),
+        ("haproxy:3.2-alpine", "3.2-alpine"),
+        ("buildpack-deps:bookworm-scm", "bookworm-scm"),
+        ("alpine/git:edge", "edge"),
+        ("odoo:17.0-2026", "17.0-2026"),  # not a date
+        ("odoo:17.0-20261399", "17.0-20261399"),  # not a date either
+        ("mypostgres:16.4", "16.4"),  # the two-number rule is PostgreSQL's own
+    ],
+)
+def test_images_immutable_names_the_floating_tag(image: str, tag: str) -> None:
+    props = {"name": "oduflow-1-main-odoo", "image": image}
+    assert run_resource("images-immutable", policy.CONTAINER, props) == [
+        f"container oduflow-1-main-odoo uses image {image} whose tag {tag} floats: it moves to each new release "
+        f"of its line, so hosts differ and rebuilds arrive unreviewed; {PIN_HINT}"
+    ]
+    assert run_resource("images-pinned", policy.CONTAINER, props) == []
+
+
+def test_images_immutable_remote_image() -> None:
+    assert run_resource("images-immutable", policy.REMOTE_IMAGE, {"name": "odoo:18.0"}) == [
+        "image resource r uses image odoo:18.0 whose tag 18.0 floats: it moves to each new release of its line, "
+        f"so hosts differ and rebuilds arrive unreviewed; {PIN_HINT}"
+    ]
+
+
+@pytest.mark.parametrize(
+    "repository,tag,immutable",
+    [
+        ("odoo", "17.0-20260908", True),
+        ("odoo", "20260908", True),
+        ("odoo", "17.0", False),
+        ("traefik", "V3.6.25", True),
+        ("traefik", "vnext", False),
+        ("postgres", "10.0", True),
+        ("docker.io/library/postgres", "16.15", True),
+        ("library/postgres", "16.15", True),
+        ("ghcr.io/acme/postgres", "16.15", False),  # someone else's image: its scheme is unknown
+        ("postgres", "16.15-bookworm", True),
+        ("postgres", "16-bookworm", False),
+        ("postgres", "bookworm", False),
+        ("alpine/git", "v2.52.0", True),
+    ],
+)
+def test_tag_is_immutable(repository: str, tag: str, immutable: bool) -> None:
+    assert policy.tag_is_immutable(repository, tag) is immutable
 
 
 def test_images_pinned_remote_image() -> None:
     assert run_resource("images-pinned", policy.REMOTE_IMAGE, {"name": "odoo"}) == [
-        "image resource r uses image odoo which has no tag, which means latest; pin a version tag or a digest"
+        f"image resource r uses image odoo which has no tag, which means latest; {PIN_HINT}"
     ]
 
 
@@ -809,6 +887,7 @@ def test_pack_shape() -> None:
         "inline-secrets",
         "traefik-dashboard",
         "production-protected",
+        "images-immutable",
     }
     hardening = BY_NAME["odoo-hardening"].description
     assert "secret" in hardening and "offline" in hardening
@@ -839,17 +918,18 @@ def test_bridge_unknown_is_an_advisory_preview_diagnostic() -> None:
     run = plan_of(planned(policy.CONTAINER, "c", {"name": "c", "image": UNKNOWN}))
     assert bridge.run_policies(run, {}) == [
         bridge.Violation(
-            "images-pinned",
+            name,
             "advisory",
             urn(policy.CONTAINER, "c"),
-            "can't run policy 'images-pinned' from policy pack 'oduflow@v0.1.0' during preview: "
+            f"can't run policy '{name}' from policy pack 'oduflow@v0.1.0' during preview: "
             "string value at .image can't be known during preview",
         )
+        for name in ("images-pinned", "images-immutable")
     ]
 
 
 def test_bridge_unknown_in_a_stack_policy() -> None:
-    run = plan_of(planned(policy.CONTAINER, "c", {"name": "c", "image": "odoo:17.0", "ports": UNKNOWN}))
+    run = plan_of(planned(policy.CONTAINER, "c", {"name": "c", "image": "odoo:17.0-20260908", "ports": UNKNOWN}))
     found = bridge.run_policies(run, {})
     assert [(v.policy, v.level, v.urn) for v in found] == [("ports", "advisory", None)]
     assert found[0].message.endswith("during preview: string value at .ports can't be known during preview")

@@ -27,6 +27,7 @@ from oduflow_iac.program import ProgramSettings, build
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "oduflow.toml"
+CLOUD_EXAMPLE = ROOT / "examples" / "cloud" / "oduflow.toml"
 VIOLATIONS = sorted((ROOT / "examples" / "violations").glob("*.toml"))
 MANDATORY = {p.name for p in policy.POLICIES if p.enforcement_level is policy.MANDATORY}
 
@@ -55,6 +56,22 @@ def test_example_has_no_mandatory_violation() -> None:
     found = check(EXAMPLE)
     assert [v for v in found if v.level == "mandatory"] == []
     assert not [v for v in found if "during preview" in v.message]
+
+
+def test_example_images_do_not_float() -> None:
+    """The defaults and the example pin every image (digest or release tag)."""
+    assert [v.message for v in check(EXAMPLE) if v.policy == "images-immutable"] == []
+
+
+def test_cloud_example_floats_only_the_backup_image() -> None:
+    """The backup job's default image has no published digest (its project pushes only the moving
+    `:16`): the one floating image, reported (advisory) until the operator pins it by digest."""
+    found = [v for v in check(CLOUD_EXAMPLE) if v.policy == "images-immutable"]
+    assert found, "the default backup image floats and must be reported"
+    for v in found:
+        assert v.level == "advisory"
+        pattern = r"^container oduflow-\w+-backup uses image eeshugerman/postgres-backup-s3:16 whose tag 16 "
+        assert re.match(pattern, v.message), v
 
 
 def test_every_mandatory_policy_has_a_violation_example() -> None:
@@ -233,5 +250,6 @@ def test_bridge_reports_unknowns_as_the_analyzer_does() -> None:
     assert {(name, level) for name, level, _ in found} == {
         ("images-pinned", "advisory"),
         ("images-pinned", "mandatory"),
+        ("images-immutable", "advisory"),
         ("ports", "advisory"),
     }

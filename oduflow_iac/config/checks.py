@@ -120,8 +120,8 @@ def _hostname_collisions(
 
 
 def _major(image: str) -> int | None:
-    """The major version in an image tag (`postgres:16.4` -> 16), or None."""
-    match = re.search(r":(\d+)(?:[.\-]|$)", image.rsplit("/", 1)[-1])
+    """The major version in an image tag (`postgres:16.4` -> 16, also before a digest), or None."""
+    match = re.search(r":(\d+)(?:[.\-]|$)", image.split("@", 1)[0].rsplit("/", 1)[-1])
     return int(match.group(1)) if match else None
 
 

@@ -151,6 +151,7 @@ class Platform(_Model):
     # Images pinned by digest: a tag in front of `@` is informational (official images' tags are
     # rebuilt in place). Traefik >= v3.6.1 negotiates the Docker API version (earlier v3 releases
     # ask for 1.24, which Docker 29 refuses: traefik/traefik#12253, fixed by #12256).
+    # Bookworm like the old `postgres:16.4`: another glibc would change the collation of indexed text.
     postgres_image: str = (
         "postgres:16.15-bookworm@sha256:efedf3595f1d6f415c08568ba171029bf54052e754cc9f030e3f2412b21f3d67"
     )
@@ -158,7 +159,8 @@ class Platform(_Model):
     postgres_port: int = Field(default=5432, ge=1, le=PORT_MAX)
     traefik_image: str = "traefik:v3.6.25@sha256:fbc395356327765e9725ae4a6b9c140ba6070cc0fa83c36ab4f1342adcea7141"
     traefik_memory_mb: int = Field(default=512, gt=0)
-    # The Docker API proxy in front of Traefik, and each team's PostgreSQL proxy.
+    # Serves Traefik a read-only, filtered Docker API on a unix socket (`-proxysocketendpoint`), and
+    # each team's PostgreSQL proxy (the official HAProxy image).
     docker_proxy_image: str = (
         "wollomatic/socket-proxy:1.13.1@sha256:3935b709275e4ec35d6ed5a5c4a1f0d01ed31eec5e7234efc3357ecd47689002"
     )
@@ -171,9 +173,12 @@ class Platform(_Model):
     dashboard: bool = False
     # Basic auth of Traefik's dashboard (user `oduflow`), required with `dashboard = true`.
     dashboard_password: SecretValue | None = None
+    # Debian's git and ssh in a Docker Official Image (alpine/git re-pushes its version tags weekly).
     addons_fetch_image: str = (
         "buildpack-deps:bookworm-scm@sha256:ccb9f3efc3b2262f3cb7bebd9881e670f858f0fdb6208cfeb320f3adf4f48ae8"
     )
+    # Floats: the project publishes only `:16`, and no digest of it is published anywhere; the
+    # images-pinned policy reports it until the operator pins the digest (docs/configuration.md).
     backup_image: str = "eeshugerman/postgres-backup-s3:16"
     publish_address: str = "127.0.0.1"
     postgres_admin_host: str = "127.0.0.1"

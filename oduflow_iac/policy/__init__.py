@@ -46,7 +46,13 @@ from oduflow_iac.policy.common import (
     SecretAwareArgs,
 )
 from oduflow_iac.policy.hardening import validate_odoo_hardening
-from oduflow_iac.policy.images import image_problem, validate_images_pinned
+from oduflow_iac.policy.images import (
+    floating_tag,
+    image_problem,
+    tag_is_immutable,
+    validate_images_immutable,
+    validate_images_pinned,
+)
 from oduflow_iac.policy.isolation import validate_isolation
 from oduflow_iac.policy.ports import validate_ports
 from oduflow_iac.policy.quotas import validate_quotas
@@ -101,9 +107,16 @@ POLICIES: list[Policy] = [
     ),
     ResourceValidationPolicy(
         name="images-pinned",
-        description="Container images are pinned to a version tag or a digest: never latest, never untagged.",
+        description="Container images are pinned to a tag or a digest: never latest, never untagged.",
         validate=validate_images_pinned,
         enforcement_level=MANDATORY,
+    ),
+    ResourceValidationPolicy(
+        name="images-immutable",
+        description="Container images are pinned by digest or by a tag naming one release (full version or "
+        "date); floating tags such as 17.0, 16 or v3 are reported with the image they name.",
+        validate=validate_images_immutable,
+        enforcement_level=ADVISORY,
     ),
     StackValidationPolicy(
         name="backups",
@@ -155,5 +168,7 @@ __all__ = [
     "VOLUME",
     "SecretAwareArgs",
     "dumped_databases",
+    "floating_tag",
     "image_problem",
+    "tag_is_immutable",
 ]
