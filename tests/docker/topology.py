@@ -216,7 +216,7 @@ class Built:
 def remove_network(client: docker.DockerClient, network_id: str) -> None:
     """Remove a network, waiting while the engine still releases a removed container's endpoint
     (as the provider does, NF:205-224)."""
-    for _ in range(50):
+    for _ in range(200):
         try:
             client.api.remove_network(network_id)
             return
@@ -328,13 +328,19 @@ class Answer:
     served_by: str  # the stand-in that answered (its container name), "" when nothing did
 
 
+# Every probe of a source at once (each ends within 3 s): a connection attempt with busybox nc,
+# an HTTP request, and the last line of the answer (a stand-in answers with its container name).
 PROBE_SCRIPT = r"""
+probe() {
+    out=$(printf 'GET / HTTP/1.0\r\n\r\n' | timeout 3 nc -w 1 "$2" "$3" 2>/dev/null | tail -n 1)
+    echo "$1 ${out:-.}"
+}
 i=0
 while read -r host port; do
-    out=$(printf 'GET / HTTP/1.0\r\n\r\n' | timeout 3 nc -w 2 "$host" "$port" 2>/dev/null | tail -n 1)
-    echo "$i ${out:-.}"
+    probe "$i" "$host" "$port" &
     i=$((i+1))
 done
+wait
 """
 
 
