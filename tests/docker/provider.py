@@ -417,10 +417,28 @@ def create_container(
 
     if inputs.get("start", True):
         api.start(cid)
+        if inputs.get("wait", False):
+            wait_healthy(client, cid, _int(inputs.get("waitTimeout"), 60))
     if inputs.get("attach", False) and wait_for_exit:
         # F:657: ContainerWait(not-running); no check of the exit code.
         api.wait(cid, timeout=120)
     return Applied(id=cid, name=name, inputs=inputs, deviations=deviations)
+
+
+def wait_healthy(client: docker.DockerClient, cid: str, timeout: int) -> None:
+    """F:590-628: poll the health status every second until healthy; an error after wait_timeout,
+    or at once when the container has no healthcheck."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = client.api.inspect_container(cid)["State"]
+        health = state.get("Health")
+        if health is None:
+            raise RuntimeError("you have supplied a 'wait' argument, but the container does not have a healthcheck")
+        if health.get("Status") == "healthy":
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("container failed to be in healthy state")
+        time.sleep(1)
 
 
 def _leave_default_bridge(client: docker.DockerClient, cid: str) -> None:

@@ -202,6 +202,12 @@ class Built:
                     out[name] = cfg["Gateway"].split("/")[0]
         return out
 
+    def remove_container(self, name: str) -> None:
+        cid = self.ids.pop(name)
+        self.applied.pop(name, None)
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.api.remove_container(cid, v=True, force=True)
+
     def remove(self) -> None:
         for cid in self.ids.values():
             with contextlib.suppress(docker.errors.NotFound):
@@ -264,12 +270,16 @@ def build(
     standin: bool,
     only: Iterable[str] | None = None,
     built: Built | None = None,
+    env: list[str] | None = None,
+    wait: bool = True,
 ) -> Built:
     """Create the plan's networks, volumes and containers (all, or the names in `only`).
 
     standin=True: every container runs the stand-in listener (its real ports, see listen_spec)
     instead of its command, so the topology can be probed; one-shots stay up as probe sources.
-    standin=False: containers are created exactly from the plan's inputs (the read-back test)."""
+    standin=False: containers are created from the plan's inputs (the read-back test); a
+    long-running one only gets its listeners in its environment. `env` is added to every container;
+    wait=False skips Create's wait for a healthy state."""
     plan = containers(run)
     built = built or Built(client=client, plan=plan)
     built.plan = plan
@@ -290,12 +300,18 @@ def build(
         if c.name in built.ids:
             return
         inputs, notes = safe_inputs(c, host_dir)
-        extra_env = [f"ODUFLOW_STANDIN_NAME={c.name}"]
+        extra_env = [f"ODUFLOW_STANDIN_NAME={c.name}", *(env or [])]
         entrypoint = command = None
+        listen = listen_spec(c, plan)
+        if listen or standin:
+            # A long-running container's stand-in serves its real ports instead of running the
+            # command the plan gives the real image (Traefik's flags...), which busybox cannot.
+            extra_env.append("ODUFLOW_STANDIN_LISTEN=" + " ".join(listen))
+        if not wait:
+            inputs = {**inputs, "wait": False}
         if standin:
-            extra_env.append("ODUFLOW_STANDIN_LISTEN=" + " ".join(listen_spec(c, plan)))
             entrypoint, command = ["/standin/run"], []
-            inputs = {**inputs, "attach": False, "mustRun": True}
+            inputs = {**inputs, "attach": False, "mustRun": True, "wait": False}
         applied = provider.create_container(
             client, inputs, image=images.local(c.inputs["image"]),
             default_bridge=DEFAULT_BRIDGE if DEFAULT_BRIDGE in built.networks else None,
