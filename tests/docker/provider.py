@@ -152,7 +152,7 @@ def _trim_fraction(value: Fraction) -> str:
     whole, rest = divmod(value.numerator, value.denominator)
     if rest == 0:
         return str(whole)
-    digits = f"{Fraction(rest, value.denominator) * 10**9:.0f}".rjust(9, "0").rstrip("0")
+    digits = str(round(Fraction(rest, value.denominator) * 10**9)).rjust(9, "0").rstrip("0")
     return f"{whole}.{digits}"
 
 

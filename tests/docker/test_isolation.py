@@ -32,6 +32,8 @@ from tests.docker.topology import Answer, Built, PlannedContainer, Probe
 
 SHARED_ROLES = ("database", "proxy", "docker-proxy")
 
+pytestmark = pytest.mark.docker
+
 
 @pytest.fixture(scope="module")
 def platform(
@@ -111,7 +113,7 @@ def violations(built: Built) -> list[str]:
             elif target.team is None and target.role not in ("proxy",):
                 found.append(f"{who} reaches the shared {target.role} {answer.probe.target}")
         for target in built.plan:
-            own = target.team == source.team and target.role in ("odoo", "db-proxy")
+            own = target.team == source.team and target.role in ("odoo", "db-proxy") and target is not source
             if own and target.name not in reached_by_name:
                 found.append(f"{who} cannot reach its own team's {target.role} {target.name}")
         endpoint = topology.db_endpoint(source)

@@ -23,6 +23,8 @@ from tests.docker.topology import Built, PlannedContainer
 
 ONE_SHOT_ROLES = ("init", "template-init", "addons-fetch")
 
+pytestmark = pytest.mark.docker
+
 
 @pytest.fixture(scope="module")
 def deployed(

@@ -26,6 +26,8 @@ STOP_SECONDS = 2
 MIN_GRACE = {"database": 60, "odoo": 30, "proxy": 30}
 LONG_RUNNING_ROLES = ("database", "odoo", "proxy", "db-proxy", "docker-proxy", "backup")
 
+pytestmark = pytest.mark.docker
+
 
 @pytest.fixture(scope="module")
 def base(
