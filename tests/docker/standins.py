@@ -34,7 +34,7 @@ BASE = f"{BASE_REPOSITORY}:{BASE_TAG}"
 APPLETS = (
     "sh", "nc", "httpd", "sleep", "cat", "echo", "kill", "date", "timeout", "nslookup", "ls",
     "mkdir", "cp", "tr", "seq", "env", "true", "false", "wget", "ps", "grep", "id", "hostname",
-    "printf", "test", "[", "rm", "touch", "ip", "cut", "head",
+    "printf", "test", "[", "rm", "touch", "ip", "cut", "head", "sed", "mktemp", "tail",
 )
 # The programs the plan's commands and healthchecks call in the real images.
 PROGRAMS = ("odoo", "psql", "pg_isready", "git", "curl", "traefik", "go-cron", "socat", "pg_dump",

@@ -56,19 +56,22 @@ def ports_of(c: PlannedContainer, plan: list[PlannedContainer]) -> list[int]:
 
 
 def probes_from(source: PlannedContainer, built: Built) -> list[tuple[PlannedContainer, Probe]]:
-    """Every other container, at each of its addresses and by name, on each of its real ports; a
-    host-network container (Traefik) at the engine's address on every network."""
+    """Every other container that listens, at each of its addresses, on each of its real ports (a
+    host-network container, Traefik, at the engine's address on every network); the source's own
+    team's containers by name too. (A name the source's networks do not know never resolves: the
+    addresses already cover every other container, and the lookups would only wait.)"""
     out = []
     gateways = built.gateways()
     for target in built.plan:
-        if target.name == source.name or target.name not in built.ids:
+        ports = ports_of(target, built.plan)
+        if target.name == source.name or target.name not in built.ids or not ports:
             continue
-        ports = ports_of(target, built.plan) or [80]  # a container with no listener: probe anyway
         if target.network_mode == "host":
             hosts = [(f"{target.name} via the host's address on {net}", ip) for net, ip in gateways.items()]
         else:
             hosts = [(f"{target.name} ({ip} on {net})", ip) for net, ip in built.addresses(target.name).items()]
-            hosts.append((f"{target.name} (by name)", target.name))
+            if target.team is not None and target.team == source.team:
+                hosts.append((f"{target.name} (by name)", target.name))
         for label, host in hosts:
             for port in ports:
                 out.append((target, Probe(f"{label} :{port}", host, port)))

@@ -209,9 +209,12 @@ class Built:
             self.client.api.remove_container(cid, v=True, force=True)
 
     def remove(self) -> None:
-        for cid in self.ids.values():
+        def remove_one(cid: str) -> None:
             with contextlib.suppress(docker.errors.NotFound):
                 self.client.api.remove_container(cid, v=True, force=True)
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(remove_one, self.ids.values()))
         for nid in self.networks.values():
             remove_network(self.client, nid)
         for name in self.volumes:
@@ -344,12 +347,33 @@ class Answer:
     served_by: str  # the stand-in that answered (its container name), "" when nothing did
 
 
-# Every probe of a source at once (each ends within 3 s): a connection attempt with busybox nc,
-# an HTTP request, and the last line of the answer (a stand-in answers with its container name).
+# Every probe of a source, in two rounds of parallel jobs. First each name is looked up (busybox
+# nslookup through the engine's DNS, 5 s at most), then a TCP connection is opened to each address
+# (busybox nc, connect timeout 2 s) with an HTTP request; the last line of the answer is the
+# stand-in's container name. nc exits 1 when it cannot connect (refused, no route, timed out), 0
+# when the peer answered and closed; `timeout` (10 s, far beyond nc's own) only ends a connection
+# that stays open without an answer (124): connected all the same.
 PROBE_SCRIPT = r"""
+dns=$(mktemp)
+for name in $NAMES; do
+    (
+        addr=$(timeout 5 nslookup -type=a "$name" 2>/dev/null | sed -n '/^Name:/,$ s/^Address: *//p' | head -n 1)
+        echo "$name ${addr:-none}" >>"$dns"
+    ) &
+done
+wait
 probe() {
-    out=$(printf 'GET / HTTP/1.0\r\n\r\n' | timeout 3 nc -w 1 "$2" "$3" 2>/dev/null | tail -n 1)
-    echo "$1 ${out:-.}"
+    host="$2"
+    case "$host" in
+        *[!0-9.]*) host=$(grep "^$host " "$dns" | cut -d ' ' -f 2 | head -n 1) ;;
+    esac
+    if [ -z "$host" ] || [ "$host" = none ]; then
+        echo "$1 rc=1"
+        return
+    fi
+    out=$( { printf 'GET / HTTP/1.0\r\n\r\n' | timeout 10 nc -w 2 "$host" "$3" 2>/dev/null; echo "rc=$?"; } \
+        | tail -n 2 | tr '\n' ' ')
+    echo "$1 $out"
 }
 i=0
 while read -r host port; do
@@ -357,25 +381,30 @@ while read -r host port; do
     i=$((i+1))
 done
 wait
+rm -f "$dns"
 """
 
 
 def probe(client: docker.DockerClient, source_id: str, probes: list[Probe]) -> list[Answer]:
-    """Open a TCP connection from inside `source_id` to each probe's host and port (busybox nc, a
-    2 s connect timeout) and send an HTTP request: the stand-ins answer with their own name."""
+    """Open a TCP connection from inside `source_id` to each probe's host and port, all at once
+    (PROBE_SCRIPT); `served_by` is the name of the stand-in that answered, if any."""
     if not probes:
         return []
     lines = "\n".join(f"{p.host} {p.port}" for p in probes) + "\n"
-    script = f"printf '%s' {shlex.quote(lines)} | {{ {PROBE_SCRIPT} }}"
+    names = sorted({p.host for p in probes if not re.fullmatch(r"[0-9.]+", p.host)})
+    script = f"NAMES={shlex.quote(' '.join(names))}\nprintf '%s' {shlex.quote(lines)} | {{ {PROBE_SCRIPT} }}"
     result = client.api.exec_create(source_id, ["/bin/sh", "-c", script], stdout=True, stderr=True)
     output = client.api.exec_start(result["Id"]).decode(errors="replace")
-    served: dict[int, str] = {}
+    results: dict[int, tuple[bool, str]] = {}
     for line in output.splitlines():
-        index, _, body = line.partition(" ")
-        if index.isdigit():
-            served[int(index)] = body.strip()
+        index, _, rest = line.partition(" ")
+        match = re.search(r"(?:^|\s)rc=(\d+)\s*$", rest)
+        if not index.isdigit() or not match:
+            continue
+        body = rest[: match.start()].strip()
+        results[int(index)] = (int(match.group(1)) != 1, body)
     answers = []
     for i, p in enumerate(probes):
-        body = served.get(i, ".")
-        answers.append(Answer(p, reached=body not in (".", ""), served_by="" if body in (".", "") else body))
+        reached, body = results.get(i, (False, ""))
+        answers.append(Answer(p, reached=reached, served_by=body if reached else ""))
     return answers
