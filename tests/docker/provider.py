@@ -169,6 +169,14 @@ def _set(value: Any) -> bool:
     return value not in (None, "", 0, False, [], {})
 
 
+class CreateFailed(Exception):
+    """The engine refused a step of Create: `pulumi up` fails the same way on this resource."""
+
+    def __init__(self, step: str, error: Exception, container_id: str | None = None) -> None:
+        super().__init__(f"{step}: {getattr(error, 'explanation', None) or error}")
+        self.container_id = container_id
+
+
 @dataclass
 class Applied:
     """A container as the harness created it: its id and what the test engine changed on the way."""
@@ -357,42 +365,17 @@ def upload_archive(upload: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def create_container(
+def _attach_start(
     client: docker.DockerClient,
+    cid: str,
     inputs: dict[str, Any],
-    *,
-    image: str,
-    network_for: dict[str, str] | None = None,
-    default_bridge: str | None = None,
-    extra_env: list[str] | None = None,
-    entrypoint: list[str] | None = None,
-    command: list[str] | None = None,
-    wait_for_exit: bool = True,
-) -> Applied:
-    """F:43-674 resourceDockerContainerCreate against the test engine.
-
-    `image` replaces the plan's reference (stand-ins carry the same tags, except digest pins);
-    `network_for` maps a plan network name to the test network created for it; `default_bridge`
-    is the internal network standing for Docker's default bridge, which the test engine does not
-    have (--bridge=none): a container the provider leaves on it (network_mode "bridge" and no
-    networks_advanced) is connected to that network instead. `extra_env`, `entrypoint` and `command`
-    let the isolation test run a stand-in listener in place of the image's program; the read-back
-    test passes none of them."""
+    body: dict[str, Any],
+    network_for: dict[str, str] | None,
+    default_bridge: str | None,
+    deviations: list[str],
+) -> None:
+    """F:463-671: networks, uploads, start, wait for health, wait for the end of an attached one."""
     api = client.api
-    body = container_create_body(inputs, image)
-    deviations: list[str] = []
-    if extra_env:
-        body["Env"] = [*body.get("Env", []), *extra_env]
-    if entrypoint is not None:
-        body["Entrypoint"] = entrypoint
-        deviations.append("entrypoint replaced by the stand-in's")
-    if command is not None:
-        body["Cmd"] = command
-    name = inputs["name"]
-    response = api._post_json(api._url("/containers/create"), data=body, params={"name": name})
-    api._raise_for_status(response)
-    cid = response.json()["Id"]
-
     networks = inputs.get("networksAdvanced") or []
     mode = body["HostConfig"]["NetworkMode"]
     emulate_bridge = not networks and mode == "bridge" and default_bridge is not None
@@ -419,9 +402,52 @@ def create_container(
         api.start(cid)
         if inputs.get("wait", False):
             wait_healthy(client, cid, _int(inputs.get("waitTimeout"), 60))
-    if inputs.get("attach", False) and wait_for_exit:
+    if inputs.get("attach", False):
         # F:657: ContainerWait(not-running); no check of the exit code.
         api.wait(cid, timeout=120)
+
+
+def create_container(
+    client: docker.DockerClient,
+    inputs: dict[str, Any],
+    *,
+    image: str,
+    network_for: dict[str, str] | None = None,
+    default_bridge: str | None = None,
+    extra_env: list[str] | None = None,
+    entrypoint: list[str] | None = None,
+    command: list[str] | None = None,
+) -> Applied:
+    """F:43-674 resourceDockerContainerCreate against the test engine.
+
+    `image` replaces the plan's reference (stand-ins carry the same tags, except digest pins);
+    `network_for` maps a plan network name to the test network created for it; `default_bridge`
+    is the internal network standing for Docker's default bridge, which the test engine does not
+    have (--bridge=none): a container the provider leaves on it (network_mode "bridge" and no
+    networks_advanced) is connected to that network instead. `extra_env`, `entrypoint` and `command`
+    let the isolation test run a stand-in listener in place of the image's program; the read-back
+    test passes none of them."""
+    api = client.api
+    body = container_create_body(inputs, image)
+    deviations: list[str] = []
+    if extra_env:
+        body["Env"] = [*body.get("Env", []), *extra_env]
+    if entrypoint is not None:
+        body["Entrypoint"] = entrypoint
+        deviations.append("entrypoint replaced by the stand-in's")
+    if command is not None:
+        body["Cmd"] = command
+    name = inputs["name"]
+    try:
+        response = api._post_json(api._url("/containers/create"), data=body, params={"name": name})
+        api._raise_for_status(response)
+    except docker.errors.APIError as exc:
+        raise CreateFailed("ContainerCreate (F:456)", exc) from exc
+    cid = response.json()["Id"]
+    try:
+        _attach_start(client, cid, inputs, body, network_for, default_bridge, deviations)
+    except (docker.errors.APIError, RuntimeError) as exc:
+        raise CreateFailed("after ContainerCreate (F:463-628)", exc, cid) from exc
     return Applied(id=cid, name=name, inputs=inputs, deviations=deviations)
 
 

@@ -13,6 +13,7 @@ provider never reads `env` back, F:893-898, so they do not affect the read-back 
 - ODUFLOW_STANDIN_STOP_SECONDS=N: on SIGTERM/SIGINT/SIGQUIT, log it, take N seconds to shut down,
   log "clean exit" and exit 0 (a process that needs time to stop cleanly).
 - ODUFLOW_STANDIN_EXIT=N: the exit code of the image's programs (odoo, psql, git...), default 0.
+- ODUFLOW_STANDIN_IDLE=1: idle until stopped, whatever arguments the plan gives the real image.
 Without a listener it idles until stopped; given a command, it runs it (the plan's one-shots).
 """
 
@@ -37,7 +38,7 @@ APPLETS = (
     "printf", "test", "[", "rm", "touch", "ip", "cut", "head", "sed", "mktemp", "tail",
 )
 # The programs the plan's commands and healthchecks call in the real images.
-PROGRAMS = ("odoo", "psql", "pg_isready", "git", "curl", "traefik", "go-cron", "socat", "pg_dump",
+PROGRAMS = ("odoo", "psql", "pg_isready", "git", "curl", "traefik", "go-cron", "socat", "pg_dump", "python3", "haproxy",
             "aws", "gzip", "docker-entrypoint.sh", "entrypoint.sh")
 
 RUN = r"""#!/bin/sh
@@ -52,7 +53,7 @@ stop() {
 trap 'stop TERM' TERM
 trap 'stop INT' INT
 trap 'stop QUIT' QUIT
-if [ -z "${ODUFLOW_STANDIN_LISTEN:-}" ] && [ "$#" -gt 0 ]; then
+if [ -z "${ODUFLOW_STANDIN_LISTEN:-}" ] && [ -z "${ODUFLOW_STANDIN_IDLE:-}" ] && [ "$#" -gt 0 ]; then
     exec "$@"
 fi
 www=/standin/www

@@ -93,7 +93,7 @@ def matrix(built: Built) -> dict[str, list[tuple[PlannedContainer, Answer]]]:
 
 def violations(built: Built) -> list[str]:
     """Every breach of the matrix, one line each."""
-    found: list[str] = []
+    found: list[str] = [f"{name}: the engine refuses to create it: {why}" for name, why in built.refused.items()]
     by_name = {c.name: c for c in built.plan}
     database = next((c for c in built.plan if c.role == "database"), None)
     for source_name, results in matrix(built).items():

@@ -64,6 +64,9 @@ def compared_inputs(built: Built, c: PlannedContainer, images: Images) -> tuple[
 def test_reading_back_a_container_gives_what_the_plan_sends(deployed: Built, images: Images, role: str) -> None:
     problems = []
     for c in of_role(deployed, role):
+        if c.name in deployed.refused:
+            problems.append(f"{c.name}: the engine refuses it (`pulumi up` fails): {deployed.refused[c.name]}")
+            continue
         inputs, notes = compared_inputs(deployed, c, images)
         state = provider.read_container(deployed.container(c.name), inputs)
         for drift in provider.container_drift(inputs, state, ignore=frozenset(c.ignore_changes)):
@@ -77,6 +80,9 @@ def test_one_shots_end_and_stay_ended(deployed: Built, role: str) -> None:
     must_run false a refresh leaves it stopped (F:815-824), and no install log goes to the state."""
     problems = []
     for c in of_role(deployed, role):
+        if c.name in deployed.refused:
+            problems.append(f"{c.name}: the engine refuses it (`pulumi up` fails): {deployed.refused[c.name]}")
+            continue
         state = provider.read_container(deployed.container(c.name), deployed.applied[c.name].inputs)
         if not c.inputs.get("attach"):
             problems.append(f"{c.name}: not attached, `up` would not wait for it")
@@ -94,7 +100,7 @@ def test_one_shots_end_and_stay_ended(deployed: Built, role: str) -> None:
 def test_long_running_containers_keep_running(deployed: Built) -> None:
     problems = []
     for c in deployed.plan:
-        if c.inputs.get("attach"):
+        if c.inputs.get("attach") or c.name in deployed.refused:  # refusals: reported per kind
             continue
         container = deployed.container(c.name)
         state = provider.read_container(container, deployed.applied[c.name].inputs)
@@ -115,6 +121,8 @@ def test_the_engine_applies_limits_and_hardening(deployed: Built) -> None:
     no-new-privileges, and the engine enforces them (read from inside the running ones)."""
     problems = []
     for c in deployed.plan:
+        if c.name not in deployed.ids:  # refused at ContainerCreate: reported per kind
+            continue
         host = deployed.client.api.inspect_container(deployed.ids[c.name])["HostConfig"]
         memory = int(c.inputs.get("memory") or 0)
         swap = int(c.inputs.get("memorySwap") or 0)
@@ -133,7 +141,7 @@ def test_the_engine_applies_limits_and_hardening(deployed: Built) -> None:
             nanos = provider.parse_cpus(str(c.inputs["cpus"]))
             if host["NanoCpus"] != nanos:
                 problems.append(f"{c.name}: the engine's CPU limit is {host['NanoCpus']} ns/s, not {nanos}")
-        if deployed.container(c.name).status == "running":
+        if c.name not in deployed.refused and deployed.container(c.name).status == "running":
             nnp = exec_output(deployed, c.name, "grep NoNewPrivs /proc/self/status")
             if "no-new-privileges:true" in (c.inputs.get("securityOpts") or []) and not nnp.endswith("1"):
                 problems.append(f"{c.name}: no-new-privileges requested but the process has {nnp!r}")

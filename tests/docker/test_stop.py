@@ -59,6 +59,7 @@ def test_deleting_a_container_lets_it_stop_cleanly(
     topology.build(engine, three_team_plan, images, tmp_path, standin=False, only=[c.name], built=base,
                    env=[f"ODUFLOW_STANDIN_STOP_SECONDS={STOP_SECONDS}"], wait=False)
     try:
+        assert c.name not in base.refused, f"{c.name}: the engine refuses to create it: {base.refused[c.name]}"
         cid = base.ids[c.name]
         time.sleep(0.5)  # the stand-in has set its traps
         started = time.monotonic()
@@ -81,4 +82,6 @@ def test_deleting_a_container_lets_it_stop_cleanly(
             f"shutdown, `docker stop`) give it less than {minimum} s"
         )
     finally:
-        base.remove_container(c.name)
+        if c.name in base.ids:
+            base.remove_container(c.name)
+        base.refused.pop(c.name, None)

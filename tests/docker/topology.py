@@ -183,6 +183,8 @@ class Built:
     applied: dict[str, provider.Applied] = field(default_factory=dict)
     networks: dict[str, str] = field(default_factory=dict)  # plan network name -> id
     volumes: list[str] = field(default_factory=list)
+    # container name -> the engine's refusal, for containers the provider could not create either
+    refused: dict[str, str] = field(default_factory=dict)
 
     def container(self, name: str) -> Any:
         return self.client.containers.get(self.ids[name])
@@ -306,6 +308,8 @@ def build(
         extra_env = [f"ODUFLOW_STANDIN_NAME={c.name}", *(env or [])]
         entrypoint = command = None
         listen = listen_spec(c, plan)
+        if not c.inputs.get("attach") and not listen:
+            extra_env.append("ODUFLOW_STANDIN_IDLE=1")  # never run the real image's arguments
         if listen or standin:
             # A long-running container's stand-in serves its real ports instead of running the
             # command the plan gives the real image (Traefik's flags...), which busybox cannot.
@@ -313,13 +317,21 @@ def build(
         if not wait:
             inputs = {**inputs, "wait": False}
         if standin:
+            # The stand-in serves the topology; the real image's files (uploads) are the read-back
+            # test's business.
             entrypoint, command = ["/standin/run"], []
-            inputs = {**inputs, "attach": False, "mustRun": True, "wait": False}
-        applied = provider.create_container(
-            client, inputs, image=images.local(c.inputs["image"]),
-            default_bridge=DEFAULT_BRIDGE if DEFAULT_BRIDGE in built.networks else None,
-            extra_env=extra_env, entrypoint=entrypoint, command=command,
-        )
+            inputs = {**inputs, "attach": False, "mustRun": True, "wait": False, "uploads": []}
+        try:
+            applied = provider.create_container(
+                client, inputs, image=images.local(c.inputs["image"]),
+                default_bridge=DEFAULT_BRIDGE if DEFAULT_BRIDGE in built.networks else None,
+                extra_env=extra_env, entrypoint=entrypoint, command=command,
+            )
+        except provider.CreateFailed as exc:
+            built.refused[c.name] = str(exc)
+            if exc.container_id:
+                built.ids[c.name] = exc.container_id
+            return
         applied.deviations.extend(notes)
         built.ids[c.name] = applied.id
         built.applied[c.name] = applied
