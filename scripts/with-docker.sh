@@ -29,11 +29,51 @@ fi
 
 CMD=("$@")
 WORK=""
+SOCK=""
 LAUNCHER=""
 
 log() { echo "with-docker: $*" >&2; }
 
 is_ci() { [ "${CI:-}" = "true" ]; }
+
+engine() { docker -H "unix://$SOCK" "$@"; }
+
+engine_pid() { cat "$WORK/dockerd.pid" 2>/dev/null || true; }
+
+# Everything the tests left, then the engine, then its directory. Safe to call twice.
+stop_engine() {
+    [ -n "$WORK" ] || return 0
+    if [ -S "$SOCK" ]; then
+        local ids
+        ids="$(engine ps -aq 2>/dev/null || true)"
+        # shellcheck disable=SC2086
+        [ -z "$ids" ] || engine rm -f -v $ids >/dev/null 2>&1 || true
+        engine network prune -f >/dev/null 2>&1 || true
+        ids="$(engine volume ls -q 2>/dev/null || true)"
+        # shellcheck disable=SC2086
+        [ -z "$ids" ] || engine volume rm -f $ids >/dev/null 2>&1 || true
+        ids="$(engine images -aq 2>/dev/null | sort -u || true)"
+        # shellcheck disable=SC2086
+        [ -z "$ids" ] || engine rmi -f $ids >/dev/null 2>&1 || true
+    fi
+    local pid
+    pid="$(engine_pid)"
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    fi
+    # The launcher (unshare) ends with dockerd; its mount and network namespaces go with it.
+    if [ -n "$LAUNCHER" ]; then
+        wait "$LAUNCHER" 2>/dev/null || true
+        LAUNCHER=""
+    fi
+    rm -rf "$WORK"
+    WORK=""
+}
 
 # No engine: an error under CI, else run COMMAND without one (the tests say why they skip).
 unavailable() {
@@ -84,45 +124,6 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/oduflow-docker.XXXXXX")" || unavailable "cann
 chmod 700 "$WORK"
 SOCK="$WORK/docker.sock"
 export ODUFLOW_TEST_DOCKER_HOST="unix://$SOCK"
-
-engine() { docker -H "unix://$SOCK" "$@"; }
-
-engine_pid() { cat "$WORK/dockerd.pid" 2>/dev/null || true; }
-
-# Everything the tests left, then the engine, then its directory. Safe to call twice.
-stop_engine() {
-    [ -n "$WORK" ] || return 0
-    if [ -S "$SOCK" ]; then
-        local ids
-        ids="$(engine ps -aq 2>/dev/null || true)"
-        # shellcheck disable=SC2086
-        [ -z "$ids" ] || engine rm -f -v $ids >/dev/null 2>&1 || true
-        engine network prune -f >/dev/null 2>&1 || true
-        ids="$(engine volume ls -q 2>/dev/null || true)"
-        # shellcheck disable=SC2086
-        [ -z "$ids" ] || engine volume rm -f $ids >/dev/null 2>&1 || true
-        ids="$(engine images -aq 2>/dev/null | sort -u || true)"
-        # shellcheck disable=SC2086
-        [ -z "$ids" ] || engine rmi -f $ids >/dev/null 2>&1 || true
-    fi
-    local pid
-    pid="$(engine_pid)"
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.2
-        done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-    fi
-    # The launcher (unshare) ends with dockerd; its mount and network namespaces go with it.
-    if [ -n "$LAUNCHER" ]; then
-        wait "$LAUNCHER" 2>/dev/null || true
-        LAUNCHER=""
-    fi
-    rm -rf "$WORK"
-    WORK=""
-}
 
 cleanup() {
     local status=$?
