@@ -17,9 +17,10 @@ setup: $(STAMP)
 plan: $(STAMP)
 	$(BIN)/oduflow-iac plan --stack local
 
-# Tests that need a real PostgreSQL server get a throw-away cluster from scripts/with-postgres.sh.
+# Tests that need a real PostgreSQL server get a throw-away cluster from scripts/with-postgres.sh,
+# those that need a Docker engine a throw-away dockerd from scripts/with-docker.sh.
 test: $(STAMP)
-	scripts/with-postgres.sh $(BIN)/python -m pytest
+	scripts/with-postgres.sh scripts/with-docker.sh $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
