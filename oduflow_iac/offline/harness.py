@@ -110,6 +110,7 @@ class PlannedResource:
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
     ignore_changes: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+    replace_on_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -237,6 +238,7 @@ class RecordingMonitor(mocks.MockMonitor):
             property_dependencies=prop_deps,
             ignore_changes=list(request.ignoreChanges),
             delete_before_replace=bool(request.deleteBeforeReplace),
+            replace_on_changes=list(request.replaceOnChanges),
         )
         self.recorded.append(planned)
         if self.on_register is not None:
