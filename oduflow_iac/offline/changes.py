@@ -152,7 +152,7 @@ class NotAPlan(ValueError):
 
 def check_plan_doc(doc: Any) -> None:
     if not isinstance(doc, dict) or not isinstance(doc.get("resources"), list):
-        raise NotAPlan("not an `oduflow-iac plan --format json` document (no \"resources\" list)")
+        raise NotAPlan('not an `oduflow-iac plan --format json` document (no "resources" list)')
     for r in doc["resources"]:
         if not isinstance(r, dict) or not isinstance(r.get("urn"), str) or not isinstance(r.get("inputs"), dict):
             raise NotAPlan("not an `oduflow-iac plan --format json` document (a resource without urn or inputs)")
@@ -353,8 +353,8 @@ def _endpoints(c: Change) -> set[tuple[str, str]]:
     if c.type == CONTAINER:
         for p in c.inputs.get("ports") or []:
             if isinstance(p, dict) and p.get("external") is not None:
-                ip = p.get("ip")
-                out.add(("port", f"{ip}:{p['external']}" if ip else str(p["external"])))
+                ip, port = p.get("ip"), _number(p["external"])
+                out.add(("port", f"{ip}:{port}" if ip else port))
         for value in c.labels.values():
             out |= {("hostname", h) for h in _HOST.findall(value)}
     elif c.type == "cloudflare:index/dnsRecord:DnsRecord" and isinstance(c.inputs.get("name"), str):
@@ -390,8 +390,12 @@ def moves(changes: list[Change]) -> list[str]:
             lines.append(f"{kind} {value}: from {a} to {b}")
         elif a:
             lines.append(f"{kind} {value}: no longer served (was {a})")
-    # A resource whose own endpoint changed value: pair old and new per resource.
     return lines
+
+
+def _number(v: Any) -> str:
+    """Numbers as people write them: the wire format makes every number a float (50000.0)."""
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
 
 
 def _old_inputs(c: Change) -> dict[str, Any]:
@@ -460,7 +464,7 @@ def summary_doc(d: PlanDiff) -> dict[str, Any]:
 def _value(v: Any) -> str:
     if v is _ABSENT:
         return "(none)"
-    text = v if isinstance(v, str) else json.dumps(v)
+    text = v if isinstance(v, str) else _number(v) if isinstance(v, float) else json.dumps(v)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
