@@ -309,3 +309,77 @@ def plan_doc_cached() -> dict[str, Any]:
         run, missing = plan_run(config, settings)
         _CACHE["local"] = json.loads(render_json(PlanResult(config, run, [], missing)))
     return _CACHE["local"]
+
+
+def test_a_large_change_fits_in_a_comment() -> None:
+    """Against an empty base everything is a create: the change section takes at most half of the
+    comment, lists the rows that fit and counts the rest; the whole comment stays within the limit."""
+    from oduflow_iac.offline.plan import plan, render_markdown
+
+    result = plan(None, "local", ROOT)
+    d = changes.diff_plans({"resources": []}, plan_doc_cached(), "empty")
+    assert d.counts()["create"] == len(result.run.resources)
+    for limit in (3_000, 6_000, 60_000):
+        text = render_markdown(result, limit=limit, diff=d)
+        assert len(text) <= limit and text.startswith("<!-- oduflow-iac-plan -->")
+        section = text[text.index("### Changes against") : text.index("| team | environments |")]
+        assert len(section) <= limit // 2
+        rows = section.count("| + create |")
+        assert rows == len(result.run.resources) or f"… and {len(result.run.resources) - rows} more" in section
+
+
+def test_the_diff_is_the_same_in_every_process(tmp_path: Path) -> None:
+    plan_json = run_cli("--stack", "cloud", "--format", "json")
+    base = json.loads(plan_json.stdout)
+    base["resources"] = base["resources"][: len(base["resources"]) // 2]  # the rest is created
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    runs = []
+    diff = ["--diff-against", str(tmp_path / "base.json")]
+    for seed in ("1", "2"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {"PYTHONHASHSEED": seed}
+        runs.append(
+            subprocess.run(
+                [sys.executable, "-m", "oduflow_iac.cli", "plan", "--stack", "cloud", "--format", "json", *diff],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                check=False,
+                env=env,
+            )
+        )
+    assert runs[0].returncode == 0 and runs[0].stdout == runs[1].stdout
+    assert json.loads(runs[0].stdout)["changes"]
+
+
+def test_a_rotated_stack_secret_is_seen_without_being_read(tmp_path: Path) -> None:
+    """`pulumi config set --secret` writes a new ciphertext into the stack file: the plan's stand-in
+    for the secret changes with it, so the diff says which resources the rotation replaces."""
+    project = tmp_path / "project"
+    (project / "stacks").mkdir(parents=True)
+    (project / "examples").mkdir()
+    shutil.copy(ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
+    shutil.copy(ROOT / "examples" / "oduflow.toml", project / "examples" / "oduflow.toml")
+    shutil.copy(ROOT / "examples" / "oduflow.ports.json", project / "examples" / "oduflow.ports.json")
+    stack_file = project / "stacks" / "Pulumi.local.yaml"
+
+    def doc(ciphertext: str) -> dict[str, Any]:
+        stack_file.write_text(
+            "config:\n  oduflow:configFile: examples/oduflow.toml\n"
+            f"  oduflow-secrets:team1-ui-password:\n    secure: {ciphertext}\n"
+        )
+        config, settings = resolve_config(None, "local", project)
+        run, missing = plan_run(config, settings)
+        text = render_json(PlanResult(config, run, [], missing))
+        assert ciphertext not in text
+        return json.loads(text)
+
+    first = doc("v1:AAAAAAAAAAAAAAAA:first")
+    assert changes.diff_plans(first, doc("v1:AAAAAAAAAAAAAAAA:first"), "same").empty
+    d = changes.diff_plans(first, doc("v1:BBBBBBBBBBBBBBBB:second"), "rotated")
+    assert d.changed
+    secret_details = [x for c in d.changed for x in c.details]
+    assert all(x.secret == "changed" for x in secret_details)
+    # Only team 1 uses the rotated secret.
+    assert {c.team for c in d.changed} == {"1"}
+    # Basic auth is a Traefik label of each environment's container: labels are ForceNew.
+    assert any(c.action == "replace" and c.role == "odoo" for c in d.changed)
