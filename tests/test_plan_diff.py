@@ -89,6 +89,10 @@ def test_an_image_bump_replaces_that_odoo_container(write_config: Callable[..., 
     d = diff_of(write_config, INLINE, after)
     replacing = _only_the_odoo_container_replaced(d, plan_doc(write_config(after, "h.toml")), "2", "main")
     assert replacing == ["image"]
+    # A one-shot re-created by the bump is said to run again.
+    for c in d.changed:
+        if c.role in changes.ONE_SHOT_ROLES:
+            assert changes.rerun(c) in dict.fromkeys(t for k, t in changes.notes(d) if k == "re-run")
     # An Odoo container of a non-production environment: interruption said, not as production.
     (line,) = d.interruptions()
     assert "Odoo 2/main (staging" in line and "PRODUCTION" not in line

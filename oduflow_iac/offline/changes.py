@@ -339,6 +339,17 @@ def interruption(c: Change, env_types: Mapping[tuple[str, str], str]) -> str | N
     return f"{who} is replaced ({why}): {stop}, {order}: {effect}."
 
 
+def rerun(c: Change) -> str | None:
+    """A replaced one-shot runs again: an init runs against the database it initialised."""
+    if c.type != CONTAINER or c.action != "replace" or c.role not in ONE_SHOT_ROLES:
+        return None
+    name = str(c.inputs.get("name") or c.name)
+    team, env = c.labels.get(naming.LABEL_TEAM) or c.team, c.labels.get(naming.LABEL_ENV)
+    of = f" of {team}/{env}" if team and env else (f" of team {team}" if team else "")
+    why = ", ".join(c.replacing[:4]) + (" ..." if len(c.replacing) > 4 else "")
+    return f"one-shot `{name}` ({c.role}){of} is re-created and runs again ({why})."
+
+
 def critical(c: Change, env_types: Mapping[tuple[str, str], str]) -> bool:
     """A production Odoo or the PostgreSQL server: called out first."""
     if c.role == "database":
@@ -457,6 +468,7 @@ def summary_doc(d: PlanDiff) -> dict[str, Any]:
         "counts": d.counts(),
         "blocked": [c.urn for c in d.blocked],
         "interruptions": d.interruptions(),
+        "reruns": [line for c in d.changes if (line := rerun(c))],
         "moves": d.moves(),
     }
 
@@ -500,6 +512,7 @@ def notes(d: PlanDiff) -> list[tuple[str, str]]:
     crit = [c for c in d.changes if interruption(c, d.env_types) and critical(c, d.env_types)]
     rest = [c for c in d.changes if interruption(c, d.env_types) and not critical(c, d.env_types)]
     out += [("interruption", interruption(c, d.env_types) or "") for c in [*crit, *rest]]
+    out += [("re-run", line) for c in d.changes if (line := rerun(c))]
     out += [("moves", m) for m in d.moves()]
     unknown = sorted({f"{c.type}.{p}" for c in d.changes for p in c.unknown_inputs})
     if unknown:
@@ -529,7 +542,7 @@ def markdown_lines(d: PlanDiff, budget: int, stack: str) -> list[str]:
         return [*lines, "This change creates, updates, replaces and deletes nothing.", ""]
     counts = d.counts()
     lines += [" · ".join(f"**{counts[a]}** {a}" for a in ACTIONS), ""]
-    icon = {"blocked": "⛔", "interruption": "⚠️", "moves": "↪️", "unknown": "❓"}
+    icon = {"blocked": "⛔", "interruption": "⚠️", "re-run": "🔁", "moves": "↪️", "unknown": "❓"}
     for kind, text in notes(d):
         lines.append(f"- {icon[kind]} **{kind}**: {_md(text)}")
     if len(lines) > 4:
