@@ -1,5 +1,6 @@
 """Run a Pulumi program under `pulumi.runtime.set_mocks` and record every registration the way the
-engine would see it: URN, type, parent, dependencies, protect flag and the inputs as serialised on
+engine would see it: URN, type, parent, dependencies, the options that decide what a change does
+(protect, ignoreChanges, replaceOnChanges, deleteBeforeReplace) and the inputs as serialised on
 the wire (engine camelCase property names, secrets still marked, unknowns still unknown).
 
 The mocks return realistic outputs (a generated password has a `result`, a bucket an `arn`), so

@@ -432,7 +432,7 @@ def render_markdown(result: PlanResult, limit: int = COMMENT_LIMIT, diff: PlanDi
         COMMENT_MARKER,
         f"## oduflow plan · stack `{run.stack}`",
         "",
-        ("❌ " if mandatory else "✅ ")
+        ("❌ " if mandatory or (diff is not None and diff.blocked) else "✅ ")
         + f"**{len(run.resources)} resources**, {mandatory} mandatory and {advisory} advisory policy violations.",
         "",
     ]
