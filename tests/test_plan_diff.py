@@ -214,30 +214,49 @@ def test_the_cli_exits_1_on_a_blocked_change(write_config: Callable[..., Path], 
     assert "⛔ **blocked**" in result.stdout
 
 
+@pytest.fixture(scope="module")
+def local_plan_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `plan --stack local --format json` writes, once for the module."""
+    from oduflow_iac.offline.plan import plan
+
+    path = tmp_path_factory.mktemp("plans") / "local.json"
+    path.write_text(render_json(plan(None, "local", ROOT)))
+    return path
+
+
 @pytest.mark.parametrize("fmt", ["table", "json", "markdown"])
-def test_a_plan_diffed_against_itself_has_no_changes(tmp_path: Path, fmt: str) -> None:
-    plan_json = run_cli("--stack", "local", "--format", "json")
-    assert plan_json.returncode == 0
-    (tmp_path / "plan.json").write_text(plan_json.stdout)
-    result = run_cli("--stack", "local", "--format", fmt, "--diff-against", str(tmp_path / "plan.json"))
-    assert result.returncode == 0, result.stderr
+def test_a_plan_diffed_against_itself_has_no_changes(
+    local_plan_json: Path, fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from oduflow_iac.cli import main
+
+    args = ["plan", "--project-dir", str(ROOT), "--stack", "local", "--format", fmt]
+    assert main([*args, "--diff-against", str(local_plan_json)]) == 0
+    result = capsys.readouterr()
     if fmt == "json":
-        doc = json.loads(result.stdout)
+        doc = json.loads(result.out)
         assert doc["formatVersion"] == changes.FORMAT_VERSION and doc["changes"] == []
         counts = doc["summary"]["changes"]["counts"]
         assert counts["unchanged"] == len(doc["resources"]) and sum(counts.values()) == counts["unchanged"]
         assert list(doc)[:4] == ["formatVersion", "project", "stack", "changes"]
     elif fmt == "table":
-        assert result.stdout.startswith("no changes against")
+        assert result.out.startswith("no changes against")
     else:
-        assert "### No changes against" in result.stdout
+        assert "### No changes against" in result.out
 
 
-def test_a_base_that_is_not_a_plan_is_a_usage_error(tmp_path: Path) -> None:
+def test_a_base_that_is_not_a_plan_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from oduflow_iac.cli import main
+
+    args = ["plan", "--project-dir", str(ROOT), "--stack", "local", "--diff-against"]
     (tmp_path / "x.json").write_text('{"a": 1}')
-    result = run_cli("--stack", "local", "--diff-against", str(tmp_path / "x.json"))
-    assert result.returncode == 2
-    assert result.stderr.startswith(f"error: {tmp_path / 'x.json'}: not an `oduflow-iac plan --format json` document")
+    assert main([*args, str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f'error: {tmp_path / "x.json"}: not an `oduflow-iac plan --format json` document (no "resources" list)\n'
+    )
+    assert main([*args, str(tmp_path / "missing.json")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'missing.json'}: cannot read")
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -332,9 +351,8 @@ def test_a_large_change_fits_in_a_comment() -> None:
         assert rows == len(result.run.resources) or f"… and {len(result.run.resources) - rows} more" in section
 
 
-def test_the_diff_is_the_same_in_every_process(tmp_path: Path) -> None:
-    plan_json = run_cli("--stack", "cloud", "--format", "json")
-    base = json.loads(plan_json.stdout)
+def test_the_diff_is_the_same_in_every_process(local_plan_json: Path, tmp_path: Path) -> None:
+    base = json.loads(local_plan_json.read_text())
     base["resources"] = base["resources"][: len(base["resources"]) // 2]  # the rest is created
     (tmp_path / "base.json").write_text(json.dumps(base))
     runs = []
@@ -343,7 +361,7 @@ def test_the_diff_is_the_same_in_every_process(tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {"PYTHONHASHSEED": seed}
         runs.append(
             subprocess.run(
-                [sys.executable, "-m", "oduflow_iac.cli", "plan", "--stack", "cloud", "--format", "json", *diff],
+                [sys.executable, "-m", "oduflow_iac.cli", "plan", "--stack", "local", "--format", "json", *diff],
                 capture_output=True,
                 text=True,
                 cwd=ROOT,

@@ -48,10 +48,21 @@ def _show(top: Path, commit: str, rel: PurePosixPath) -> bytes | None:
     return done.stdout if done.returncode == 0 else None
 
 
+def _project_or_config_dir(config: Path | None) -> Path:
+    """The folder of Pulumi.yaml; with an explicit config outside any project, the config's folder
+    (a plan of an explicit config works without a project around it)."""
+    try:
+        return find_project_dir(config.parent if config else None)
+    except UsageError:
+        if config is None:
+            raise
+        return config.parent
+
+
 @contextmanager
 def checkout(ref: str, config: Path | None, stack: str, project_dir: Path | None) -> Iterator[RefCheckout]:
     """The plan inputs at `ref`, for the duration of the `with` block."""
-    project = (project_dir or find_project_dir(config.parent if config else None)).resolve()
+    project = (project_dir or _project_or_config_dir(config)).resolve()
     done = _git(project, "rev-parse", "--show-toplevel")
     if done.returncode != 0:
         raise UsageError(f"--base-ref {ref}: {project} is not in a git repository")

@@ -560,9 +560,10 @@ def plan_command(ns: argparse.Namespace) -> int:
             total["envs"] += 1
             progress.update(task, completed=total["envs"])
 
+    base = base_plan(ns)  # first: a bad base is a usage error before the plan's work
     with progress:
         result = plan(ns.config, ns.stack, ns.project_dir, on_register=on_register)
-    diff = plan_diff(ns, result)
+    diff = plan_diff(base, result)
     if ns.format == "json":
         sys.stdout.write(render_json(result, diff))
     elif ns.format == "markdown":
@@ -572,31 +573,47 @@ def plan_command(ns: argparse.Namespace) -> int:
     return 1 if result.mandatory or (diff is not None and diff.blocked) else 0
 
 
-def plan_diff(ns: argparse.Namespace, result: PlanResult) -> PlanDiff | None:
-    """What `result` changes against `--diff-against FILE` or `--base-ref REF`, if either is given."""
+@dataclass
+class BasePlan:
+    """What a plan is compared against: a JSON plan document, its label, its environments' types."""
+
+    doc: dict[str, Any]
+    label: str
+    env_types: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def base_plan(ns: argparse.Namespace) -> BasePlan | None:
+    """The base of `--diff-against FILE` or `--base-ref REF`, if either is given."""
     from oduflow_iac.offline import changes
 
     against: Path | None = getattr(ns, "diff_against", None)
     ref: str | None = getattr(ns, "base_ref", None)
-    if against is None and ref is None:
+    if ref is not None:
+        doc, label, types = base_plan_at(ref, ns.config, ns.stack, ns.project_dir)
+        return BasePlan(doc, label, types)
+    if against is None:
         return None
-    env_types = _env_types(result.config)
-    if against is not None:
-        try:
-            base = json.loads(Path(against).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise UsageError(f"{against}: cannot read: {exc.strerror or exc}") from None
-        except ValueError as exc:
-            raise UsageError(f"{against}: not JSON: {exc}") from None
-        label = str(against)
-    else:
-        assert ref is not None
-        base, label, base_types = base_plan_at(ref, ns.config, ns.stack, ns.project_dir)
-        env_types = {**base_types, **env_types}
     try:
-        return changes.diff_plans(base, json.loads(render_json(result)), label, env_types)
+        doc = json.loads(Path(against).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{against}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"{against}: not JSON: {exc}") from None
+    try:
+        changes.check_plan_doc(doc)
     except changes.NotAPlan as exc:
-        raise UsageError(f"{label}: {exc}") from None
+        raise UsageError(f"{against}: {exc}") from None
+    return BasePlan(doc, str(against))
+
+
+def plan_diff(base: BasePlan | None, result: PlanResult) -> PlanDiff | None:
+    """What `result` changes against `base` (the head's environment types win over the base's)."""
+    from oduflow_iac.offline import changes
+
+    if base is None:
+        return None
+    env_types = {**base.env_types, **_env_types(result.config)}
+    return changes.diff_plans(base.doc, json.loads(render_json(result)), base.label, env_types)
 
 
 def base_plan_at(
