@@ -59,14 +59,19 @@ def _by_action(d: changes.PlanDiff) -> dict[str, set[str]]:
     return out
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the team's PostgreSQL proxy config (haproxy maxconn) depends on the number of environments: "
+    "adding one replaces oduflow-N-pg and cuts every environment of the team from its database",
+)
 def test_an_added_environment_only_creates_resources_under_it(write_config: Callable[..., Path]) -> None:
     added = INLINE + '\n[[team.2.environments]]\nbranch = "feature/x"\nodoo_image = "odoo:18.0"\n'
     d = diff_of(write_config, INLINE, added)
     head = plan_doc(write_config(added, "again.toml"))
     component = next(r for r in head["resources"] if r["type"] == ENV_COMPONENT and r["name"] == "team-2-feature-x")
     under = _descendants(head, component["urn"])
-    assert set(_by_action(d)) == {"create"}
-    assert {c.urn for c in d.changed} == under
+    assert {c.urn for c in d.changed if c.action == "create"} == under
+    assert set(_by_action(d)) == {"create"}, [(c.name, c.action, c.paths) for c in d.changed if c.action != "create"]
     assert len(under) > 3  # the component, its database, its container...
 
 
@@ -405,3 +410,10 @@ def test_a_rotated_stack_secret_is_seen_without_being_read(tmp_path: Path) -> No
     assert {c.team for c in d.changed} == {"1"}
     # Basic auth is a Traefik label of each environment's container: labels are ForceNew.
     assert any(c.action == "replace" and c.role == "odoo" for c in d.changed)
+
+
+def test_a_changed_file_is_shown_by_its_first_differing_line() -> None:
+    d = changes.Detail("uploads[0].content", "global\n  maxconn 14\nx\n", "global\n  maxconn 20\ny\n")
+    assert changes.describe(d) == "uploads[0].content: line 2: maxconn 14 -> maxconn 20 (and 1 more lines)"
+    d = changes.Detail("uploads[0].content", "a\nb\n", "a\nb\nc\n")
+    assert changes.describe(d) == "uploads[0].content: line 3: (none) -> c"

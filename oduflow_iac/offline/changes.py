@@ -319,7 +319,7 @@ def interruption(c: Change, env_types: Mapping[tuple[str, str], str]) -> str | N
         return None
     name = str(c.inputs.get("name") or c.name)
     grace = c.inputs.get("destroyGraceSeconds") or c.inputs.get("stopTimeout")
-    stop = f"stopped (up to {grace} s to shut down cleanly)" if grace else "killed (no stop grace period)"
+    stop = f"stopped (up to {_number(grace)} s to shut down cleanly)" if grace else "killed (no stop grace period)"
     order = "then deleted before the new one is created" if c.delete_before_replace else "after the new one starts"
     why = ", ".join(c.replacing[:4]) + (" ..." if len(c.replacing) > 4 else "")
     role, team, env = c.role, c.labels.get(naming.LABEL_TEAM) or c.team, c.labels.get(naming.LABEL_ENV)
@@ -333,6 +333,12 @@ def interruption(c: Change, env_types: Mapping[tuple[str, str], str]) -> str | N
     elif role == "proxy":
         who = f"Traefik (`{name}`)"
         effect = "every hostname is unreachable until it is back"
+    elif role == "db-proxy":
+        who = f"the PostgreSQL proxy of team {team} (`{name}`)"
+        effect = "every environment of the team loses its database connection until the new proxy is up"
+    elif role == "docker-proxy":
+        who = f"the Docker API proxy (`{name}`)"
+        effect = "Traefik sees no container change (no new or removed route) until it is back"
     else:
         who = f"{role or 'container'} `{name}`" + (f" of team {team}" if team else "")
         effect = "its service is interrupted while it is recreated"
@@ -488,7 +494,22 @@ def describe(d: Detail) -> str:
         return f"{d.path}: [secret] (whether it changed cannot be known from the base plan)"
     if d.secret == "changed" and d.old == SECRET and d.new == SECRET:
         return f"{d.path}: [secret] changed"
+    if isinstance(d.old, str) and isinstance(d.new, str) and "\n" in d.old + d.new:
+        return f"{d.path}: {_first_changed_line(d.old, d.new)}"
     return f"{d.path}: {_value(d.old)} -> {_value(d.new)}"
+
+
+def _first_changed_line(old: str, new: str) -> str:
+    """A file's change in one line: its first differing line, and how many more differ."""
+    a, b = old.splitlines(), new.splitlines()
+    differing = [i for i in range(max(len(a), len(b))) if a[i : i + 1] != b[i : i + 1]]
+    if not differing:
+        return "line endings changed"
+    i = differing[0]
+    before = _value(a[i].strip()) if i < len(a) else "(none)"
+    after = _value(b[i].strip()) if i < len(b) else "(none)"
+    more = f" (and {len(differing) - 1} more lines)" if len(differing) > 1 else ""
+    return f"line {i + 1}: {before} -> {after}{more}"
 
 
 def headline(d: PlanDiff) -> str:
