@@ -75,32 +75,34 @@ def test_an_added_environment_only_creates_resources_under_it(write_config: Call
     assert len(under) > 3  # the component, its database, its container...
 
 
-def _only_the_odoo_container_replaced(d: changes.PlanDiff, head: dict[str, Any], team: str, slug: str) -> list[str]:
-    odoo = _odoo_container(head, team, slug)
-    # One-shots whose registration does not ignore the changed input are re-created as well (the
-    # engine would do so); nothing else may change.
-    replaced = _by_action(d).get("replace", set())
-    assert odoo["urn"] in replaced
-    extra = {urn for urn in replaced if urn != odoo["urn"]}
-    for urn in extra:
-        c = next(c for c in d.changed if c.urn == urn)
-        assert c.role in changes.ONE_SHOT_ROLES, (urn, c.paths)
-    assert set(_by_action(d)) == {"replace"}, _by_action(d)
-    return next(c for c in d.changed if c.urn == odoo["urn"]).replacing
-
-
-def test_an_image_bump_replaces_that_odoo_container(write_config: Callable[..., Path]) -> None:
+def test_an_image_bump_replaces_exactly_that_odoo_container(write_config: Callable[..., Path]) -> None:
     after = INLINE.replace('odoo_image = "odoo:18.0"', 'odoo_image = "odoo:18.0.1"')
     d = diff_of(write_config, INLINE, after)
-    replacing = _only_the_odoo_container_replaced(d, plan_doc(write_config(after, "h.toml")), "2", "main")
-    assert replacing == ["image"]
-    # A one-shot re-created by the bump is said to run again.
-    for c in d.changed:
-        if c.role in changes.ONE_SHOT_ROLES:
-            assert changes.rerun(c) in dict.fromkeys(t for k, t in changes.notes(d) if k == "re-run")
+    odoo = _odoo_container(plan_doc(write_config(after, "h.toml")), "2", "main")
+    # The init one-shot lists the image in its ignoreChanges: an upgrade, never a re-init.
+    assert {c.urn for c in d.changed} == {odoo["urn"]}, [(c.name, c.action, c.paths) for c in d.changed]
+    (c,) = d.changed
+    assert (c.action, c.replacing) == ("replace", ["image"])
     # An Odoo container of a non-production environment: interruption said, not as production.
     (line,) = d.interruptions()
     assert "Odoo 2/main (staging" in line and "PRODUCTION" not in line
+
+
+def test_a_replaced_one_shot_is_said_to_run_again() -> None:
+    base = plan_doc_cached()
+    init = next(
+        r
+        for r in base["resources"]
+        if r["type"] == CONTAINER and {"label": "oduflow.role", "value": "init"} in r["inputs"].get("labels", [])
+    )
+    head = copy.deepcopy(base)
+    target = next(r for r in head["resources"] if r["urn"] == init["urn"])
+    target["inputs"]["labels"].append({"label": "oduflow.extra", "value": "x"})
+    d = changes.diff_plans(base, head, "base")
+    (c,) = d.changed
+    assert c.action == "replace" and not d.interruptions()
+    (line,) = [t for k, t in changes.notes(d) if k == "re-run"]
+    assert line.startswith(f"one-shot `{init['inputs']['name']}` (init) of ") and "runs again" in line
 
 
 def test_a_cpu_change_replaces_exactly_that_odoo_container(write_config: Callable[..., Path]) -> None:
