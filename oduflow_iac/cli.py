@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="offline plan: the program under mocks plus every policy, no credentials")
     _add_config_args(p)
     p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    base = p.add_mutually_exclusive_group()
+    base.add_argument(
+        "--diff-against", type=Path, metavar="BASE.json", help="lead with the change against this JSON plan"
+    )
+    base.add_argument(
+        "--base-ref", metavar="REF", help="lead with the change against the plan of the files as they are at git REF"
+    )
     p.set_defaults(handler=_cmd_plan)
 
     from oduflow_iac import ops_cli

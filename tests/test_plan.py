@@ -64,11 +64,25 @@ def test_json_contract_on_the_example() -> None:
     result = run_cli("--stack", "local", "--format", "json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert set(doc) == {"project", "stack", "resources", "violations", "summary"}
+    assert set(doc) == {"formatVersion", "project", "stack", "resources", "violations", "summary"}
+    assert doc["formatVersion"] == 2
     assert (doc["project"], doc["stack"]) == ("oduflow", "local")
     urns = {r["urn"] for r in doc["resources"]}
     for r in doc["resources"]:
-        assert set(r) == {"urn", "type", "name", "parent", "custom", "inputs", "dependencies", "protect"}
+        assert set(r) == {
+            "urn",
+            "type",
+            "name",
+            "parent",
+            "custom",
+            "inputs",
+            "dependencies",
+            "protect",
+            "ignoreChanges",
+            "replaceOnChanges",
+            "deleteBeforeReplace",
+            "secrets",
+        }
         assert r["parent"] is None or r["parent"] in urns
         assert all(d in urns for d in r["dependencies"])
         assert isinstance(r["custom"], bool) and isinstance(r["protect"], bool)
@@ -77,6 +91,13 @@ def test_json_contract_on_the_example() -> None:
     assert "networksAdvanced" in odoo["inputs"]  # engine (camelCase) property names
     assert odoo["inputs"]["envs"][3] == "[secret]"
     assert odoo["inputs"]["uploads"][0]["content"] == "[secret]"
+    # What a change would do to it: the provider replaces a container by deleting it first; the
+    # secrets are named by path with a digest of their offline stand-in, never their value.
+    assert odoo["deleteBeforeReplace"] is True and odoo["ignoreChanges"] == [] and odoo["replaceOnChanges"] == []
+    assert set(odoo["secrets"]) >= {"envs[3]", "uploads[0].content"}
+    assert all(len(v) == 16 for v in odoo["secrets"].values())
+    database = next(r for r in doc["resources"] if r["inputs"].get("name") == "oduflow_1_main")
+    assert "template" in database["ignoreChanges"] and database["protect"] is True
     component = next(r for r in doc["resources"] if r["type"] == "oduflow:index:OdooEnvironment")
     assert component["custom"] is False
     summary = doc["summary"]

@@ -1,5 +1,6 @@
 """Run a Pulumi program under `pulumi.runtime.set_mocks` and record every registration the way the
-engine would see it: URN, type, parent, dependencies, protect flag and the inputs as serialised on
+engine would see it: URN, type, parent, dependencies, the options that decide what a change does
+(protect, ignoreChanges, replaceOnChanges, deleteBeforeReplace) and the inputs as serialised on
 the wire (engine camelCase property names, secrets still marked, unknowns still unknown).
 
 The mocks return realistic outputs (a generated password has a `result`, a bucket an `arn`), so
@@ -110,6 +111,7 @@ class PlannedResource:
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
     ignore_changes: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+    replace_on_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -237,6 +239,7 @@ class RecordingMonitor(mocks.MockMonitor):
             property_dependencies=prop_deps,
             ignore_changes=list(request.ignoreChanges),
             delete_before_replace=bool(request.deleteBeforeReplace),
+            replace_on_changes=list(request.replaceOnChanges),
         )
         self.recorded.append(planned)
         if self.on_register is not None:

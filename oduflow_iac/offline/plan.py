@@ -23,6 +23,7 @@ from oduflow_iac.stack_settings import StackSettings, resolve_config
 
 if TYPE_CHECKING:
     from oduflow_iac.offline.bridge import Violation
+    from oduflow_iac.offline.changes import PlanDiff
 
 PLACEHOLDER = "offline-placeholder"
 COMMENT_MARKER = "<!-- oduflow-iac-plan -->"
@@ -56,9 +57,38 @@ def secret_config(
     refs = _secret_refs(config, teams)
     missing = sorted({r for r in refs if r not in secure and r not in values}) if settings else []
     keys = sorted(secure | set(refs))
+    stored = _ciphertexts(settings)
     for key in keys:
-        values[key] = PLACEHOLDER
+        values[key] = stand_in(key, stored.get(key))
     return values, keys, missing
+
+
+def stand_in(key: str, ciphertext: str | None) -> str:
+    """The offline value of a secret: never the secret, but different when the stack file holds a
+    different ciphertext for it, so a diff of two plans can tell whether a stack secret changed
+    without reading it (`pulumi config set --secret` writes a new ciphertext)."""
+    import hashlib
+
+    mark = hashlib.sha256(ciphertext.encode()).hexdigest()[:12] if ciphertext else "unset"
+    return f"{PLACEHOLDER}:{key}:{mark}"
+
+
+def _ciphertexts(settings: StackSettings | None) -> dict[str, str]:
+    """The stack file's `secure:` values (ciphertext, as committed), by full key."""
+    if settings is None:
+        return {}
+    import yaml
+
+    try:
+        doc = yaml.safe_load(settings.stack_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    section = doc.get("config") if isinstance(doc, dict) else None
+    out: dict[str, str] = {}
+    for key, value in (section or {}).items() if isinstance(section, dict) else ():
+        if isinstance(value, dict) and isinstance(value.get("secure"), str):
+            out[key if ":" in key else f"{settings.project}:{key}"] = value["secure"]
+    return out
 
 
 def _secret_refs(config: Config, teams: list[str] | None = None) -> list[str]:
@@ -137,33 +167,43 @@ def plan(
 # Output
 
 
-def to_json(result: PlanResult) -> dict[str, Any]:
-    """The JSON contract other tools read. Every secret is "[secret]"."""
+def to_json(result: PlanResult, diff: PlanDiff | None = None) -> dict[str, Any]:
+    """The JSON contract other tools read. Every secret is "[secret]". With `diff`: what the plan
+    changes against its base, first."""
+    from oduflow_iac.offline import changes
+
     run = result.run
-    return {
-        "project": run.project,
-        "stack": run.stack,
-        "resources": [_resource_doc(r, redact(r.inputs)) for r in run.resources],
-        "violations": [_violation_doc(v) for v in result.violations],
-        "summary": _summary_doc(result),
-    }
+    doc: dict[str, Any] = {"formatVersion": changes.FORMAT_VERSION, "project": run.project, "stack": run.stack}
+    if diff is not None:
+        doc["changes"] = [changes.change_doc(c) for c in changes.ordered(diff)]
+    doc["resources"] = [_resource_doc(r, redact(r.inputs)) for r in run.resources]
+    doc["violations"] = [_violation_doc(v) for v in result.violations]
+    doc["summary"] = _summary_doc(result, diff)
+    return doc
 
 
 def _violation_doc(v: Violation) -> dict[str, Any]:
     return {"policy": v.policy, "level": v.level, "urn": v.urn, "message": v.message}
 
 
-def _summary_doc(result: PlanResult) -> dict[str, Any]:
+def _summary_doc(result: PlanResult, diff: PlanDiff | None = None) -> dict[str, Any]:
     by_type = Counter(r.type for r in result.run.resources)
-    return {
+    doc: dict[str, Any] = {
         "resources": len(result.run.resources),
         "by_type": dict(sorted(by_type.items())),
         "mandatory": len(result.mandatory),
         "advisory": len(result.advisory),
     }
+    if diff is not None:
+        from oduflow_iac.offline import changes
+
+        doc["changes"] = changes.summary_doc(diff)
+    return doc
 
 
 def _resource_doc(r: PlannedResource, inputs: Any) -> dict[str, Any]:
+    from oduflow_iac.offline import changes, replacements
+
     return {
         "urn": r.urn,
         "type": r.type,
@@ -173,7 +213,18 @@ def _resource_doc(r: PlannedResource, inputs: Any) -> dict[str, Any]:
         "inputs": inputs,
         "dependencies": r.dependencies,
         "protect": r.protect,
+        "ignoreChanges": r.ignore_changes,
+        "replaceOnChanges": r.replace_on_changes,
+        # As the engine will do it: asked for by the program or always done by the provider.
+        "deleteBeforeReplace": replacements.deletes_before_replace(r.type, r.custom, r.delete_before_replace),
+        "secrets": changes.secret_digests(r.inputs, _secret_plain, UNKNOWN),
     }
+
+
+def _secret_plain(value: Any) -> Any:
+    from oduflow_iac.offline.harness import reveal
+
+    return reveal(value) if isinstance(value, Secret) else None
 
 
 def _redacted_json(value: Any) -> str:
@@ -188,7 +239,7 @@ def _redacted_json(value: Any) -> str:
     return json.dumps(value, default=hidden).replace(f'"{UNKNOWN}"', '"[unknown]"')
 
 
-def render_json(result: PlanResult) -> str:
+def render_json(result: PlanResult, diff: PlanDiff | None = None) -> str:
     """`to_json` as text: the top level indented, each resource and violation on one line of its
     own (a plan diffs line by line, and the C encoder serialises it several times faster than an
     indented dump)."""
@@ -197,12 +248,19 @@ def render_json(result: PlanResult) -> str:
     def array(rows: list[str]) -> str:
         return "[\n" + ",\n".join(f"    {row}" for row in rows) + "\n  ]" if rows else "[]"
 
+    from oduflow_iac.offline import changes
+
     resources = [_redacted_json(_resource_doc(r, r.inputs)) for r in run.resources]
     violations = [json.dumps(_violation_doc(v)) for v in result.violations]
-    summary = json.dumps(_summary_doc(result), indent=2).replace("\n", "\n  ")
+    summary = json.dumps(_summary_doc(result, diff), indent=2).replace("\n", "\n  ")
     lines = [
+        f'  "formatVersion": {changes.FORMAT_VERSION}',
         f'  "project": {json.dumps(run.project)}',
         f'  "stack": {json.dumps(run.stack)}',
+    ]
+    if diff is not None:
+        lines.append(f'  "changes": {array([json.dumps(changes.change_doc(c)) for c in changes.ordered(diff)])}')
+    lines += [
         f'  "resources": {array(resources)}',
         f'  "violations": {array(violations)}',
         f'  "summary": {summary}',
@@ -244,7 +302,7 @@ def _label(r: PlannedResource) -> str:
     return f"{r.type}  {shown}" + ("  [protected]" if r.protect else "")
 
 
-def render_table(result: PlanResult, out: Any = None) -> None:
+def render_table(result: PlanResult, out: Any = None, diff: PlanDiff | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.tree import Tree
@@ -252,6 +310,8 @@ def render_table(result: PlanResult, out: Any = None) -> None:
     console = Console(file=out or sys.stdout, highlight=False)
     if not console.is_terminal:
         console = Console(file=out or sys.stdout, highlight=False, width=160)
+    if diff is not None:
+        _print_changes(console, diff)
     run = result.run
     title = f"oduflow plan · project {run.project} · stack {run.stack}"
     tree = Tree(f"[bold]{title}[/bold]")
@@ -285,6 +345,15 @@ def render_table(result: PlanResult, out: Any = None) -> None:
             "set each with `pulumi config set --secret KEY ...` before `pulumi up`"
         )
     console.print(_summary_line(result))
+
+
+def _print_changes(console: Any, diff: PlanDiff) -> None:
+    """The change against the base, before the plan it is part of."""
+    from oduflow_iac.offline.changes import text_lines
+
+    for style, text in text_lines(diff):
+        console.print(f"[{style}]{_escape(text)}[/{style}]" if style else _escape(text))
+    console.print()
 
 
 def _unlocked_note(config: Config) -> str:
@@ -351,11 +420,11 @@ class _Section:
         return [*self.intro, *kept, *more, *self.outro]
 
 
-def render_markdown(result: PlanResult, limit: int = COMMENT_LIMIT) -> str:
+def render_markdown(result: PlanResult, limit: int = COMMENT_LIMIT, diff: PlanDiff | None = None) -> str:
     """A pull-request comment: per-team summary, violations, every resource in a collapsible block.
     Within `limit` characters: a large plan lists resources by type, then environments and ports
     as counts; past that, violations come first and each table shows the rows that fit and how
-    many it leaves out."""
+    many it leaves out. With `diff`, the change comes first, in at most half of `limit`."""
     run = result.run
     teams = team_of(run)
     mandatory, advisory = len(result.mandatory), len(result.advisory)
@@ -363,10 +432,14 @@ def render_markdown(result: PlanResult, limit: int = COMMENT_LIMIT) -> str:
         COMMENT_MARKER,
         f"## oduflow plan · stack `{run.stack}`",
         "",
-        ("❌ " if mandatory else "✅ ")
+        ("❌ " if mandatory or (diff is not None and diff.blocked) else "✅ ")
         + f"**{len(run.resources)} resources**, {mandatory} mandatory and {advisory} advisory policy violations.",
         "",
     ]
+    if diff is not None:
+        from oduflow_iac.offline.changes import markdown_lines
+
+        head += markdown_lines(diff, limit // 2, run.stack)
     notes: list[str] = []
     if result.config.unlocked_environments:
         notes += [f"> note: {_unlocked_note(result.config)}", ""]
@@ -487,12 +560,80 @@ def plan_command(ns: argparse.Namespace) -> int:
             total["envs"] += 1
             progress.update(task, completed=total["envs"])
 
+    base = base_plan(ns)  # first: a bad base is a usage error before the plan's work
     with progress:
         result = plan(ns.config, ns.stack, ns.project_dir, on_register=on_register)
+    diff = plan_diff(base, result)
     if ns.format == "json":
-        sys.stdout.write(render_json(result))
+        sys.stdout.write(render_json(result, diff))
     elif ns.format == "markdown":
-        sys.stdout.write(render_markdown(result))
+        sys.stdout.write(render_markdown(result, diff=diff))
     else:
-        render_table(result)
-    return 1 if result.mandatory else 0
+        render_table(result, diff=diff)
+    return 1 if result.mandatory or (diff is not None and diff.blocked) else 0
+
+
+@dataclass
+class BasePlan:
+    """What a plan is compared against: a JSON plan document, its label, its environments' types."""
+
+    doc: dict[str, Any]
+    label: str
+    env_types: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def base_plan(ns: argparse.Namespace) -> BasePlan | None:
+    """The base of `--diff-against FILE` or `--base-ref REF`, if either is given."""
+    from oduflow_iac.offline import changes
+
+    against: Path | None = getattr(ns, "diff_against", None)
+    ref: str | None = getattr(ns, "base_ref", None)
+    if ref is not None:
+        doc, label, types = base_plan_at(ref, ns.config, ns.stack, ns.project_dir)
+        return BasePlan(doc, label, types)
+    if against is None:
+        return None
+    try:
+        doc = json.loads(Path(against).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{against}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"{against}: not JSON: {exc}") from None
+    try:
+        changes.check_plan_doc(doc)
+    except changes.NotAPlan as exc:
+        raise UsageError(f"{against}: {exc}") from None
+    return BasePlan(doc, str(against))
+
+
+def plan_diff(base: BasePlan | None, result: PlanResult) -> PlanDiff | None:
+    """What `result` changes against `base` (the head's environment types win over the base's)."""
+    from oduflow_iac.offline import changes
+
+    if base is None:
+        return None
+    env_types = {**base.env_types, **_env_types(result.config)}
+    return changes.diff_plans(base.doc, json.loads(render_json(result)), base.label, env_types)
+
+
+def base_plan_at(
+    ref: str, config: Path | None, stack: str, project_dir: Path | None
+) -> tuple[dict[str, Any], str, dict[tuple[str, str], str]]:
+    """The JSON plan of the config and stack files as they are at git `ref` (policies not run:
+    only the resources are compared), its label and its environments' types."""
+    from oduflow_iac.errors import OduflowError
+    from oduflow_iac.offline.base_ref import checkout
+
+    with checkout(ref, config, stack, project_dir) as co:
+        try:
+            base_config, settings = resolve_config(co.config, stack, co.project_dir)
+            run, missing = plan_run(base_config, settings, stack=stack)
+        except OduflowError as exc:
+            lines = [f"--base-ref {ref}: {co.shown(line)}" for line in str(exc).splitlines()]
+            raise UsageError("\n".join(lines)) from None
+        doc = json.loads(render_json(PlanResult(base_config, run, [], missing)))
+        return doc, f"{ref} ({co.commit[:12]})", _env_types(base_config)
+
+
+def _env_types(config: Config) -> dict[tuple[str, str], str]:
+    return {(team_id, env.branch): str(env.type) for team_id, team in config.teams for env in team.environments}
