@@ -59,11 +59,6 @@ def _by_action(d: changes.PlanDiff) -> dict[str, set[str]]:
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the team's PostgreSQL proxy config (haproxy maxconn) depends on the number of environments: "
-    "adding one replaces oduflow-N-pg and cuts every environment of the team from its database",
-)
 def test_an_added_environment_only_creates_resources_under_it(write_config: Callable[..., Path]) -> None:
     added = INLINE + '\n[[team.2.environments]]\nbranch = "feature/x"\nodoo_image = "odoo:18.0"\n'
     d = diff_of(write_config, INLINE, added)

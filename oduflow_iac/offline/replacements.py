@@ -165,6 +165,11 @@ RULES: dict[str, Rules] = {
         replace=_names("bucket expectedBucketOwner"),
         update=_names("versioningConfiguration mfa"),
     ),
+    "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration": Rules(
+        source=f"{AWS}: internal/service/s3/bucket_object_lock_configuration.go",
+        replace=_names("bucket expectedBucketOwner objectLockEnabled"),
+        update=_names("rule"),
+    ),
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": Rules(
         source=f"{AWS}: internal/service/s3/bucket_server_side_encryption_configuration.go",
         replace=_names("bucket expectedBucketOwner"),
