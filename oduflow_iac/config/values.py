@@ -74,12 +74,14 @@ _TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]|/(?!/)){0,62}$")
 
 
 def addon_repo_name_problem(name: str) -> str | None:
-    if not _REPO_NAME.match(name) or name.endswith(".lock"):
+    """A repository name is a directory, an `addons_path` entry and a name git accepts as a ref."""
+    if not _REPO_NAME.match(name):
         return (
             f"repository name {name!r} must be letters, digits, `.`, `_` and `-`, start with a letter or "
             "digit, at most 100 characters (it is a directory and an addons_path entry)"
         )
-    return None
+    problem = refname_problem(name)
+    return f"repository name {name!r} {problem} (git check-ref-format)" if problem else None
 
 
 def module_name_problem(name: str) -> str | None:
@@ -103,6 +105,8 @@ def template_name_problem(name: str) -> str | None:
 _HOST = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
+# `<transport>::<address>` runs the remote helper `git-remote-<transport>` (git transport.c).
+_HELPER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+.-]*::")
 _SSH_USER = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _PATH = re.compile(r"^[A-Za-z0-9._~/%+=@,-]+$")
 _SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/:]+)@)?(?P<host>[^@/:]+):(?P<path>.*)$")
@@ -139,11 +143,11 @@ def repo_url_problem(url: str) -> str | None:
     `ext::`, local paths, `git://` or plain http: they run commands, read the host's disk or travel
     in clear); no credentials in it (they would land in the plan, labels and the container
     command); nothing git could read as an option. The message never quotes the URL."""
-    if control_character(url) or any(c.isspace() for c in url):
-        return "contains whitespace or a control character"
     if url.startswith("-"):
         return "starts with `-` (git would read it as an option)"
-    if "::" in url:
+    if control_character(url) or any(c.isspace() for c in url):
+        return "contains whitespace or a control character"
+    if _HELPER.match(url):
         return _ALLOWED + " (`::` selects a remote helper)"
     if "://" in url:
         try:
