@@ -99,7 +99,11 @@ def cross_checks(config: Config, shown: str) -> list[Problem]:
         problems.extend(_domain_ownership(teams, shown))
     if not problems:
         problems.extend(_hostname_collisions(config, teams, seen_hosts, shown))
-    return problems
+    # One line per key: a newline in an option value is both a control character and a bad value.
+    first: dict[str, Problem] = {}
+    for problem in problems:
+        first.setdefault(problem.key, problem)
+    return list(first.values())
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,7 +120,7 @@ def _walk(value: Any, key: str) -> Iterator[tuple[str, str, bool]]:
             yield from _walk(getattr(value, name), f"{key}.{name}" if key else name)
     elif isinstance(value, dict):
         for k, v in value.items():
-            yield key, str(k), True
+            yield f"{key}.{k}", str(k), True
             yield from _walk(v, f"{key}.{k}")
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
@@ -128,12 +132,12 @@ def _walk(value: Any, key: str) -> Iterator[tuple[str, str, bool]]:
 def _control_characters(config: Config, shown: str) -> list[Problem]:
     """No control character (C0, DEL, C1) in any value or key of the file: every one of them may
     reach odoo.conf, a shell script, a Docker label or a git command, where a newline starts a new
-    line, command or option. Keys with one are reported at the table that holds them."""
+    line, command or option."""
     problems = []
     for key, text, is_key in _walk(config, ""):
         bad = control_character(text)
         if bad:
-            what = "a key of this table contains" if is_key else "contains"
+            what = "this key contains" if is_key else "contains"
             problems.append(Problem(shown, key, f"{what} the control character {bad}"))
     return problems
 
