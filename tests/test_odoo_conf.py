@@ -57,7 +57,8 @@ def test_anything_else_is_refused(key: str) -> None:
         ("limit_time_cpu", 60), ("limit_time_real", 120), ("limit_time_real_cron", -1), ("limit_request", 8192),
         ("max_cron_threads", 2), ("log_level", "debug"), ("log_handler", "odoo.orm:DEBUG,werkzeug:CRITICAL"),
         ("without_demo", False), ("without_demo", "all"), ("without_demo", "sale,stock"), ("transient_age_limit", 1.5),
-        ("email_from", "odoo@acme.example"), ("smtp_server", "smtp.acme.example"), ("smtp_port", 587), ("smtp_ssl", True),
+        ("email_from", "odoo@acme.example"), ("smtp_server", "smtp.acme.example"), ("smtp_port", 587),
+        ("smtp_ssl", True),
     ],
 )  # fmt: skip
 def test_allowed_options_render_and_read_back_as_odoo_reads_them(key: str, value: Any) -> None:
@@ -104,7 +105,7 @@ def test_render_and_parse_agree_with_odoo_for_any_accepted_options(options: dict
     lines = text.splitlines()
     assert len(lines) == len(set(lines)) == 1 + len(odoo_reads(text))  # one line per option, no injection
     for key, value in accepted.items():
-        assert odoo_reads(text)[key] == (str(value) if not isinstance(value, bool) else str(value))
+        assert odoo_reads(text)[key] == str(value)  # booleans as Odoo writes them: True / False
 
 
 @pytest.mark.parametrize(
@@ -155,7 +156,8 @@ def test_upper_case_list_db_is_caught() -> None:
 def test_a_duplicated_key_is_caught() -> None:
     content = render() + "List_Db = True\n"
     assert violations(content) == [
-        f"Odoo container {NAME} has an odoo.conf Odoo refuses to read: option list_db appears twice in section [options]"
+        f"Odoo container {NAME} has an odoo.conf Odoo refuses to read: "
+        "option list_db appears twice in section [options]"
     ]
 
 
