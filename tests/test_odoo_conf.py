@@ -187,3 +187,13 @@ def test_data_dir_and_addons_path_stay_where_the_platform_put_them() -> None:
         f"Odoo container {NAME} has data_dir = /tmp; its filestore is /var/lib/odoo",
         f"Odoo container {NAME} has addons_path entry /etc/x outside /mnt/extra-addons",
     ]
+
+
+def test_docs_list_every_option_with_its_type_and_reason() -> None:
+    from tests.conftest import ROOT
+
+    text = (ROOT / "docs" / "policies.md").read_text(encoding="utf-8")
+    for key, spec in ENVIRONMENT_OPTIONS.items():
+        assert f"| `{key}` | {spec.type} | {spec.reason} |" in text, key
+    for key, reason in PLATFORM_OPTIONS.items():
+        assert f"| `{key}` | {reason} |" in text, key
