@@ -116,3 +116,86 @@ def test_a_refused_credential_url_is_not_repeated(
         out = capsys.readouterr()
         assert "ghp_INURL-5555" not in out.err + out.out
         assert "embeds credentials" in out.err
+
+
+OWNERSHIP = """
+[team.1]
+hostname = "portal.team-a.example.com"
+base_domain = "team-a.example.com"
+auth_token = "a"
+ui_password = "pa"
+port_range = [50000, 50050]
+custom_domains = ["client.example", "erp.other-client.example"]
+
+[[team.1.environments]]
+branch = "main"
+type = "production"
+odoo_image = "odoo:17.0"
+hostname = "client.example"
+
+[[team.1.environments]]
+branch = "shop"
+type = "production"
+odoo_image = "odoo:17.0"
+hostname = "shop.client.example"
+
+[[team.1.environments]]
+branch = "apex"
+odoo_image = "odoo:17.0"
+hostname = "team-a.example.com"
+
+[team.2]
+hostname = "team-b.example.com"
+auth_token = "b"
+port_range = [50050, 50100]
+environment_hostname_mode = "slots"
+
+[[team.2.environments]]
+branch = "main"
+type = "production"
+odoo_image = "odoo:18.0"
+
+[[team.2.environments]]
+branch = "www"
+type = "production"
+odoo_image = "odoo:18.0"
+hostname = "www.team-b.example.com"
+"""
+
+
+def test_own_names_are_accepted(write_config: Callable[[str], Path]) -> None:
+    from oduflow_iac.config import load_config
+
+    config = load_config(write_config(OWNERSHIP))
+    hosts = {env.branch: config.env_hostname(t, env) for t, team in config.teams for env in team.environments}
+    assert hosts["shop"] == "shop.client.example" and hosts["www"] == "www.team-b.example.com"
+    assert config.team["2"].ui_password is None  # production only: no basic auth to configure
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "fragment"),
+    [
+        # team 2 names its production after a host under team 1's custom domain
+        (('hostname = "www.team-b.example.com"', 'hostname = "x.client.example"'),
+         "team.2.environments[1].hostname", "it is owned by team.1"),
+        # the team's own portal host is not a base for environments when base_domain is set
+        (('hostname = "team-a.example.com"', 'hostname = "x.portal.team-a.example.com"'),
+         None, None),
+        # a slot host of team 2 (its `main` holds slot 1) taken by another of its environments
+        (('hostname = "www.team-b.example.com"', 'hostname = "env-1.team-b.example.com"'),
+         "team.2.environments[1].hostname", "is the slot hostname of team.2.environments[0]"),
+    ],
+)  # fmt: skip
+def test_ownership_edges(
+    write_config: Callable[[str], Path], change: tuple[str, str], key: str | None, fragment: str | None
+) -> None:
+    from oduflow_iac.config import ConfigError, load_config
+
+    path = write_config(OWNERSHIP.replace(*change))
+    if key is None:
+        load_config(path)  # under the team's base: fine
+        return
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    (problem,) = err.value.problems
+    assert problem.key == key and fragment in problem.message, problem
