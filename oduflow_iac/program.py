@@ -102,7 +102,14 @@ def build(config: Config, settings: ProgramSettings) -> None:
         team = config.team[team_id]
         stack = TeamStack(
             f"team-{team_id}",
-            TeamStackArgs(config=config, team_id=team_id, shared=refs, ui_password=secret_input(team.ui_password)),
+            TeamStackArgs(
+                config=config,
+                team_id=team_id,
+                shared=refs,
+                ui_password=secret_input(team.ui_password),
+                git_token=secret_input(team.git_token),
+                git_ssh_key=secret_input(team.git_ssh_key),
+            ),
         )
         environments[team_id] = {
             branch: {"url": env.url, "database": env.database_name, "hostPort": env.host_port}

@@ -223,10 +223,13 @@ def test_pins_outside_the_range_leave_its_ports_to_the_others(write_config: Writ
     [
         ("", "branch name is empty"),
         (" main", "branch name ' main' has surrounding whitespace"),
-        ("feature/../x", "branch name 'feature/../x' has a `.` or `..` segment"),
-        ("./x", "branch name './x' has a `.` or `..` segment"),
-        ("a\\\\b", "contains a backslash or NUL"),
-        ("a\\u0000b", "contains a backslash or NUL"),
+        ("feature/../x", "branch name 'feature/../x' contains `..` (git check-ref-format --branch)"),
+        ("./x", "branch name './x' has a path component starting with `.`"),
+        ("a\\\\b", "contains `\\`, which git refuses in a ref name"),
+        ("a\\u0000b", "contains U+0000, which git refuses in a ref name"),
+        ("--upload-pack=touch x", "starts with `-` (it would be read as a command-line option)"),
+        ("a b", "contains U+0020, which git refuses in a ref name"),
+        ("x.lock", "has a path component ending with `.lock`"),
         ("!!!", "branch name '!!!' has nothing left after slugging"),
         ("x" * 101, "branch name is longer than 100 characters"),
     ],
@@ -413,9 +416,12 @@ def test_environment_hostnames_are_unique_across_teams(write_config: WriteConfig
         "team.1.environments[0]"
     )
     text = SEED + env_block("1", "main", 'hostname = "team-b.example.com"\n')
-    assert one_problem(write_config, text).endswith(
-        "team.1.environments[0].branch: hostname 'team-b.example.com' is already that of team.2"
+    message = one_problem(write_config, text)
+    assert (
+        "team.1.environments[0].hostname: 'team-b.example.com' is not under the team's base "
+        "'team-a.example.com' nor one of its custom_domains; it is owned by team.2 (" in message
     )
+    assert message.endswith("oduflow.toml: team.2.hostname)")
 
 
 def test_two_teams_cannot_share_a_base_domain(write_config: WriteConfig) -> None:

@@ -31,6 +31,7 @@ COMMENTED = textwrap.dedent(
     [team.1]
     hostname = "team-a.example.com"   # trailing comment
     auth_token = "token-a"
+    ui_password = "pw"
     port_range = [50000, 50050]
 
     [team.1.templates.default]
@@ -56,6 +57,7 @@ COMMENTED = textwrap.dedent(
     [team.2]
     hostname = "team-b.example.com"
     auth_token = "token-b"
+    ui_password = "pw"
     port_range = [50050, 50100]
     """
 )
@@ -192,6 +194,7 @@ def test_template_for_a_team_without_templates_goes_before_its_environments(tmp_
         [team.1]
         hostname = "a.example.com"
         auth_token = "t"
+        ui_password = "pw"
         port_range = [50000, 50010]
 
         [team.1.quota]
@@ -216,6 +219,7 @@ def test_inline_environments_are_edited_by_tomlkit_keeping_comments(tmp_path: Pa
         [team.1]
         hostname = "a.example.com"  # host
         auth_token = "t"
+        ui_password = "pw"
         port_range = [50000, 50010]
         environments = [
           { branch = "main", odoo_image = "odoo:17.0" },  # the main one
@@ -271,7 +275,7 @@ def test_an_invalid_result_is_refused_and_the_file_is_untouched(example: Path) -
 def test_an_exhausted_port_range_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "oduflow.toml"
     path.write_text(
-        '[team.1]\nhostname = "a"\nauth_token = "t"\nport_range = [50000, 50001]\n\n'
+        '[team.1]\nhostname = "a"\nauth_token = "t"\nui_password = "pw"\nport_range = [50000, 50001]\n\n'
         '[[team.1.environments]]\nbranch = "main"\nodoo_image = "odoo:17.0"\n'
     )
     before = unchanged(path)

@@ -181,9 +181,24 @@ def test_ports_published_twice() -> None:
 
 def test_ports_same_port_on_other_ip_or_protocol_pass() -> None:
     a = odoo("1", "main", ports=[port(50000, "127.0.0.1")])
-    b = odoo("1", "dev", ports=[port(50000, "10.0.0.5")])
+    b = odoo("1", "dev", ports=[port(50000, "127.0.0.2")])
     c = odoo("1", "udp", ports=[port(50000, "127.0.0.1", protocol="udp")])
     assert run_stack("ports", [a, b, c], RANGES) == []
+
+
+@pytest.mark.parametrize("ip", [None, "", "0.0.0.0", "::", "10.0.0.5", "192.168.1.20", "2001:db8::1"])
+def test_ports_team_containers_publish_on_loopback_only(ip: str | None) -> None:
+    found = run_stack("ports", [odoo("1", "main", ports=[port(50000, ip)])], RANGES)
+    assert found == [
+        f"team 1 container oduflow-1-main-odoo publishes port 50000 on {ip or '0.0.0.0'}, beyond loopback: every "
+        "network the host is on would reach it without Traefik and its authentication; publish on 127.0.0.1 "
+        "(platform.publish_address)"
+    ]
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", "127.0.0.53", "::1"])
+def test_ports_team_containers_on_loopback_pass(ip: str) -> None:
+    assert run_stack("ports", [odoo("1", "main", ports=[port(50000, ip)])], RANGES) == []
 
 
 @pytest.mark.parametrize("first,second", [(None, "127.0.0.1"), ("127.0.0.1", "0.0.0.0"), ("", None)])
@@ -396,7 +411,9 @@ def test_hardening_accepts_every_generated_conf(branch: str) -> None:
 
 
 def test_hardening_list_db_and_proxy_mode() -> None:
-    found = run_resource("odoo-hardening", policy.CONTAINER, hardened(conf(list_db=True, proxy_mode=False)))
+    # Written by hand: render_odoo_conf refuses both overrides.
+    content = conf().replace("list_db = False", "list_db = True").replace("proxy_mode = True", "proxy_mode = False")
+    found = run_resource("odoo-hardening", policy.CONTAINER, hardened(content))
     assert found == [
         "Odoo container oduflow-1-main-odoo has list_db = True; the database manager must be off (False)",
         "Odoo container oduflow-1-main-odoo has proxy_mode = False; behind Traefik it must be True",

@@ -13,11 +13,15 @@ from oduflow_iac.cascade import odoo_version, resolve_addons
 from oduflow_iac.config import AddonRepo
 from oduflow_iac.odoo_conf import parse_odoo_conf, render_odoo_conf
 
-PLATFORM = [AddonRepo(name="oca-web", url="u1", versions={"17.0": "17.0", "18.0": "18.0"})]
-ORG = [AddonRepo(name="common", url="u2", branch="stable")]
+PLATFORM = [AddonRepo(name="oca-web", url="https://git.example.com/u1.git", versions={"17.0": "17.0", "18.0": "18.0"})]
+ORG = [AddonRepo(name="common", url="https://git.example.com/u2.git", branch="stable")]
 PROJECT = [
-    AddonRepo(name="acme", url="u3", branches={"development": "develop", "staging": "staging", "production": "main"}),
-    AddonRepo(name="tools", url="u4", branch="master"),
+    AddonRepo(
+        name="acme",
+        url="https://git.example.com/u3.git",
+        branches={"development": "develop", "staging": "staging", "production": "main"},
+    ),
+    AddonRepo(name="tools", url="https://git.example.com/u4.git", branch="master"),
 ]
 LEVELS = [("platform", PLATFORM), ("organisation", ORG), ("project", PROJECT)]
 
@@ -47,9 +51,11 @@ def test_cascade_skips_a_version_the_repository_does_not_map() -> None:
 
 
 def test_lower_level_redefinition_replaces_the_higher() -> None:
-    org_fork = [AddonRepo(name="oca-web", url="fork", branch="acme-17")]
+    org_fork = [AddonRepo(name="oca-web", url="https://git.example.com/fork.git", branch="acme-17")]
     got = resolve_addons([("platform", PLATFORM), ("organisation", org_fork)], "development", "odoo:17.0", {})
-    assert [(a.name, a.url, a.branch, a.level) for a in got] == [("oca-web", "fork", "acme-17", "organisation")]
+    assert [(a.name, a.url, a.branch, a.level) for a in got] == [
+        ("oca-web", "https://git.example.com/fork.git", "acme-17", "organisation")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -67,16 +73,20 @@ def test_odoo_conf_hardening() -> None:
         workers=2,
         memory_mb=2048,
         addons_paths=["/mnt/extra-addons/acme"],
-        options={"dbfilter": ".*", "log_level": "warn", "list_db": True},
+        options={"log_level": "warn"},
     )
     conf = parse_odoo_conf(text)
-    assert conf["dbfilter"] == "^oduflow_1_feature\\-login$"  # an override of dbfilter is refused
+    assert conf["dbfilter"] == "^oduflow_1_feature\\-login$"
     assert re.fullmatch(conf["dbfilter"][1:-1], "oduflow_1_feature-login")
     assert not re.match(conf["dbfilter"], "oduflow_2_feature-login")
     assert conf["proxy_mode"] == "True" and conf["admin_passwd"] == "s3cret"
     assert conf["workers"] == "2" and conf["log_level"] == "warn"
-    # list_db may be overridden on purpose: the policy pack is what refuses it.
-    assert conf["list_db"] == "True"
+    assert conf["list_db"] == "False"
+    for forbidden in ({"dbfilter": ".*"}, {"list_db": True}, {"LIST_DB": True}):
+        with pytest.raises(ValueError, match="is set by the platform"):
+            render_odoo_conf(
+                database="d", admin_passwd="x", workers=0, memory_mb=1024, addons_paths=[], options=forbidden
+            )
     assert conf["addons_path"] == "/mnt/extra-addons/acme"
 
 

@@ -47,6 +47,7 @@ template = "default"
 [team.2]
 hostname = "team-b.example.com"
 auth_token = "token-b"
+ui_password = "pass-b"
 port_range = [50050, 50100]
 
 [[team.2.environments]]

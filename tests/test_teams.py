@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,14 +11,21 @@ import pytest
 
 from oduflow_iac import teams
 from oduflow_iac.config import Config, load_config
-from oduflow_iac.errors import UsageError
+from oduflow_iac.errors import ConfigError, UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
 
 TWO_TEAMS = """
 [team.1]
 hostname = "team-a.example.com"
 auth_token = "token-a"
+ui_password = "pass-a"
 production_token = "prod-a"
 port_range = [50000, 50050]
+custom_domains = ["erp.customer.example"]
 
 [[team.1.environments]]
 branch = "main"
@@ -27,6 +35,7 @@ hostname = "erp.customer.example"
 [team.2]
 hostname = "Team-B.Example.com"
 auth_token = "secret:team2-token"
+ui_password = "pass-b"
 base_domain = "b.example.com"
 port_range = [50050, 50100]
 
@@ -140,23 +149,29 @@ def test_host(two: Config, host: str, team: str) -> None:
     assert teams.resolve_team(two, host=host) == team
 
 
-def test_nested_bases_pick_the_longest(write_config: Callable[..., Path]) -> None:
-    config = load_config(
-        write_config(
-            """
-            [team.1]
-            hostname = "example.com"
-            auth_token = "a"
-            port_range = [50000, 50050]
+NESTED = """
+[team.1]
+hostname = "example.com"
+auth_token = "a"
+port_range = [50000, 50050]
 
-            [team.2]
-            hostname = "portal.example.com"
-            base_domain = "b.example.com"
-            auth_token = "b"
-            port_range = [50050, 50100]
-            """
-        )
-    )
+[team.2]
+hostname = "portal.example.com"
+base_domain = "b.example.com"
+auth_token = "b"
+port_range = [50050, 50100]
+"""
+
+
+def test_nested_bases_are_refused(write_config: Callable[..., Path]) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write_config(NESTED))
+    assert "team.2.hostname: 'portal.example.com' is under 'example.com', owned by team.1" in str(err.value)
+
+
+def test_nested_bases_pick_the_longest() -> None:
+    # The loader refuses nested bases; a config built without it still resolves deterministically.
+    config = Config.model_validate(tomllib.loads(NESTED))
     assert teams.match_host(config, "x.b.example.com") == "2"
     assert teams.match_host(config, "x.example.com") == "1"
 

@@ -14,7 +14,7 @@ import pulumi_docker as docker
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
-from oduflow_iac import docker_form, labels, naming, odoo_conf, odoo_init
+from oduflow_iac import addons_fetch, docker_form, labels, naming, odoo_conf, odoo_init
 from oduflow_iac.cascade import ResolvedAddon
 from oduflow_iac.components.common import (
     as_secret,
@@ -60,6 +60,9 @@ class OdooEnvironmentArgs:
     addons_fetch_image: str = "alpine/git:v2.47.2"
     extra_networks: list[str] = field(default_factory=list)
     odoo_options: dict[str, str | int | float | bool] = field(default_factory=dict)
+    # The team's git credentials: which exist, and their secret `NAME=value` variables.
+    git_credentials: addons_fetch.GitCredentials = field(default_factory=addons_fetch.GitCredentials)
+    git_envs: list[pulumi.Input[str]] = field(default_factory=list)
     protect: bool = False
     disabled: bool = False
     depends_on: list[pulumi.Input[pulumi.Resource]] = field(default_factory=list)
@@ -68,22 +71,6 @@ class OdooEnvironmentArgs:
 def revoke_public_connect(name: str, database: pulumi.Input[str], opts: pulumi.ResourceOptions) -> postgresql.Grant:
     """PUBLIC loses CONNECT and TEMPORARY: only the owner (the team role) and superusers connect."""
     return postgresql.Grant(name, database=database, role="public", object_type="database", privileges=[], opts=opts)
-
-
-def addons_fetch_script(addons: list[ResolvedAddon], root: str = odoo_conf.ADDONS_ROOT) -> str:
-    """Clone (or update) each repository at its resolved branch, shallowly, then stop."""
-    import shlex
-
-    lines = ["set -eu"]
-    for a in addons:
-        target = shlex.quote(f"{root}/{a.name}")
-        url, branch = shlex.quote(a.url), shlex.quote(a.branch)
-        lines.append(
-            f"if [ -d {target}/.git ]; then git -C {target} fetch --depth 1 origin {branch}"
-            f" && git -C {target} checkout -f FETCH_HEAD;"
-            f" else git clone --depth 1 --branch {branch} {url} {target}; fi"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def odoo_healthcheck() -> docker.ContainerHealthcheckArgsDict:
@@ -155,7 +142,8 @@ class OdooEnvironment(pulumi.ComponentResource):
                 container_name=fetch_name,
                 image=args.addons_fetch_image,
                 entrypoints=["/bin/sh", "-c"],
-                command=[addons_fetch_script(args.addons)],
+                command=[addons_fetch.fetch_script(args.addons, credentials=args.git_credentials)],
+                envs=args.git_envs or None,
                 volumes=[
                     docker.ContainerVolumeArgsDict(volume_name=addons_volume.name, container_path=odoo_conf.ADDONS_ROOT)
                 ],

@@ -17,7 +17,17 @@ import pulumi_docker as docker
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
-from oduflow_iac import backup, backup_storage, db_proxy, docker_form, labels, naming, odoo_conf, odoo_init
+from oduflow_iac import (
+    addons_fetch,
+    backup,
+    backup_storage,
+    db_proxy,
+    docker_form,
+    labels,
+    naming,
+    odoo_conf,
+    odoo_init,
+)
 from oduflow_iac.cascade import resolve_addons
 from oduflow_iac.components.common import (
     as_secret,
@@ -49,6 +59,8 @@ class TeamStackArgs:
     team_id: str
     shared: SharedRefs
     ui_password: pulumi.Input[str] | None = None
+    git_token: pulumi.Input[str] | None = None
+    git_ssh_key: pulumi.Input[str] | None = None
 
 
 def dns_record_names(config: Config, team_id: str) -> list[str]:
@@ -211,6 +223,14 @@ class TeamStack(pulumi.ComponentResource):
                 lambda v: labels.basic_auth_users(v[0], v[1], cost)
             )
 
+        git_credentials = addons_fetch.GitCredentials(
+            token=args.git_token is not None, ssh_key=args.git_ssh_key is not None, username=team.git_username
+        )
+        git_envs: list[pulumi.Input[str]] = []
+        if args.git_token is not None:
+            git_envs.append(secret_env(addons_fetch.TOKEN_ENV, args.git_token))
+        if args.git_ssh_key is not None:
+            git_envs.append(secret_env(addons_fetch.SSH_KEY_ENV, args.git_ssh_key))
         self.environments = {}
         levels = [
             ("platform", config.platform.addons),
@@ -255,6 +275,8 @@ class TeamStack(pulumi.ComponentResource):
                     addons_fetch_image=config.platform.addons_fetch_image,
                     extra_networks=list(env.networks),
                     odoo_options=dict(env.odoo_options),
+                    git_credentials=git_credentials,
+                    git_envs=git_envs,
                     protect=env.is_protected,
                     disabled=env.disabled,
                     depends_on=depends,

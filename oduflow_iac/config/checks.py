@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import re
-import sys
 from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
 
-from oduflow_iac import naming
+from pydantic import BaseModel
+
+from oduflow_iac import naming, odoo_conf
 from oduflow_iac.config.model import _TEAM_ID, PORT_MAX, PORT_MIN, Config, SecretValue, Team
+from oduflow_iac.config.values import control_character, template_name_problem
 from oduflow_iac.errors import Problem
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - exercised on Python 3.10 only
-    pass
 
 
 def cross_checks(config: Config, shown: str) -> list[Problem]:
@@ -23,6 +22,7 @@ def cross_checks(config: Config, shown: str) -> list[Problem]:
         problems.append(Problem(shown, key, message))
 
     teams = config.teams
+    problems.extend(_control_characters(config, shown))
     # Port ranges: each sane on its own, then no two overlapping (sorted sweep, linear after sort).
     sane: list[tuple[int, int, str]] = []
     for team_id, team in teams:
@@ -93,8 +93,183 @@ def cross_checks(config: Config, shown: str) -> list[Problem]:
             else:
                 seen_tokens[ident] = f"team.{team_id}.{key}"
         problems.extend(_team_checks(config, team_id, team, shown))
+    if not problems:  # two databases with one name already give their containers one name
+        problems.extend(_resource_name_collisions(teams, shown))
+    if not problems:
+        problems.extend(_domain_ownership(teams, shown))
     if not problems:
         problems.extend(_hostname_collisions(config, teams, seen_hosts, shown))
+    # One line per key: a newline in an option value is both a control character and a bad value.
+    first: dict[str, Problem] = {}
+    for problem in problems:
+        first.setdefault(problem.key, problem)
+    return list(first.values())
+
+
+# --------------------------------------------------------------------------------------------
+# Control characters
+
+
+def _walk(value: Any, key: str) -> Iterator[tuple[str, str, bool]]:
+    """(key path, text, is a key) of every string in the validated model, secrets excepted: they
+    reach only environment variables and hashes, and a deploy key is several lines."""
+    if isinstance(value, SecretValue):
+        return
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _walk(getattr(value, name), f"{key}.{name}" if key else name)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield f"{key}.{k}", str(k), True
+            yield from _walk(v, f"{key}.{k}")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield from _walk(v, f"{key}[{i}]")
+    elif isinstance(value, str):
+        yield key, value, False
+
+
+def _control_characters(config: Config, shown: str) -> list[Problem]:
+    """No control character (C0, DEL, C1) in any value or key of the file: every one of them may
+    reach odoo.conf, a shell script, a Docker label or a git command, where a newline starts a new
+    line, command or option."""
+    problems = []
+    for key, text, is_key in _walk(config, ""):
+        bad = control_character(text)
+        if bad:
+            what = "this key contains" if is_key else "contains"
+            problems.append(Problem(shown, key, f"{what} the control character {bad}"))
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# Hostnames: who owns which names
+
+
+def _owned_names(team_id: str, team: Team) -> list[tuple[str, str]]:
+    """(name, key) of the names a team owns: its hostname, its base and its custom domains; each
+    name with everything under it."""
+    names = [(team.hostname.lower(), f"team.{team_id}.hostname")]
+    if team.base_domain:
+        names.append((team.base_domain.lower(), f"team.{team_id}.base_domain"))
+    names += [(d.lower(), f"team.{team_id}.custom_domains[{i}]") for i, d in enumerate(team.custom_domains)]
+    return names
+
+
+def _suffixes(host: str) -> Iterator[str]:
+    """`a.b.c`, `b.c`, `c`: the host and every domain it is under."""
+    labels = host.split(".")
+    for i in range(len(labels)):
+        yield ".".join(labels[i:])
+
+
+def _domain_ownership(teams: list[tuple[str, Team]], shown: str) -> list[Problem]:
+    """Names owned by two teams are collisions, equal or nested (team 2's base inside team 1's
+    would let either route the other's hosts); an environment's own hostname is under its team's
+    base or one of its custom domains. Linear: each name looks up its own suffixes."""
+    problems: list[Problem] = []
+    owner: dict[str, tuple[str, str]] = {}  # name -> (team, key)
+    for team_id, team in teams:
+        for name, key in _owned_names(team_id, team):
+            owner.setdefault(name, (team_id, key))
+    for team_id, team in teams:
+        for name, key in _owned_names(team_id, team):
+            for suffix in _suffixes(name):
+                holder = owner.get(suffix)
+                if holder is not None and holder[0] != team_id:
+                    how = "is" if suffix == name else f"is under {suffix!r},"
+                    problems.append(
+                        Problem(shown, key, f"{name!r} {how} owned by team.{holder[0]} ({shown}: {holder[1]})")
+                    )
+                    break
+        own = [n for n, _ in _owned_names(team_id, team) if n != team.hostname.lower() or not team.base_domain]
+        for i, env in enumerate(team.environments):
+            if env.hostname is None:
+                continue
+            host = env.hostname.lower()
+            if any(s in own for s in _suffixes(host)):
+                continue
+            key = f"team.{team_id}.environments[{i}].hostname"
+            other = next((owner[s] for s in _suffixes(host) if s in owner), None)
+            where = f"; it is owned by team.{other[0]} ({shown}: {other[1]})" if other else ""
+            problems.append(
+                Problem(
+                    shown,
+                    key,
+                    f"{host!r} is not under the team's base {team.base.lower()!r} nor one of its custom_domains{where}",
+                )
+            )
+    return problems
+
+
+def slot_hostname_collisions(config: Config, shown: str) -> list[Problem]:
+    """Hostnames once ports (hence slot numbers) are known: a slot host (`env-3.{base}`) taken by
+    another environment's own hostname. Called by the loader after assigning ports."""
+    problems: list[Problem] = []
+    for team_id, team in config.teams:
+        if team.environment_hostname_mode != "slots":
+            continue
+        slot_hosts = {
+            config.env_hostname(team_id, env).lower(): f"team.{team_id}.environments[{i}]"
+            for i, env in enumerate(team.environments)
+            if env.hostname is None
+        }
+        for i, env in enumerate(team.environments):
+            if env.hostname is not None and env.hostname.lower() in slot_hosts:
+                problems.append(
+                    Problem(
+                        shown,
+                        f"team.{team_id}.environments[{i}].hostname",
+                        f"{env.hostname.lower()!r} is the slot hostname of {slot_hosts[env.hostname.lower()]} "
+                        f'({shown}: team.{team_id}.environment_hostname_mode = "slots")',
+                    )
+                )
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# Resource names
+
+
+def _resource_name_collisions(teams: list[tuple[str, Team]], shown: str) -> list[Problem]:
+    """Every container and volume name is one resource's: branch `template/default` would name its
+    init `oduflow-1-template-default-init`, the init of template `default`."""
+    problems: list[Problem] = []
+    owners: dict[tuple[str, str], str] = {}
+
+    def claim(kind: str, name: str, key: str, report_key: str) -> None:
+        first = owners.setdefault((kind, name), key)
+        if first != key:
+            problems.append(
+                Problem(shown, report_key, f"its {kind} would be named {name!r}, as that of {first} ({shown})")
+            )
+
+    for team_id, team in teams:
+        claim("container", naming.team_backup_container_name(team_id), f"team.{team_id}", f"team.{team_id}")
+        claim("container", naming.team_db_proxy_container_name(team_id), f"team.{team_id}", f"team.{team_id}")
+        for tname in team.templates:
+            key = f"team.{team_id}.templates.{tname}"
+            claim("container", naming.template_init_container_name(team_id, tname), key, key)
+            claim("volume", naming.template_filestore_volume_name(team_id, tname), key, key)
+        seen: set[str] = set()
+        for i, env in enumerate(team.environments):
+            if env.branch in seen:
+                continue  # reported as a duplicate branch
+            seen.add(env.branch)
+            key = f"team.{team_id}.environments[{i}]"
+            b = env.branch
+            for kind, name in (
+                ("container", naming.env_container_name(team_id, b)),
+                ("container", naming.env_init_container_name(team_id, b)),
+                ("container", naming.env_addons_fetch_container_name(team_id, b)),
+                ("volume", naming.env_filestore_volume_name(team_id, b)),
+                ("volume", naming.env_addons_volume_name(team_id, b)),
+            ):
+                # Two branches of one team with one slug are reported as one database (_team_checks).
+                if not owners.get((kind, name), key).startswith(f"team.{team_id}.environments["):
+                    claim(kind, name, key, f"{key}.branch")
+                else:
+                    owners.setdefault((kind, name), key)
     return problems
 
 
@@ -179,9 +354,22 @@ def _team_checks(config: Config, team_id: str, team: Team, shown: str) -> list[P
         for repo in env.addons:
             if repo not in repos:
                 add(f"{key}.addons.{repo}", f"addon repository {repo!r} is not defined at any level")
+        for option, value in env.odoo_options.items():
+            problem = odoo_conf.option_problem(option, value)
+            if problem:
+                add(f"{key}.odoo_options.{option}", problem)
     for name in team.templates:
-        if "\x00" in name or naming.slugify_branch(name) == "":
-            add(f"templates.{name}", "template name has nothing usable for a database name")
+        problem = template_name_problem(name)
+        if problem:
+            add(f"templates.{name}", problem)
+    # Non-production routers always carry basic auth: without a password there would be none.
+    unauthenticated = next((i for i, e in enumerate(envs) if e.type != "production"), None)
+    if unauthenticated is not None and team.ui_password is None:
+        add(
+            "ui_password",
+            f"required: environments[{unauthenticated}] ({envs[unauthenticated].type}) and every other "
+            "non-production environment are served behind basic auth with this password",
+        )
     return problems
 
 

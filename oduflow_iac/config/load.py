@@ -18,7 +18,7 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
-from oduflow_iac.config.checks import cross_checks
+from oduflow_iac.config.checks import cross_checks, slot_hostname_collisions
 
 # --------------------------------------------------------------------------------------------
 # Loading
@@ -52,6 +52,9 @@ def load_config(path: str | Path, *, lock_path: str | Path | None = None) -> Con
     lock_file = Path(lock_path) if lock_path is not None else ports.lock_path_for(path)
     lock = ports.read_lock(lock_file)
     config._ports = ports.assign_all(config, lock, shown)
+    problems = slot_hostname_collisions(config, shown)  # slot numbers come from the ports
+    if problems:
+        raise ConfigError(problems)
     config._unlocked = [
         f"{team_id}/{env.branch}"
         for team_id, team in config.teams

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,12 @@ from pydantic import (
 )
 
 from oduflow_iac import docker_form, naming
+from oduflow_iac.config.values import (
+    addon_repo_name_problem,
+    module_name_problem,
+    refname_problem,
+    repo_url_problem,
+)
 
 EnvType = Literal["development", "staging", "production"]
 ENV_TYPES: tuple[EnvType, ...] = ("development", "staging", "production")
@@ -180,6 +187,7 @@ class Platform(_Model):
     # Floats: the project publishes only `:16`, and no digest of it is published anywhere; the
     # images-pinned policy reports it until the operator pins the digest (docs/configuration.md).
     backup_image: str = "eeshugerman/postgres-backup-s3:16"
+    # Loopback only: the policy `ports` refuses any other address (see docs/policies.md).
     publish_address: str = "127.0.0.1"
     postgres_admin_host: str = "127.0.0.1"
     # Where the machine running Pulumi dials PostgreSQL, when not `postgres_port` (a tunnel of one's
@@ -192,6 +200,16 @@ class Platform(_Model):
     basic_auth_cost: int = Field(default=5, ge=4, le=14)
     environment_defaults: dict[EnvType, TypeDefaults] = Field(default_factory=_default_type_defaults)
     addons: list[AddonRepo] = []
+
+    @field_validator("publish_address")
+    @classmethod
+    def _ip_literal(cls, value: str) -> str:
+        # Docker takes it as the host IP of a port binding: an address, never a name.
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address") from None
+        return value
 
     @field_validator("dashboard_password", mode="before")
     @classmethod
@@ -290,6 +308,26 @@ class Template(_Model):
     odoo_image: str
     modules: list[str] = ["base", "web"]
 
+    @field_validator("modules")
+    @classmethod
+    def _module_names(cls, modules: list[str]) -> list[str]:
+        return _each(modules, module_name_problem)
+
+
+def _each(values: list[str], problem_of: Any) -> list[str]:
+    for i, value in enumerate(values):
+        problem = problem_of(value)
+        if problem:
+            raise ValueError(f"[{i}]: {problem}")
+    return values
+
+
+def _branch_value(value: str) -> str:
+    problem = refname_problem(value)
+    if problem:
+        raise ValueError(f"branch {value!r} {problem}")
+    return value
+
 
 class AddonRepo(_Model):
     """An addon repository. Platform and organisation repositories map Odoo versions to branches
@@ -301,6 +339,36 @@ class AddonRepo(_Model):
     branch: str | None = None
     versions: dict[str, str] = {}
     branches: dict[EnvType, str] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        problem = addon_repo_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        problem = repo_url_problem(value)
+        if problem:
+            raise ValueError(f"the repository URL {problem}")
+        return value
+
+    @field_validator("branch")
+    @classmethod
+    def _valid_branch(cls, value: str | None) -> str | None:
+        return _branch_value(value) if value is not None else None
+
+    @field_validator("versions", "branches")
+    @classmethod
+    def _valid_branches(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, branch in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+-]{0,19}", key):
+                raise ValueError(f"{key!r} is not an Odoo version")
+            _branch_value(branch)
+        return value
 
     @model_validator(mode="after")
     def _one_branch_source(self) -> AddonRepo:
@@ -348,6 +416,17 @@ class Environment(_Model):
             raise ValueError(problem)
         return branch
 
+    @field_validator("addons")
+    @classmethod
+    def _valid_overrides(cls, value: dict[str, AddonOverride]) -> dict[str, AddonOverride]:
+        for name, override in value.items():
+            problem = addon_repo_name_problem(name)
+            if problem:
+                raise ValueError(problem)
+            if isinstance(override, str):
+                _branch_value(override)
+        return value
+
     @property
     def slug(self) -> str:
         return naming.slugify_branch(self.branch)
@@ -372,13 +451,19 @@ class Team(_Model):
     db_quota_gb: float | None = Field(default=None, gt=0)
     disk_quota_gb: float | None = Field(default=None, gt=0)
     public_scheme: Literal["http", "https"] | None = None
+    # What the infrastructure adds: hosts outside the base that this team's environments may use
+    # (each owned by this team alone), and the credentials of its private addon repositories.
+    custom_domains: list[str] = []
+    git_token: SecretValue | None = None
+    git_ssh_key: SecretValue | None = None
+    git_username: str = Field(default="x-access-token", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     # What the infrastructure adds.
     quota: Quota = Quota()
     templates: dict[str, Template] = {}
     addons: list[AddonRepo] = []
     environments: list[Environment] = []
 
-    @field_validator("auth_token", "ui_password", "production_token", mode="before")
+    @field_validator("auth_token", "ui_password", "production_token", "git_token", "git_ssh_key", mode="before")
     @classmethod
     def _parse_secrets(cls, value: Any) -> Any:
         return _parse_secret(value)
@@ -392,6 +477,28 @@ class Team(_Model):
     @classmethod
     def _valid_hostname(cls, value: str | None) -> str | None:
         return _check_hostname(value)
+
+    @field_validator("custom_domains")
+    @classmethod
+    def _valid_domains(cls, value: list[str]) -> list[str]:
+        for i, host in enumerate(value):
+            try:
+                _check_hostname(host)
+            except ValueError as exc:
+                raise ValueError(f"[{i}]: {exc}") from None
+        return value
+
+    @field_validator("git_ssh_key")
+    @classmethod
+    def _key_by_reference(cls, value: SecretValue | None) -> SecretValue | None:
+        # A private key is several lines: a reference keeps it out of the file (and of its review).
+        if value is not None and value.is_inline:
+            raise ValueError("must be a reference `secret:KEY` to a stack secret holding the private key")
+        return value
+
+    def program_secrets(self) -> list[SecretValue]:
+        """The secrets of this team the Pulumi program reads (tokens are the operations CLI's)."""
+        return [s for s in (self.ui_password, self.git_token, self.git_ssh_key) if s is not None]
 
     @field_validator("ui_password")
     @classmethod
@@ -484,7 +591,7 @@ class Config(_Model):
         if self.platform.dashboard_password and self.platform.dashboard_password.is_inline:
             found.append("platform.dashboard_password")
         for team_id, team in self.teams:
-            for key in ("auth_token", "ui_password", "production_token"):
+            for key in ("auth_token", "ui_password", "production_token", "git_token"):
                 value = getattr(team, key)
                 if value is not None and value.is_inline:
                     found.append(f"team.{team_id}.{key}")
@@ -503,10 +610,9 @@ def branch_problem(branch: str) -> str | None:
         return f"branch name {branch!r} has surrounding whitespace"
     if len(branch) > MAX_BRANCH_LENGTH:
         return f"branch name is longer than {MAX_BRANCH_LENGTH} characters"
-    if "\\" in branch or "\x00" in branch:
-        return f"branch name {branch!r} contains a backslash or NUL"
-    if any(seg in (".", "..") for seg in branch.split("/")):
-        return f"branch name {branch!r} has a `.` or `..` segment"
+    problem = refname_problem(branch)
+    if problem:
+        return f"branch name {branch!r} {problem} (git check-ref-format --branch)"
     if naming.slugify_branch(branch) == "":
         return f"branch name {branch!r} has nothing left after slugging"
     return None

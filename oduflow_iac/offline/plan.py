@@ -96,7 +96,7 @@ def _secret_refs(config: Config, teams: list[str] | None = None) -> list[str]:
     the operations CLI's, not the program's."""
     chosen = [team for team_id, team in config.teams if teams is None or team_id in teams]
     secrets = [config.dns.api_token if config.dns else None, config.platform.dashboard_password]
-    secrets += [team.ui_password for team in chosen]
+    secrets += [s for team in chosen for s in team.program_secrets()]
     return [s.stack_key for s in secrets if s is not None and s.stack_key]
 
 

@@ -47,9 +47,17 @@ def _dbfilter_problem(dbfilter: str | None, database: str) -> str | None:
     return None
 
 
+def _is_addons_dir(path: str) -> bool:
+    """`/mnt/extra-addons/<one name>`: a repository the environment's fetcher cloned."""
+    head, _, leaf = path.rpartition("/")
+    return head == odoo_conf.ADDONS_ROOT and leaf not in ("", ".", "..")
+
+
 def validate_odoo_hardening(args: ResourceValidationArgs, report: ReportViolation) -> None:
     """The odoo.conf uploaded into every Odoo container hides the database manager, serves only the
-    environment's database, trusts the proxy, and sets a master password kept secret.
+    environment's database, trusts the proxy, and sets a master password kept secret; it is read the
+    way Odoo reads it (`odoo_conf.parse_odoo_conf`: `LIST_DB` is `list_db`, a duplicate is an error)
+    and sets no option outside what the platform writes and the environments' allow-list.
 
     Secretness is known offline only (`SecretAwareArgs`): the engine gives policies secrets as plain
     values without saying they were secret, so under the engine that one check is skipped.
@@ -68,7 +76,21 @@ def validate_odoo_hardening(args: ResourceValidationArgs, report: ReportViolatio
     if index is None or not content:
         report(f"Odoo container {name} does not upload {odoo_conf.ODOO_CONF_PATH}", None)
         return
-    options = odoo_conf.parse_odoo_conf(str(content))
+    try:
+        options = odoo_conf.parse_odoo_conf(str(content))
+    except odoo_conf.OdooConfError as exc:
+        report(f"Odoo container {name} has an odoo.conf Odoo refuses to read: {exc}", None)
+        return
+    for key in options:
+        if key not in odoo_conf.RENDERED_OPTIONS and key not in odoo_conf.ENVIRONMENT_OPTIONS:
+            reason = odoo_conf.PLATFORM_OPTIONS.get(key, "it is not in the allow-list")
+            report(f"Odoo container {name} sets odoo.conf option {key}, which no environment may set: {reason}", None)
+    data_dir = options.get("data_dir")
+    if data_dir != odoo_conf.FILESTORE_PATH:
+        report(f"Odoo container {name} has data_dir = {data_dir}; its filestore is {odoo_conf.FILESTORE_PATH}", None)
+    for path in (options.get("addons_path") or "").split(","):
+        if path and not _is_addons_dir(path.strip()):
+            report(f"Odoo container {name} has addons_path entry {path.strip()} outside {odoo_conf.ADDONS_ROOT}", None)
     list_db = options.get("list_db")
     if list_db not in _FALSE:
         report(f"Odoo container {name} has list_db = {list_db}; the database manager must be off (False)", None)

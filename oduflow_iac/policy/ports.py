@@ -8,15 +8,16 @@ from pulumi_policy import (
 )
 
 from oduflow_iac import naming
-from oduflow_iac.policy.common import CONTAINER, ROLE_DATABASE, WILDCARD_IPS, _int, _labels, _name
+from oduflow_iac.policy.common import CONTAINER, ROLE_DATABASE, WILDCARD_IPS, _int, _is_loopback, _labels, _name
 
 # --------------------------------------------------------------------------------------------
 # ports
 
 
 def validate_ports(args: StackValidationArgs, report: ReportViolation) -> None:
-    """Team containers publish only inside their team's range; no host port is published twice;
-    the shared PostgreSQL is never published on every address."""
+    """Team containers publish only inside their team's range and only on a loopback address (the
+    public way in is Traefik, with its authentication; `platform.publish_address`); no host port is
+    published twice; the shared PostgreSQL is never published on every address."""
     config = args.get_config()
     ranges: dict[str, tuple[int, int]] = {
         str(team): (int(r["start"]), int(r["end"])) for team, r in (config.get("ranges") or {}).items()
@@ -53,6 +54,13 @@ def validate_ports(args: StackValidationArgs, report: ReportViolation) -> None:
                     )
                 elif not start <= external < end:
                     report(f"team {team} publishes port {external} outside its range [{start}, {end})", r.urn)
+            if team and not _is_loopback(ip):
+                report(
+                    f"team {team} container {name} publishes port {external if external is not None else internal} "
+                    f"on {ip or '0.0.0.0'}, beyond loopback: every network the host is on would reach it "
+                    f"without Traefik and its authentication; publish on 127.0.0.1 (platform.publish_address)",
+                    r.urn,
+                )
             if is_db and ip in WILDCARD_IPS:
                 report(
                     f"the shared PostgreSQL container {name} publishes port {external} on every address; "

@@ -113,4 +113,3 @@ def clean_engine(client: docker.DockerClient) -> None:
             topology.remove_network(client, network.id)
     for volume in client.volumes.list():
         volume.remove(force=True)
-

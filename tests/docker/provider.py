@@ -33,39 +33,135 @@ from docker.models.containers import Container
 MIB = 1024 * 1024
 
 # Container inputs that replace the container when they differ from the state (C: ForceNew: true).
-CONTAINER_FORCE_NEW = frozenset({
-    "name", "readOnly", "image", "hostname", "domainname", "command", "entrypoints", "user", "dns",
-    "dnsOpts", "dnsSearches", "publishAllPorts", "workingDir", "capabilities", "securityOpts",
-    "runtime", "platform", "stopSignal", "stopTimeout", "mounts", "volumes", "ports", "hosts",
-    "ulimits", "envs", "privileged", "devices", "deviceRequests", "labels", "shmSize", "logDriver",
-    "logOpts", "networkMode", "networksAdvanced", "pidMode", "usernsMode", "uploads", "sysctls",
-    "ipcMode", "groupAdds", "tty", "stdinOpen", "storageOpts", "gpus", "cpus", "cgroupnsMode",
-    "cgroupParent",
-})
+CONTAINER_FORCE_NEW = frozenset(
+    {
+        "name",
+        "readOnly",
+        "image",
+        "hostname",
+        "domainname",
+        "command",
+        "entrypoints",
+        "user",
+        "dns",
+        "dnsOpts",
+        "dnsSearches",
+        "publishAllPorts",
+        "workingDir",
+        "capabilities",
+        "securityOpts",
+        "runtime",
+        "platform",
+        "stopSignal",
+        "stopTimeout",
+        "mounts",
+        "volumes",
+        "ports",
+        "hosts",
+        "ulimits",
+        "envs",
+        "privileged",
+        "devices",
+        "deviceRequests",
+        "labels",
+        "shmSize",
+        "logDriver",
+        "logOpts",
+        "networkMode",
+        "networksAdvanced",
+        "pidMode",
+        "usernsMode",
+        "uploads",
+        "sysctls",
+        "ipcMode",
+        "groupAdds",
+        "tty",
+        "stdinOpen",
+        "storageOpts",
+        "gpus",
+        "cpus",
+        "cgroupnsMode",
+        "cgroupParent",
+    }
+)
 # Inputs Update applies in place with one ContainerUpdate (F:1016-1019).
-CONTAINER_UPDATABLE = frozenset({
-    "restart", "maxRetryCount", "cpuShares", "memory", "memoryReservation", "cpuSet", "memorySwap",
-    "deviceReadBps", "deviceReadIops", "deviceWriteBps", "deviceWriteIops",
-})
+CONTAINER_UPDATABLE = frozenset(
+    {
+        "restart",
+        "maxRetryCount",
+        "cpuShares",
+        "memory",
+        "memoryReservation",
+        "cpuSet",
+        "memorySwap",
+        "deviceReadBps",
+        "deviceReadIops",
+        "deviceWriteBps",
+        "deviceWriteIops",
+    }
+)
 # Inputs Read never writes (state keeps what was sent; F:893-898, F:882, F:931, F:959, F:786-796).
-CONTAINER_NOT_READ = frozenset({
-    "envs", "labels", "networksAdvanced", "volumes", "uploads", "destroyGraceSeconds", "attach",
-    "logs", "start", "wait", "waitTimeout", "removeVolumes", "containerReadRefreshTimeoutMilliseconds",
-    "cpuPeriod", "cpuQuota", "cgroupParent", "cgroupnsMode", "deviceCgroupRules",
-})
+CONTAINER_NOT_READ = frozenset(
+    {
+        "envs",
+        "labels",
+        "networksAdvanced",
+        "volumes",
+        "uploads",
+        "destroyGraceSeconds",
+        "attach",
+        "logs",
+        "start",
+        "wait",
+        "waitTimeout",
+        "removeVolumes",
+        "containerReadRefreshTimeoutMilliseconds",
+        "cpuPeriod",
+        "cpuQuota",
+        "cgroupParent",
+        "cgroupnsMode",
+        "deviceCgroupRules",
+    }
+)
 
 # Schema defaults of the inputs Read writes (C), for inputs the plan leaves out.
 CONTAINER_DEFAULTS: dict[str, Any] = {
-    "rm": False, "readOnly": False, "restart": "no", "maxRetryCount": 0, "networkMode": "bridge",
-    "memoryReservation": 0, "tty": False, "stdinOpen": False, "privileged": False,
-    "publishAllPorts": False, "mustRun": True,
+    "rm": False,
+    "readOnly": False,
+    "restart": "no",
+    "maxRetryCount": 0,
+    "networkMode": "bridge",
+    "memoryReservation": 0,
+    "tty": False,
+    "stdinOpen": False,
+    "privileged": False,
+    "publishAllPorts": False,
+    "mustRun": True,
 }
 # Read writes these, but they are Computed: a value the plan does not send is no diff.
-CONTAINER_COMPUTED = frozenset({
-    "hostname", "command", "entrypoints", "securityOpts", "runtime", "platform", "stopSignal",
-    "stopTimeout", "shmSize", "logDriver", "ipcMode", "init", "healthcheck", "envs", "labels",
-    "exitCode", "containerLogs", "bridge", "networkDatas",
-})
+CONTAINER_COMPUTED = frozenset(
+    {
+        "hostname",
+        "command",
+        "entrypoints",
+        "securityOpts",
+        "runtime",
+        "platform",
+        "stopSignal",
+        "stopTimeout",
+        "shmSize",
+        "logDriver",
+        "ipcMode",
+        "init",
+        "healthcheck",
+        "envs",
+        "labels",
+        "exitCode",
+        "containerLogs",
+        "bridge",
+        "networkDatas",
+    }
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,8 +203,7 @@ def parse_cpus(text: str) -> int:
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_NANOS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9,
-               "h": 3600 * 10**9}
+_UNIT_NANOS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
 
 def parse_go_duration(text: str) -> int:
@@ -215,8 +310,10 @@ def container_create_body(inputs: dict[str, Any], image: str) -> dict[str, Any]:
     for port in inputs.get("ports") or []:
         key = f"{_int(port['internal'])}/{port.get('protocol') or 'tcp'}"
         exposed[key] = {}
-        binding = {"HostIp": port.get("ip") if port.get("ip") is not None else "0.0.0.0",  # C: ip default
-                   "HostPort": str(_int(port.get("external"))) if port.get("external") is not None else ""}
+        binding = {
+            "HostIp": port.get("ip") if port.get("ip") is not None else "0.0.0.0",  # C: ip default
+            "HostPort": str(_int(port.get("external"))) if port.get("external") is not None else "",
+        }
         bindings.setdefault(key, []).append(binding)
     if exposed:
         config["ExposedPorts"] = exposed
@@ -242,8 +339,10 @@ def container_create_body(inputs: dict[str, Any], image: str) -> dict[str, Any]:
     host: dict[str, Any] = {
         "Privileged": bool(inputs.get("privileged", False)),
         "PublishAllPorts": bool(inputs.get("publishAllPorts", False)),
-        "RestartPolicy": {"Name": inputs.get("restart") or "no",
-                          "MaximumRetryCount": _int(inputs.get("maxRetryCount"))},
+        "RestartPolicy": {
+            "Name": inputs.get("restart") or "no",
+            "MaximumRetryCount": _int(inputs.get("maxRetryCount")),
+        },
         "Runtime": inputs.get("runtime") or "",
         "Mounts": [_mount(m) for m in inputs.get("mounts") or []],
         "AutoRemove": bool(inputs.get("rm", False)),
@@ -265,14 +364,19 @@ def container_create_body(inputs: dict[str, Any], image: str) -> dict[str, Any]:
     if volumes_from:
         host["VolumesFrom"] = volumes_from
     if _set(inputs.get("ulimits")):
-        host["Ulimits"] = [{"Name": u["name"], "Soft": _int(u["soft"]), "Hard": _int(u["hard"])}
-                           for u in inputs["ulimits"]]
+        host["Ulimits"] = [
+            {"Name": u["name"], "Soft": _int(u["soft"]), "Hard": _int(u["hard"])} for u in inputs["ulimits"]
+        ]
     caps = inputs.get("capabilities")
     if caps:
         host["CapAdd"] = list(caps.get("adds") or [])
         host["CapDrop"] = list(caps.get("drops") or [])
-    for key, api in (("dns", "Dns"), ("dnsOpts", "DnsOptions"), ("dnsSearches", "DnsSearch"),
-                     ("groupAdds", "GroupAdd")):
+    for key, api in (
+        ("dns", "Dns"),
+        ("dnsOpts", "DnsOptions"),
+        ("dnsSearches", "DnsSearch"),
+        ("groupAdds", "GroupAdd"),
+    ):
         if _set(inputs.get(key)):
             host[api] = list(inputs[key])
     if _set(inputs.get("securityOpts")):
@@ -303,8 +407,13 @@ def container_create_body(inputs: dict[str, Any], image: str) -> dict[str, Any]:
         host["CpusetCpus"] = inputs["cpuSet"]
     if _set(inputs.get("logOpts")):
         host["LogConfig"]["Config"] = dict(inputs["logOpts"])
-    for key, api in (("usernsMode", "UsernsMode"), ("pidMode", "PidMode"), ("ipcMode", "IpcMode"),
-                     ("cgroupnsMode", "CgroupnsMode"), ("cgroupParent", "CgroupParent")):
+    for key, api in (
+        ("usernsMode", "UsernsMode"),
+        ("pidMode", "PidMode"),
+        ("ipcMode", "IpcMode"),
+        ("cgroupnsMode", "CgroupnsMode"),
+        ("cgroupParent", "CgroupParent"),
+    ):
         if _set(inputs.get(key)):
             host[api] = inputs[key]
     if _set(inputs.get("sysctls")):
@@ -335,8 +444,12 @@ def _volumes(volumes: list[dict[str, Any]]) -> tuple[list[str], list[str], list[
 
 
 def _mount(m: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"Type": m["type"], "Target": m["target"], "Source": m.get("source") or "",
-                           "ReadOnly": bool(m.get("readOnly", False))}
+    out: dict[str, Any] = {
+        "Type": m["type"],
+        "Target": m["target"],
+        "Source": m.get("source") or "",
+        "ReadOnly": bool(m.get("readOnly", False)),
+    }
     if m["type"] == "tmpfs" and m.get("tmpfsOptions"):
         opts = m["tmpfsOptions"]
         out["TmpfsOptions"] = {"SizeBytes": _int(opts.get("sizeBytes")), "Mode": _int(opts.get("mode"))}
@@ -385,7 +498,8 @@ def _attach_start(
     for net in networks:
         target = (network_for or {}).get(net["name"], net["name"])
         api.connect_container_to_network(
-            cid, target,
+            cid,
+            target,
             aliases=list(net.get("aliases") or []) or None,
             ipv4_address=net.get("ipv4Address") or None,
             ipv6_address=net.get("ipv6Address") or None,
@@ -528,15 +642,15 @@ def read_container(container: Container, inputs: dict[str, Any], *, internal_net
     state["init"] = bool(host.get("Init")) if host.get("Init") is not None else False
     state["workingDir"] = cfg.get("WorkingDir") or ""
     if host.get("CapAdd") or host.get("CapDrop"):  # F:870-878
-        state["capabilities"] = {"adds": list(host.get("CapAdd") or []),
-                                 "drops": list(host.get("CapDrop") or [])}
+        state["capabilities"] = {"adds": list(host.get("CapAdd") or []), "drops": list(host.get("CapDrop") or [])}
     state["runtime"] = host.get("Runtime") or ""
     state["platform"] = info.get("Platform") or ""
     state["tmpfs"] = dict(host.get("Tmpfs") or {})
     state["hosts"] = [{"host": h.split(":")[0], "ip": h.split(":")[1]} for h in host.get("ExtraHosts") or []]
     if inputs.get("ulimits"):
-        state["ulimits"] = [{"name": u["Name"], "soft": u["Soft"], "hard": u["Hard"]}
-                            for u in host.get("Ulimits") or []]
+        state["ulimits"] = [
+            {"name": u["Name"], "soft": u["Soft"], "hard": u["Hard"]} for u in host.get("Ulimits") or []
+        ]
     state["privileged"] = bool(host.get("Privileged"))
     state["memory"] = (host.get("Memory") or 0) // MIB  # F:932
     reservation = host.get("MemoryReservation") or 0
@@ -582,8 +696,14 @@ def flatten_ports(port_map: dict[str, list[dict[str, str]] | None]) -> list[dict
     for key in sorted(port_map, key=lambda k: int(k.split("/")[0])):
         internal, protocol = key.split("/")
         for binding in port_map[key] or []:
-            out.append({"internal": int(internal), "external": int(binding.get("HostPort") or 0),
-                        "ip": binding.get("HostIp", ""), "protocol": protocol})
+            out.append(
+                {
+                    "internal": int(internal),
+                    "external": int(binding.get("HostPort") or 0),
+                    "ip": binding.get("HostIp", ""),
+                    "protocol": protocol,
+                }
+            )
     return out
 
 
@@ -595,13 +715,24 @@ def normalise_input(key: str, value: Any) -> Any:
     """An input in the form the state holds it (schema defaults filled in, numbers as ints, sets as
     sorted lists), so it compares with `read_container`'s value."""
     if key == "ports":
-        return [{"internal": _int(p["internal"]), "external": _int(p.get("external")),
-                 "ip": p.get("ip") or "0.0.0.0", "protocol": p.get("protocol") or "tcp"} for p in value]
+        return [
+            {
+                "internal": _int(p["internal"]),
+                "external": _int(p.get("external")),
+                "ip": p.get("ip") or "0.0.0.0",
+                "protocol": p.get("protocol") or "tcp",
+            }
+            for p in value
+        ]
     if key == "healthcheck":
-        return {"tests": list(value.get("tests") or []),
-                "interval": value.get("interval", "0s"), "timeout": value.get("timeout", "0s"),
-                "startPeriod": value.get("startPeriod", "0s"),
-                "startInterval": value.get("startInterval", "0s"), "retries": _int(value.get("retries"))}
+        return {
+            "tests": list(value.get("tests") or []),
+            "interval": value.get("interval", "0s"),
+            "timeout": value.get("timeout", "0s"),
+            "startPeriod": value.get("startPeriod", "0s"),
+            "startInterval": value.get("startInterval", "0s"),
+            "retries": _int(value.get("retries")),
+        }
     if key == "capabilities":
         return {"adds": sorted(value.get("adds") or []), "drops": sorted(value.get("drops") or [])}
     if key in ("securityOpts", "dns", "dnsOpts", "dnsSearches", "groupAdds"):  # TypeSet
@@ -702,8 +833,9 @@ def read_network(client: docker.DockerClient, network_id: str) -> dict[str, Any]
     ipam = attrs.get("IPAM") or {}
     return {
         "name": attrs["Name"],
-        "labels": sorted(({"label": k, "value": v} for k, v in (attrs.get("Labels") or {}).items()),
-                         key=lambda item: item["label"]),
+        "labels": sorted(
+            ({"label": k, "value": v} for k, v in (attrs.get("Labels") or {}).items()), key=lambda item: item["label"]
+        ),
         "driver": attrs.get("Driver"),
         "internal": bool(attrs.get("Internal")),
         "attachable": bool(attrs.get("Attachable")),
@@ -713,8 +845,11 @@ def read_network(client: docker.DockerClient, network_id: str) -> dict[str, Any]
         "ipamOptions": dict(ipam.get("Options") or {}),
         "options": dict(attrs.get("Options") or {}),
         "ipamConfigs": [
-            {k: v for k, v in (("subnet", c.get("Subnet")), ("ipRange", c.get("IPRange")),
-                               ("gateway", c.get("Gateway"))) if v}
+            {
+                k: v
+                for k, v in (("subnet", c.get("Subnet")), ("ipRange", c.get("IPRange")), ("gateway", c.get("Gateway")))
+                if v
+            }
             for c in ipam.get("Config") or []
         ],
     }
@@ -723,9 +858,12 @@ def read_network(client: docker.DockerClient, network_id: str) -> dict[str, Any]
 def create_volume(client: docker.DockerClient, inputs: dict[str, Any], name: str) -> str:
     """V:149-286 resourceDockerVolumeCreate (local driver)."""
     labels = {item["label"]: item["value"] for item in inputs.get("labels") or []}
-    volume = client.volumes.create(name=name, driver=inputs.get("driver") or None,
-                                   driver_opts=dict(inputs.get("driverOpts") or {}) or None,
-                                   labels=labels or None)
+    volume = client.volumes.create(
+        name=name,
+        driver=inputs.get("driver") or None,
+        driver_opts=dict(inputs.get("driverOpts") or {}) or None,
+        labels=labels or None,
+    )
     return str(volume.name)
 
 
@@ -734,8 +872,9 @@ def read_volume(client: docker.DockerClient, name: str) -> dict[str, Any]:
     attrs = client.api.inspect_volume(name)
     return {
         "name": attrs["Name"],
-        "labels": sorted(({"label": k, "value": v} for k, v in (attrs.get("Labels") or {}).items()),
-                         key=lambda item: item["label"]),
+        "labels": sorted(
+            ({"label": k, "value": v} for k, v in (attrs.get("Labels") or {}).items()), key=lambda item: item["label"]
+        ),
         "driver": attrs.get("Driver"),
         "driverOpts": dict(attrs.get("Options") or {}),
     }

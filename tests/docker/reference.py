@@ -69,7 +69,8 @@ def reference(run: harness.PlannedRun, teams: set[str] | None = None) -> harness
             inputs.pop("ports", None)
             inputs["networkMode"] = "host"
             inputs["command"] = [
-                arg for arg in inputs.get("command") or []
+                arg
+                for arg in inputs.get("command") or []
                 if not arg.startswith(("--providers.docker.network", "--entrypoints.traefik."))
             ] + ["--entrypoints.traefik.address=127.0.0.1:8080"]
             inputs["volumes"] = [{"volumeName": SOCKET_VOLUME, "containerPath": "/run/oduflow-docker"}]
@@ -80,18 +81,29 @@ def reference(run: harness.PlannedRun, teams: set[str] | None = None) -> harness
         out.append(dataclasses.replace(template, urn=urn, name=name, inputs=inputs, ignore_changes=[]))
 
     for team in sorted(kept_teams):
-        add(f"reference-{team}-pg", {
-            "name": _proxy_name(team), "image": PROXY_IMAGE,
-            "command": ["tcp-listen:5432,fork,reuseaddr", f"tcp-connect:{database}:5432"],
-            "networksAdvanced": [{"name": naming.team_network_name(team)}, {"name": naming.SHARED_NETWORK}],
-            "labels": _labels(**{naming.LABEL_TEAM: team, naming.LABEL_ROLE: "db-proxy"}),
-        })
-    add("reference-docker-proxy", {
-        "name": "oduflow-test-docker-proxy", "image": SOCKET_PROXY_IMAGE, "networkMode": "none",
-        "volumes": [{"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock", "readOnly": True},
-                    {"volumeName": SOCKET_VOLUME, "containerPath": "/run/oduflow-docker"}],
-        "labels": _labels(**{naming.LABEL_ROLE: "docker-proxy"}),
-    })
+        add(
+            f"reference-{team}-pg",
+            {
+                "name": _proxy_name(team),
+                "image": PROXY_IMAGE,
+                "command": ["tcp-listen:5432,fork,reuseaddr", f"tcp-connect:{database}:5432"],
+                "networksAdvanced": [{"name": naming.team_network_name(team)}, {"name": naming.SHARED_NETWORK}],
+                "labels": _labels(**{naming.LABEL_TEAM: team, naming.LABEL_ROLE: "db-proxy"}),
+            },
+        )
+    add(
+        "reference-docker-proxy",
+        {
+            "name": "oduflow-test-docker-proxy",
+            "image": SOCKET_PROXY_IMAGE,
+            "networkMode": "none",
+            "volumes": [
+                {"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock", "readOnly": True},
+                {"volumeName": SOCKET_VOLUME, "containerPath": "/run/oduflow-docker"},
+            ],
+            "labels": _labels(**{naming.LABEL_ROLE: "docker-proxy"}),
+        },
+    )
     return dataclasses.replace(run, resources=out)
 
 

@@ -33,13 +33,59 @@ BASE = f"{BASE_REPOSITORY}:{BASE_TAG}"
 
 # The applets the stand-in scripts and the probes use.
 APPLETS = (
-    "sh", "nc", "httpd", "sleep", "cat", "echo", "kill", "date", "timeout", "nslookup", "ls",
-    "mkdir", "cp", "tr", "seq", "env", "true", "false", "wget", "ps", "grep", "id", "hostname",
-    "printf", "test", "[", "rm", "touch", "ip", "cut", "head", "sed", "mktemp", "tail",
+    "sh",
+    "nc",
+    "httpd",
+    "sleep",
+    "cat",
+    "echo",
+    "kill",
+    "date",
+    "timeout",
+    "nslookup",
+    "ls",
+    "mkdir",
+    "cp",
+    "tr",
+    "seq",
+    "env",
+    "true",
+    "false",
+    "wget",
+    "ps",
+    "grep",
+    "id",
+    "hostname",
+    "printf",
+    "test",
+    "[",
+    "rm",
+    "touch",
+    "ip",
+    "cut",
+    "head",
+    "sed",
+    "mktemp",
+    "tail",
 )
 # The programs the plan's commands and healthchecks call in the real images.
-PROGRAMS = ("odoo", "psql", "pg_isready", "git", "curl", "traefik", "go-cron", "socat", "pg_dump", "python3", "haproxy",
-            "aws", "gzip", "docker-entrypoint.sh", "entrypoint.sh")
+PROGRAMS = (
+    "odoo",
+    "psql",
+    "pg_isready",
+    "git",
+    "curl",
+    "traefik",
+    "go-cron",
+    "socat",
+    "pg_dump",
+    "python3",
+    "haproxy",
+    "aws",
+    "gzip",
+    "docker-entrypoint.sh",
+    "entrypoint.sh",
+)
 
 RUN = r"""#!/bin/sh
 # Stand-in for an image's program (see tests/docker/standins.py).
@@ -121,7 +167,7 @@ def _is_static(path: Path) -> bool:
     phnum = int.from_bytes(data[0x38:0x3A], order)
     for i in range(phnum):
         start = phoff + i * phentsize
-        if int.from_bytes(data[start:start + 4], order) == 3:  # PT_INTERP
+        if int.from_bytes(data[start : start + 4], order) == 3:  # PT_INTERP
             return False
     return True
 
@@ -146,10 +192,29 @@ def rootfs(busybox: Path) -> bytes:
             info.type, info.linkname, info.mode = tarfile.SYMTYPE, target, 0o777
             tar.addfile(info)
 
-        for d in ("bin", "usr", "usr/bin", "usr/local", "usr/local/bin", "etc", "etc/odoo", "standin",
-                  "standin/www", "var", "var/lib", "var/lib/odoo", "var/lib/postgresql",
-                  "var/lib/postgresql/data", "mnt", "mnt/extra-addons", "root", "run", "proc", "sys",
-                  "dev"):
+        for d in (
+            "bin",
+            "usr",
+            "usr/bin",
+            "usr/local",
+            "usr/local/bin",
+            "etc",
+            "etc/odoo",
+            "standin",
+            "standin/www",
+            "var",
+            "var/lib",
+            "var/lib/odoo",
+            "var/lib/postgresql",
+            "var/lib/postgresql/data",
+            "mnt",
+            "mnt/extra-addons",
+            "root",
+            "run",
+            "proc",
+            "sys",
+            "dev",
+        ):
             directory(d)
         directory("tmp", 0o1777)
         file("bin/busybox", busybox.read_bytes(), 0o755)
@@ -175,8 +240,7 @@ def local_reference(reference: str) -> str:
 def build(client: docker.DockerClient, references: list[str]) -> dict[str, str]:
     """Import the stand-in once and tag it as every reference; returns reference -> local tag."""
     changes = ['ENTRYPOINT ["/standin/run"]', "ENV PATH=/usr/local/bin:/usr/bin:/bin"]
-    client.api.import_image_from_data(rootfs(find_busybox()), repository=BASE_REPOSITORY, tag=BASE_TAG,
-                                      changes=changes)
+    client.api.import_image_from_data(rootfs(find_busybox()), repository=BASE_REPOSITORY, tag=BASE_TAG, changes=changes)
     image = client.images.get(BASE)
     tags = {}
     for reference in sorted(set(references)):

@@ -37,8 +37,11 @@ def reference_platform(
 
 
 def test_the_reference_topology_meets_the_matrix(reference_platform: Built) -> None:
-    found = (test_isolation.violations(reference_platform) + test_isolation.routing_violations(reference_platform)
-             + test_isolation.docker_api_violations(reference_platform.plan))
+    found = (
+        test_isolation.violations(reference_platform)
+        + test_isolation.routing_violations(reference_platform)
+        + test_isolation.docker_api_violations(reference_platform.plan)
+    )
     assert not found, "\n".join(found)
 
 

@@ -62,8 +62,16 @@ def test_healthcheck_durations(text: str, nanos: int, back: str) -> None:
 
 def test_drift_names_what_a_refresh_changes() -> None:
     inputs = {"name": "c", "image": "odoo:17.0", "cpus": "1", "memory": 512.0}
-    state = {"name": "c", "image": "odoo:17.0", "cpus": "1.0", "memory": 512, "memorySwap": 1024,
-             "networkMode": "bridge", "restart": "no", "hostname": "0123456789ab"}
+    state = {
+        "name": "c",
+        "image": "odoo:17.0",
+        "cpus": "1.0",
+        "memory": 512,
+        "memorySwap": 1024,
+        "networkMode": "bridge",
+        "restart": "no",
+        "hostname": "0123456789ab",
+    }
     drifts = {d.key: d for d in provider.container_drift(inputs, state)}
     assert set(drifts) == {"cpus", "memorySwap"}
     assert drifts["cpus"].replaces and not drifts["memorySwap"].replaces
@@ -72,10 +80,15 @@ def test_drift_names_what_a_refresh_changes() -> None:
 
 def test_create_body_as_the_provider_sends_it() -> None:
     body = provider.container_create_body(
-        {"name": "c", "memory": 256.0, "memorySwap": 256.0, "cpus": "1.5",
-         "ports": [{"internal": 8069.0, "external": 50000.0, "ip": "127.0.0.1"}],
-         "volumes": [{"volumeName": "v", "containerPath": "/data", "readOnly": True}],
-         "healthcheck": {"tests": ["CMD", "true"], "interval": "30s", "startPeriod": "2m0s"}},
+        {
+            "name": "c",
+            "memory": 256.0,
+            "memorySwap": 256.0,
+            "cpus": "1.5",
+            "ports": [{"internal": 8069.0, "external": 50000.0, "ip": "127.0.0.1"}],
+            "volumes": [{"volumeName": "v", "containerPath": "/data", "readOnly": True}],
+            "healthcheck": {"tests": ["CMD", "true"], "interval": "30s", "startPeriod": "2m0s"},
+        },
         "img:1",
     )
     host = body["HostConfig"]
@@ -88,12 +101,16 @@ def test_create_body_as_the_provider_sends_it() -> None:
 
 
 def test_traefik_listeners_from_its_command() -> None:
-    assert sorted(topology.traefik_listeners(
-        ["--entrypoints.web.address=:80", "--entrypoints.websecure.address=:443", "--ping=true"]
-    )) == ["0.0.0.0:443", "0.0.0.0:80", "0.0.0.0:8080"]
-    assert sorted(topology.traefik_listeners(
-        ["--entrypoints.web.address=:80", "--entrypoints.traefik.address=127.0.0.1:8080", "--ping=true"]
-    )) == ["0.0.0.0:80", "127.0.0.1:8080"]
+    assert sorted(
+        topology.traefik_listeners(
+            ["--entrypoints.web.address=:80", "--entrypoints.websecure.address=:443", "--ping=true"]
+        )
+    ) == ["0.0.0.0:443", "0.0.0.0:80", "0.0.0.0:8080"]
+    assert sorted(
+        topology.traefik_listeners(
+            ["--entrypoints.web.address=:80", "--entrypoints.traefik.address=127.0.0.1:8080", "--ping=true"]
+        )
+    ) == ["0.0.0.0:80", "127.0.0.1:8080"]
     assert topology.public_traefik_ports(["--entrypoints.traefik.address=127.0.0.1:8080", "--ping"]) == set()
 
 

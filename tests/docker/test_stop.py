@@ -38,8 +38,9 @@ def base(
 ) -> Iterator[Built]:
     """The plan's networks and volumes, once for the module; each test adds one container."""
     clean_engine(docker_client)
-    built = topology.build(docker_client, three_team_plan, images, tmp_path_factory.mktemp("host"),
-                           standin=False, only=[])
+    built = topology.build(
+        docker_client, three_team_plan, images, tmp_path_factory.mktemp("host"), standin=False, only=[]
+    )
     yield built
     built.remove()
     clean_engine(docker_client)
@@ -56,8 +57,17 @@ def test_deleting_a_container_lets_it_stop_cleanly(
     minimum = MIN_GRACE.get(role, STOP_SECONDS + 1)
     grace = int(c.inputs.get("destroyGraceSeconds") or 0)
     stop_timeout = int(c.inputs.get("stopTimeout") or 0)
-    topology.build(engine, three_team_plan, images, tmp_path, standin=False, only=[c.name], built=base,
-                   env=[f"ODUFLOW_STANDIN_STOP_SECONDS={STOP_SECONDS}"], wait=False)
+    topology.build(
+        engine,
+        three_team_plan,
+        images,
+        tmp_path,
+        standin=False,
+        only=[c.name],
+        built=base,
+        env=[f"ODUFLOW_STANDIN_STOP_SECONDS={STOP_SECONDS}"],
+        wait=False,
+    )
     try:
         assert c.name not in base.refused, f"{c.name}: the engine refuses to create it: {base.refused[c.name]}"
         cid = base.ids[c.name]

@@ -42,8 +42,7 @@ DEFAULT_BRIDGE = "oduflow-test-default-bridge"
 # Roles whose containers run a team's own code (its addons, its git remotes, its database dumps):
 # the sources of the reachability matrix, all treated as hostile.
 TENANT_ROLES = ("odoo", "init", "template-init", "addons-fetch", "backup")
-ALL_ROLES = ("odoo", "init", "template-init", "addons-fetch", "backup", "database", "proxy",
-             "db-proxy", "docker-proxy")
+ALL_ROLES = ("odoo", "init", "template-init", "addons-fetch", "backup", "database", "proxy", "db-proxy", "docker-proxy")
 
 # What the real images listen on (their programs' defaults, not the plan's topology).
 IMAGE_PORTS = {"odoo": (naming.ODOO_HTTP_PORT, naming.ODOO_LONGPOLLING_PORT), "database": (5432,)}
@@ -104,11 +103,16 @@ def containers(run: harness.PlannedRun) -> list[PlannedContainer]:
     for r in run.of_type(CONTAINER):
         inputs = harness.reveal(r.inputs)
         labels = labels_of(inputs)
-        out.append(PlannedContainer(
-            urn=r.urn, name=inputs["name"], role=labels.get(naming.LABEL_ROLE, "?"),
-            team=labels.get(naming.LABEL_TEAM) or None, inputs=inputs,
-            ignore_changes=tuple(r.ignore_changes),
-        ))
+        out.append(
+            PlannedContainer(
+                urn=r.urn,
+                name=inputs["name"],
+                role=labels.get(naming.LABEL_ROLE, "?"),
+                team=labels.get(naming.LABEL_TEAM) or None,
+                inputs=inputs,
+                ignore_changes=tuple(r.ignore_changes),
+            )
+        )
     return out
 
 
@@ -165,8 +169,9 @@ def listen_spec(c: PlannedContainer, plan: list[PlannedContainer]) -> list[str]:
         return traefik_listeners(c.inputs.get("command") or [])
     if c.role == "db-proxy":
         database = next(d for d in plan if d.role == "database")
-        text = " ".join([*(c.inputs.get("command") or []), *(c.inputs.get("entrypoints") or []),
-                         *(c.inputs.get("envs") or [])])
+        text = " ".join(
+            [*(c.inputs.get("command") or []), *(c.inputs.get("entrypoints") or []), *(c.inputs.get("envs") or [])]
+        )
         match = re.search(re.escape(database.name) + r"\W(\d+)", text)
         target_port = int(match.group(1)) if match else 5432
         return [f"0.0.0.0:5432>{database.name}:{target_port}"]
@@ -323,9 +328,13 @@ def build(
             inputs = {**inputs, "attach": False, "mustRun": True, "wait": False, "uploads": []}
         try:
             applied = provider.create_container(
-                client, inputs, image=images.local(c.inputs["image"]),
+                client,
+                inputs,
+                image=images.local(c.inputs["image"]),
                 default_bridge=DEFAULT_BRIDGE if DEFAULT_BRIDGE in built.networks else None,
-                extra_env=extra_env, entrypoint=entrypoint, command=command,
+                extra_env=extra_env,
+                entrypoint=entrypoint,
+                command=command,
             )
         except provider.CreateFailed as exc:
             built.refused[c.name] = str(exc)

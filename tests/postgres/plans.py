@@ -182,6 +182,7 @@ def long_branch_config() -> str:
             f"[team.{team}]",
             f'hostname = "team-{team}.localhost"',
             f'auth_token = "secret:team{team}-token"',
+            f'ui_password = "secret:team{team}-ui-password"',
             f"port_range = [{start}, {start + 50}]",
             "",
             f"[team.{team}.templates.base-{team}]",
