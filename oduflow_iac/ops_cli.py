@@ -20,6 +20,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 
 AddConfigArgs = Callable[[argparse.ArgumentParser], None]
+_BRANCH_HELP = "git branch of the environment (e.g. feature/login)"
+_TEMPLATE_HELP = "template name, as in [team.N.templates.NAME]"
 
 
 def register(sub: Any, add_config_args: AddConfigArgs) -> None:
@@ -43,28 +45,28 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
         p.set_defaults(handler=_operation_handler(operation), no_policy=False)
 
     env = sub.add_parser("env", help="create, disable, enable or delete an environment")
-    env_sub = env.add_subparsers(dest="env_command", required=True)
+    env_sub = env.add_subparsers(dest="env_command", metavar="ACTION", required=True)
     p = _lifecycle_parser(env_sub, "create", "add an environment for a branch and deploy it", add_config_args)
-    p.add_argument("--branch", required=True)
-    p.add_argument("--type", choices=ENV_TYPES, default="development")
+    p.add_argument("--branch", required=True, help=_BRANCH_HELP)
+    p.add_argument("--type", choices=ENV_TYPES, default="development", help="environment type (default: development)")
     p.add_argument("--template", help="template of the team (default: its `default` or only template)")
     p.add_argument("--image", help="Odoo image (instead of a template's)")
     p.set_defaults(handler=_env_create)
     p = _lifecycle_parser(env_sub, "disable", "stop serving an environment; keep its database", add_config_args)
-    p.add_argument("--branch", required=True)
+    p.add_argument("--branch", required=True, help=_BRANCH_HELP)
     p.set_defaults(handler=_env_disable)
     p = _lifecycle_parser(env_sub, "enable", "serve a disabled environment again", add_config_args)
-    p.add_argument("--branch", required=True)
+    p.add_argument("--branch", required=True, help=_BRANCH_HELP)
     p.set_defaults(handler=_env_enable)
     p = _lifecycle_parser(env_sub, "delete", "delete an environment and its database", add_config_args)
-    p.add_argument("--branch", required=True)
+    p.add_argument("--branch", required=True, help=_BRANCH_HELP)
     p.add_argument("--force", action="store_true", help="delete a production environment without a backup")
     p.set_defaults(handler=_env_delete)
 
     template = sub.add_parser("template", help="init, list or delete a team's templates")
-    template_sub = template.add_subparsers(dest="template_command", required=True)
+    template_sub = template.add_subparsers(dest="template_command", metavar="ACTION", required=True)
     p = _lifecycle_parser(template_sub, "init", "add a template database (Oduflow's init-template)", add_config_args)
-    p.add_argument("--name", required=True)
+    p.add_argument("--name", required=True, help=_TEMPLATE_HELP)
     p.add_argument("--image", required=True, help="Odoo image of the template")
     p.add_argument("--modules", help="modules installed in the template, comma-separated (default: base,web)")
     p.set_defaults(handler=_template_init)
@@ -73,7 +75,7 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
     p.add_argument("--team", help="team id (default: the only team, else 1)")
     p.set_defaults(handler=_template_list)
     p = _lifecycle_parser(template_sub, "delete", "delete a template no environment uses", add_config_args)
-    p.add_argument("--name", required=True)
+    p.add_argument("--name", required=True, help=_TEMPLATE_HELP)
     p.set_defaults(handler=_template_delete)
 
     p = _lifecycle_parser(
