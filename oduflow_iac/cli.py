@@ -78,9 +78,13 @@ def _cmd_lock(ns: argparse.Namespace) -> int:
     from oduflow_iac import ports
     from oduflow_iac.stack_settings import resolve_config
 
-    config, _ = resolve_config(ns.config, ns.stack, ns.project_dir)
+    config, _ = resolve_config(ns.config, ns.stack, ns.project_dir, move_ports=ns.move)
     path = ports.lock_path_for(config.path)
-    changed = ports.write_lock(path, ports.lock_from(config))
+    before = ports.read_lock(path)
+    after = ports.lock_from(config)
+    changed = ports.write_lock(path, after)
+    for team_id, branch, old, new in ports.moves(before, after):
+        print(f"{path}: team {team_id} {branch}: port {old} -> {new}")
     print(f"{path}: {'updated' if changed else 'unchanged'}")
     return EXIT_OK
 
@@ -121,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lock", help="record every environment's host port in the port lock beside the config")
     _add_config_args(p)
+    p.add_argument(
+        "--move",
+        action="store_true",
+        help="let a pinned `port` take a port the lock gives to another environment, which moves to a new one",
+    )
     p.set_defaults(handler=_cmd_lock)
 
     p = sub.add_parser("policy-config", help="render the policy pack's config JSON from oduflow.toml")

@@ -103,18 +103,19 @@ def read_stack_settings(stack: str, project_dir: Path | None = None) -> StackSet
 
 
 def resolve_config(
-    config_path: Path | None, stack: str, project_dir: Path | None = None
+    config_path: Path | None, stack: str, project_dir: Path | None = None, *, move_ports: bool = False
 ) -> tuple[Config, StackSettings | None]:
-    """The oduflow.toml to use: `--config` when given, else the stack's `oduflow:configFile`."""
+    """The oduflow.toml to use: `--config` when given, else the stack's `oduflow:configFile`.
+    `move_ports`: see `load_config`."""
     if config_path is not None:
         settings = None
         try:
             settings = read_stack_settings(stack, project_dir)
         except UsageError:
             settings = None  # an explicit config file works without a project around it
-        return load_config(config_path), settings
+        return load_config(config_path, move_ports=move_ports), settings
     settings = read_stack_settings(stack, project_dir)
     relative = settings.get("configFile")
     if not relative:
         raise ConfigError.single(str(settings.stack_file), "config.oduflow:configFile", "required key is missing")
-    return load_config(settings.project_dir / relative), settings
+    return load_config(settings.project_dir / relative, move_ports=move_ports), settings

@@ -24,11 +24,12 @@ from oduflow_iac.config.checks import cross_checks
 # Loading
 
 
-def load_config(path: str | Path, *, lock_path: str | Path | None = None) -> Config:
+def load_config(path: str | Path, *, lock_path: str | Path | None = None, move_ports: bool = False) -> Config:
     """Read, validate and return an oduflow.toml. Raises `ConfigError` on any problem.
 
     Host ports come from the port lock beside the file (`ports.lock_path_for`) when it exists, so
-    an environment keeps its port whatever else changes in the file.
+    an environment keeps its port whatever else changes in the file. A pin on a port the lock
+    gives to another environment is a problem, unless `move_ports` (that environment moves).
     """
     from oduflow_iac import ports  # ports depends on this module's models
 
@@ -51,7 +52,7 @@ def load_config(path: str | Path, *, lock_path: str | Path | None = None) -> Con
     config._path = path
     lock_file = Path(lock_path) if lock_path is not None else ports.lock_path_for(path)
     lock = ports.read_lock(lock_file)
-    config._ports = ports.assign_all(config, lock, shown)
+    config._ports = ports.assign_all(config, lock, shown, lock_name=lock_file.name, move=move_ports)
     config._unlocked = [
         f"{team_id}/{env.branch}"
         for team_id, team in config.teams
