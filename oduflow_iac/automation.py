@@ -619,7 +619,8 @@ class Lifecycle:
                 template = next(iter(team.templates))
             else:
                 raise UsageError(
-                    f"team {team_id} has no single default template: pass --template NAME or --image IMAGE"
+                    f"{self.path}: team.{team_id}.templates: no `default` template and not exactly one: "
+                    "pass --template NAME or --image IMAGE"
                 )
         values: dict[str, TomlValue] = {"branch": branch, "type": env_type}
         if template is not None:
@@ -689,7 +690,7 @@ class Lifecycle:
         return self._finish(outcome, config, team_id, extra)
 
     def _backup_before_delete(self, config: Config, team_id: str, env: Any, force: bool, outcome: Outcome) -> bool:
-        where = f"environment {env.branch!r} of team {team_id} is production"
+        where = f"{self.path}: team.{team_id}: environment {env.branch!r} is production"
         if config.backup is None:
             if not force:
                 raise UsageError(
@@ -752,7 +753,7 @@ class Lifecycle:
         users = [e.branch for e in team.environments if e.template == name]
         if users:
             raise UsageError(
-                f"template {name!r} of team {team_id} is used by {', '.join(users)}: "
+                f"{self.path}: team.{team_id}.templates.{name}: used by {', '.join(users)}: "
                 "delete those environments or give them another template first"
             )
         edit = ConfigEdit.open(self.path)

@@ -54,14 +54,15 @@ def _version() -> str:
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="oduflow.toml (default: the stack's oduflow:configFile)")
-    p.add_argument("--stack", default="local", help="stack whose config is read from stacks/ (default: local)")
+    p.add_argument("--stack", default=None, help="stack whose config is read from stacks/ (default: local)")
     p.add_argument("--project-dir", type=Path, default=None, help="directory of Pulumi.yaml (default: found upward)")
 
 
 def _cmd_validate(ns: argparse.Namespace) -> int:
-    from oduflow_iac.stack_settings import resolve_config
+    from oduflow_iac.stack_settings import print_notices, resolve_config
 
     config, _ = resolve_config(ns.config, ns.stack, ns.project_dir)
+    print_notices(config)
     teams = config.teams
     envs = sum(len(t.environments) for _, t in teams)
     print(f"{config.path}: valid: {len(teams)} teams, {envs} environments")
@@ -76,9 +77,10 @@ def _cmd_validate(ns: argparse.Namespace) -> int:
 
 def _cmd_lock(ns: argparse.Namespace) -> int:
     from oduflow_iac import ports
-    from oduflow_iac.stack_settings import resolve_config
+    from oduflow_iac.stack_settings import print_notices, resolve_config
 
     config, _ = resolve_config(ns.config, ns.stack, ns.project_dir, move_ports=ns.move)
+    print_notices(config)
     path = ports.lock_path_for(config.path)
     before = ports.read_lock(path)
     after = ports.lock_from(config)
@@ -91,9 +93,10 @@ def _cmd_lock(ns: argparse.Namespace) -> int:
 
 def _cmd_policy_config(ns: argparse.Namespace) -> int:
     from oduflow_iac.policy_config import render_policy_config
-    from oduflow_iac.stack_settings import resolve_config
+    from oduflow_iac.stack_settings import print_notices, resolve_config
 
     config, _ = resolve_config(ns.config, ns.stack, ns.project_dir)
+    print_notices(config)
     text = json.dumps(render_policy_config(config), indent=2) + "\n"
     if ns.output:
         Path(ns.output).write_text(text, encoding="utf-8")

@@ -14,7 +14,7 @@ from typing import Any
 from oduflow_iac import automation, teams
 from oduflow_iac.config import ENV_TYPES, Config
 from oduflow_iac.errors import UsageError
-from oduflow_iac.stack_settings import StackSettings, resolve_config
+from oduflow_iac.stack_settings import StackSettings, print_notices, resolve_config
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -49,8 +49,9 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
     p = _lifecycle_parser(env_sub, "create", "add an environment for a branch and deploy it", add_config_args)
     p.add_argument("--branch", required=True, help=_BRANCH_HELP)
     p.add_argument("--type", choices=ENV_TYPES, default="development", help="environment type (default: development)")
-    p.add_argument("--template", help="template of the team (default: its `default` or only template)")
-    p.add_argument("--image", help="Odoo image (instead of a template's)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--template", help="template of the team (default: its `default` or only template)")
+    source.add_argument("--image", help="Odoo image, for an environment without a template")
     p.set_defaults(handler=_env_create)
     p = _lifecycle_parser(env_sub, "disable", "stop serving an environment; keep its database", add_config_args)
     p.add_argument("--branch", required=True, help=_BRANCH_HELP)
@@ -115,6 +116,7 @@ def _operation_handler(operation: automation.Operation) -> Callable[[argparse.Na
         automation.require_pulumi_cli()
         stack = ns.stack or (automation.SHARED_STACK if ns.all else "local")
         config, settings = resolve_config(ns.config, stack, ns.project_dir)
+        print_notices(config)
         settings = _require_settings(settings, ns)
         if ns.config is not None:
             automation.check_config_file(settings, config.path)
@@ -156,6 +158,7 @@ def _lifecycle(ns: argparse.Namespace, *, deploys: bool = True) -> tuple[automat
     if deploy:
         automation.require_pulumi_cli()
     config, settings = resolve_config(ns.config, ns.stack, ns.project_dir)
+    print_notices(config)
     team_id = teams.require_team(config, ns.team) if ns.team is not None else teams.resolve_team(config)
     deploy_fn = None
     if deploy:
@@ -213,8 +216,8 @@ def _template_list(ns: argparse.Namespace) -> int:
     if not rows:
         print(f"team {team_id} has no templates")
     for name, image, modules, users in rows:
-        used = ", ".join(users) if users else "unused"
-        print(f"{name:<20} {image:<24} modules: {','.join(modules):<30} used by: {used}")
+        used = f"used by: {', '.join(users)}" if users else "not used"
+        print(f"{name:<20} {image:<24} modules: {','.join(modules):<30} {used}")
     return EXIT_OK
 
 

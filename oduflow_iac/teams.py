@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 
-from oduflow_iac.config import Config, SecretValue
+from oduflow_iac.config import Config
 from oduflow_iac.errors import UsageError
 
 SecretResolver = Callable[[str], str | None]
@@ -73,9 +73,7 @@ def match_token(
     found: str | None = None
     unresolved: list[str] = []
     for team_id, team in config.teams:
-        candidates: list[SecretValue] = [team.auth_token]
-        if team.production_token is not None:
-            candidates.append(team.production_token)
+        candidates = [t for t in (team.auth_token, team.production_token) if t is not None]
         for candidate in candidates:
             if candidate.config_key is not None:
                 value = resolver(candidate.config_key)

@@ -102,16 +102,17 @@ def plan_run(
 
 
 def plan_config(
-    config_path: str | Path | None = None, stack: str = "local", project_dir: Path | None = None
+    config_path: str | Path | None = None, stack: str | None = None, project_dir: Path | None = None
 ) -> PlannedRun:
-    """The planned run of a config (the stack's own config file when `config_path` is None)."""
+    """The planned run of a config (the stack's own config file when `config_path` is None);
+    `stack` None: the default stack `local`, optional with an explicit config file."""
     config, settings = resolve_config(Path(config_path) if config_path else None, stack, project_dir)
-    return plan_run(config, settings, stack=stack)[0]
+    return plan_run(config, settings, stack=stack or "local")[0]
 
 
 def plan(
     config_path: Path | None,
-    stack: str = "local",
+    stack: str | None = None,
     project_dir: Path | None = None,
     on_register: Callable[[PlannedResource], None] | None = None,
 ) -> PlanResult:
@@ -120,7 +121,7 @@ def plan(
     from oduflow_iac.policy_config import render_policy_config
 
     config, settings = resolve_config(config_path, stack, project_dir)
-    run, missing = plan_run(config, settings, stack=stack, on_register=on_register)
+    run, missing = plan_run(config, settings, stack=stack or "local", on_register=on_register)
     # The recorded run is large and lives until the end: keep the collector from walking it again
     # and again while the policies allocate (its cost would grow with the size of the plan). No
     # full collection first: it costs more than the little garbage it would free before the end.

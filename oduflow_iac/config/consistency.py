@@ -1,0 +1,46 @@
+"""Input that would otherwise be dropped without a word, or that contradicts itself.
+
+- an `odoo_options` key oduflow-iac sets itself (`odoo_conf.PROTECTED_OPTIONS`: the database
+  filter, name, credentials and master password) would be silently replaced: refused instead;
+- an environment with both a `template` and an `odoo_image` of another Odoo version would clone
+  a database of one version and run it on another: refused.
+"""
+
+from __future__ import annotations
+
+from oduflow_iac.config.model import Config
+from oduflow_iac.errors import Problem
+
+
+def consistency_problems(config: Config, shown: str) -> list[Problem]:
+    from oduflow_iac.cascade import odoo_version
+    from oduflow_iac.odoo_conf import PROTECTED_OPTIONS
+
+    problems: list[Problem] = []
+    for team_id, team in config.teams:
+        for i, env in enumerate(team.environments):
+            key = f"team.{team_id}.environments[{i}]"
+            for option in sorted(set(env.odoo_options) & PROTECTED_OPTIONS):
+                problems.append(
+                    Problem(
+                        shown,
+                        f"{key}.odoo_options.{option}",
+                        "set by oduflow-iac itself (it keeps each environment to its own database and "
+                        "credentials) and cannot be overridden; remove it",
+                    )
+                )
+            template = team.templates.get(env.template) if env.template else None
+            if template is None or env.odoo_image is None:
+                continue
+            theirs, ours = odoo_version(template.odoo_image), odoo_version(env.odoo_image)
+            if theirs is not None and ours is not None and theirs != ours:
+                problems.append(
+                    Problem(
+                        shown,
+                        f"{key}.odoo_image",
+                        f"{env.odoo_image!r} is Odoo {ours} but template {env.template!r} is Odoo {theirs} "
+                        f"({template.odoo_image}): its database cannot run on another version; "
+                        "remove odoo_image, or use a template of that version",
+                    )
+                )
+    return problems
