@@ -636,14 +636,19 @@ class Lifecycle:
 
     def set_disabled(self, team_id: str, branch: str, disabled: bool) -> Outcome:
         config = self._config(team_id)
-        self._environment(config, team_id, branch)
+        env = self._environment(config, team_id, branch)
         edit = ConfigEdit.open(self.path)
         changed = edit.set_environment_key(team_id, branch, "disabled", True if disabled else None)
         config = edit.save(self.path)
         word = "disabled" if disabled else "enabled"
-        lines = edit.summary if changed else [f"environment {branch!r} of team {team_id} is already {word}"]
+        if not changed:
+            # Nothing to deploy: saying "run up to apply" would send the user after nothing.
+            return self._outcome(f"environment {branch!r} of team {team_id} is already {word}; nothing to do")
+        lines = list(edit.summary)
         if disabled:
-            lines = [*lines, "its Odoo container is removed; its database and filestore are kept"]
+            lines.append("its Odoo container is removed; its database and filestore are kept")
+            if env.type == "production":
+                lines.insert(0, f"WARNING: {branch!r} is a production environment: it stops serving its users")
         return self._finish(self._outcome(*lines), config, team_id)
 
     def delete_environment(self, team_id: str, branch: str, *, force: bool = False) -> Outcome:
@@ -796,6 +801,9 @@ class Lifecycle:
         for branch in sorted(gone - {e.branch for e in team.environments}):
             outcome.add(f"no environment for gone branch {branch!r}")
         if dry_run:
+            # Listing is read-only: a dry run still lists the orphans (and removes none).
+            if orphans or remove_orphans:
+                self._orphans(config, team_id, False, outcome)
             outcome.add("dry run: nothing changed")
             return outcome
         if doomed:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from oduflow_iac.errors import OduflowError
+from oduflow_iac.wording import plural
 
 EXIT_OK = 0
 EXIT_VIOLATIONS = 1
@@ -65,12 +66,15 @@ def _cmd_validate(ns: argparse.Namespace) -> int:
     print_notices(config)
     teams = config.teams
     envs = sum(len(t.environments) for _, t in teams)
-    print(f"{config.path}: valid: {len(teams)} teams, {envs} environments")
+    disabled = sum(1 for _, t in teams for e in t.environments if e.disabled)
+    note = f" ({disabled} disabled)" if disabled else ""
+    print(f"{config.path}: valid: {plural(len(teams), 'team')}, {plural(envs, 'environment')}{note}")
     for team_id, team in teams:
         for env in team.environments:
+            state = "  disabled" if env.disabled else ""
             print(
                 f"  team {team_id}  {env.type:<11}  {env.branch:<30}  "
-                f"port {config.environment_port(team_id, env.branch)}  {config.env_hostname(team_id, env)}"
+                f"port {config.environment_port(team_id, env.branch)}  {config.env_hostname(team_id, env)}{state}"
             )
     return EXIT_OK
 

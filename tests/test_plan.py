@@ -282,7 +282,7 @@ def test_unlocked_ports_are_pointed_out(write_config: Callable[[str], Path]) -> 
 
     path = write_config(INLINE)
     text = render_markdown(plan(path, project_dir=ROOT))
-    assert "3 environment(s) have no port in oduflow.ports.json (1/main, 1/feature/login, 2/main)" in text
+    assert "3 environments have no port in oduflow.ports.json (1/main, 1/feature/login, 2/main)" in text
     assert main(["lock", "--config", str(path)]) == 0
     assert ports.lock_path_for(path).exists()
     assert "have no port in" not in render_markdown(plan(path, project_dir=ROOT))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from oduflow_iac.errors import UsageError
 from oduflow_iac.offline.harness import UNKNOWN, PlannedResource, PlannedRun, Secret, redact, run_offline
 from oduflow_iac.program import ProgramSettings, build
 from oduflow_iac.stack_settings import StackSettings, resolve_config
+from oduflow_iac.wording import plural
 
 if TYPE_CHECKING:
     from oduflow_iac.offline.bridge import Violation
@@ -115,13 +117,19 @@ def plan(
     stack: str | None = None,
     project_dir: Path | None = None,
     on_register: Callable[[PlannedResource], None] | None = None,
+    on_phase: Callable[[str, Config], None] | None = None,
 ) -> PlanResult:
-    """Plan and check: the run plus every policy, with the policy config rendered from the same file."""
+    """Plan and check: the run plus every policy, with the policy config rendered from the same file.
+    `on_phase("program" | "policies", config)` is called as each long phase starts (progress)."""
     from oduflow_iac.offline.bridge import run_policies
     from oduflow_iac.policy_config import render_policy_config
 
     config, settings = resolve_config(config_path, stack, project_dir)
+    if on_phase is not None:
+        on_phase("program", config)
     run, missing = plan_run(config, settings, stack=stack or "local", on_register=on_register)
+    if on_phase is not None:
+        on_phase("policies", config)
     # The recorded run is large and lives until the end: keep the collector from walking it again
     # and again while the policies allocate (its cost would grow with the size of the plan). No
     # full collection first: it costs more than the little garbage it would free before the end.
@@ -137,16 +145,62 @@ def plan(
 # Output
 
 
+# Version of the JSON plan's shape; raised when a key is removed or changes meaning.
+JSON_FORMAT_VERSION = 1
+
+
 def to_json(result: PlanResult) -> dict[str, Any]:
     """The JSON contract other tools read. Every secret is "[secret]"."""
     run = result.run
     return {
+        "format_version": JSON_FORMAT_VERSION,
         "project": run.project,
         "stack": run.stack,
-        "resources": [_resource_doc(r, redact(r.inputs)) for r in run.resources],
+        "resources": [_resource_doc(r, whole_numbers(redact(r.inputs))) for r in run.resources],
         "violations": [_violation_doc(v) for v in result.violations],
+        "notes": plan_notes(result),
         "summary": _summary_doc(result),
     }
+
+
+def whole_numbers(value: Any) -> Any:
+    """Numbers as the program wrote them: the engine's wire format (a protobuf Struct) has only
+    doubles, so a port 50000 comes back as 50000.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    if isinstance(value, Secret):
+        return Secret(whole_numbers(value.value))
+    return value
+
+
+def plan_notes(result: PlanResult) -> list[dict[str, Any]]:
+    """What the table and the markdown say besides resources and violations, for tools."""
+    notes: list[dict[str, Any]] = [
+        {"kind": "config", "file": n.file, "key": n.key, "message": n.message} for n in result.config.notices
+    ]
+    if result.config.unlocked_environments:
+        notes.append(
+            {
+                "kind": "unlocked-ports",
+                "environments": list(result.config.unlocked_environments),
+                "message": _unlocked_note(result.config),
+            }
+        )
+    if result.missing_secrets:
+        keys = list(result.missing_secrets)
+        notes.append({"kind": "missing-secrets", "keys": keys, "message": _missing_note(result)})
+    return notes
+
+
+def _missing_note(result: PlanResult) -> str:
+    return (
+        f"the stack has no value yet for {', '.join(result.missing_secrets)}: "
+        "set each with `pulumi config set --secret KEY ...` before `pulumi up`"
+    )
 
 
 def _violation_doc(v: Violation) -> dict[str, Any]:
@@ -197,14 +251,17 @@ def render_json(result: PlanResult) -> str:
     def array(rows: list[str]) -> str:
         return "[\n" + ",\n".join(f"    {row}" for row in rows) + "\n  ]" if rows else "[]"
 
-    resources = [_redacted_json(_resource_doc(r, r.inputs)) for r in run.resources]
+    resources = [_redacted_json(_resource_doc(r, whole_numbers(r.inputs))) for r in run.resources]
     violations = [json.dumps(_violation_doc(v)) for v in result.violations]
+    notes = [json.dumps(n) for n in plan_notes(result)]
     summary = json.dumps(_summary_doc(result), indent=2).replace("\n", "\n  ")
     lines = [
+        f'  "format_version": {JSON_FORMAT_VERSION}',
         f'  "project": {json.dumps(run.project)}',
         f'  "stack": {json.dumps(run.stack)}',
         f'  "resources": {array(resources)}',
         f'  "violations": {array(violations)}',
+        f'  "notes": {array(notes)}',
         f'  "summary": {summary}',
     ]
     return "{\n" + ",\n".join(lines) + "\n}\n"
@@ -251,7 +308,10 @@ def render_table(result: PlanResult, out: Any = None) -> None:
 
     console = Console(file=out or sys.stdout, highlight=False)
     if not console.is_terminal:
-        console = Console(file=out or sys.stdout, highlight=False, width=160)
+        # Piped: the width the user asked for (COLUMNS), else one wide enough for the tree.
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else 160
+        console = Console(file=out or sys.stdout, highlight=False, width=width)
     run = result.run
     title = f"oduflow plan · project {run.project} · stack {run.stack}"
     tree = Tree(f"[bold]{title}[/bold]")
@@ -276,15 +336,12 @@ def render_table(result: PlanResult, out: Any = None) -> None:
             colour = "red" if v.level == "mandatory" else "yellow"
             table.add_row(v.policy, f"[{colour}]{v.level}[/{colour}]", _escape(_short_urn(v.urn)), _escape(v.message))
         console.print(table)
+    # Sentences are not wrapped by us: a terminal wraps them between words, a pipe keeps them whole.
     if result.config.unlocked_environments:
-        console.print(f"[yellow]note:[/yellow] {_escape(_unlocked_note(result.config))}")
+        console.print(f"[yellow]note:[/yellow] {_escape(_unlocked_note(result.config))}", soft_wrap=True)
     if result.missing_secrets:
-        keys = ", ".join(result.missing_secrets)
-        console.print(
-            f"[yellow]note:[/yellow] the stack has no value yet for {_escape(keys)}: "
-            "set each with `pulumi config set --secret KEY ...` before `pulumi up`"
-        )
-    console.print(_summary_line(result))
+        console.print(f"[yellow]note:[/yellow] {_escape(_missing_note(result))}", soft_wrap=True)
+    console.print(_summary_line(result), soft_wrap=True)
 
 
 def _unlocked_note(config: Config) -> str:
@@ -293,7 +350,8 @@ def _unlocked_note(config: Config) -> str:
     envs = config.unlocked_environments
     shown = ", ".join(envs[:5]) + (f" and {len(envs) - 5} more" if len(envs) > 5 else "")
     return (
-        f"{len(envs)} environment(s) have no port in {lock_path_for(config.path).name} ({shown}): "
+        f"{plural(len(envs), 'environment')} {'has' if len(envs) == 1 else 'have'} no port in "
+        f"{lock_path_for(config.path).name} ({shown}): "
         "run `oduflow-iac lock` and commit the file, so their ports never move"
     )
 
@@ -311,7 +369,10 @@ def _short_urn(urn: str | None) -> str:
 def _summary_line(result: PlanResult) -> str:
     m, a = len(result.mandatory), len(result.advisory)
     verdict = "[red]blocked by mandatory policy violations[/red]" if m else "[green]policies pass[/green]"
-    return f"Plan: {len(result.run.resources)} resources to create · {m} mandatory, {a} advisory violations · {verdict}"
+    return (
+        f"Plan: {plural(len(result.run.resources), 'resource')} to create · {m} mandatory, "
+        f"{plural(a, 'advisory violation')} · {verdict}"
+    )
 
 
 # GitHub refuses a comment over 65,536 characters; what the workflow adds must fit as well.
@@ -468,27 +529,37 @@ def plan_command(ns: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from oduflow_iac.stack_settings import print_notices
+
     err = Console(stderr=True)
+    # On a terminal only (never in a pipe or a CI log): what it is doing, and how far along.
     progress = Progress(
-        TextColumn("planning"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("environments"),
         TimeElapsedColumn(),
         console=err,
         transient=True,
         disable=not err.is_terminal,
     )
-    total = {"envs": 0}
-    task = progress.add_task("plan", total=None)
+    task = progress.add_task("reading the config", total=None)
+    done = {"envs": 0}
+
+    def on_phase(phase: str, config: Config) -> None:
+        if phase == "program":
+            total = sum(len(t.environments) for _, t in config.teams)
+            progress.update(task, description="declaring environments", total=total or None, completed=0)
+        else:
+            progress.update(task, description="checking policies", total=None)
 
     def on_register(r: PlannedResource) -> None:
         if r.type == f"{COMPONENT_PREFIX}OdooEnvironment":
-            total["envs"] += 1
-            progress.update(task, completed=total["envs"])
+            done["envs"] += 1
+            progress.update(task, completed=done["envs"])
 
     with progress:
-        result = plan(ns.config, ns.stack, ns.project_dir, on_register=on_register)
+        result = plan(ns.config, ns.stack, ns.project_dir, on_register=on_register, on_phase=on_phase)
+    print_notices(result.config)
     if ns.format == "json":
         sys.stdout.write(render_json(result))
     elif ns.format == "markdown":
