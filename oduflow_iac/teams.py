@@ -145,7 +145,7 @@ def resolve_team(
             if unresolved:
                 names = ", ".join(env_var_for(k) for k in unresolved)
                 hint = f" (could not read the secret tokens {', '.join(unresolved)}: set {names})"
-            raise UsageError(f"the token matches no team's auth_token{hint}")
+            raise UsageError(f"{config.path}: the token matches no team's auth_token{hint}")
     if host:
         team_id = match_host(config, host)
         if team_id is not None:
@@ -155,7 +155,10 @@ def resolve_team(
     if DEFAULT_TEAM in config.team:
         return DEFAULT_TEAM
     teams = ", ".join(t for t, _ in config.teams)
-    raise UsageError(f"cannot tell the team: no token or host matched and there is no team 1 (teams: {teams})")
+    raise UsageError(
+        f"{config.path}: cannot tell the team: no token or host matched and there is no team 1 (teams: {teams}); "
+        "pass --team N"
+    )
 
 
 def require_team(config: Config, team_id: str) -> str:

@@ -476,7 +476,7 @@ def _md_teams(result: PlanResult, teams: Mapping[str, str | None], listed: bool)
         else:
             types = Counter(e.type for e in team.environments)
             envs = f"{len(team.environments)}: " + ", ".join(f"{n} {t}" for t, n in sorted(types.items()))
-            port_text = f"{len(ports)} in {ports[0]}–{ports[-1]}" if ports else "–"
+            port_text = f"{plural(len(ports), 'port')} in {ports[0]}–{ports[-1]}" if ports else "–"
         rows.append(f"| {team_id} | {_md(envs)} | {per_team.get(team_id, 0)} | {port_text} |")
     intro = [
         "| team | environments | resources | ports |",
