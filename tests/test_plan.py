@@ -184,7 +184,7 @@ def test_markdown_of_a_large_plan_fits_in_a_comment() -> None:
     # Then environments and ports counted.
     text = render_markdown(result, limit=len(text) - 1)
     assert "| 1 | 4: 2 development, 1 production, 1 staging | " in text
-    assert "| 4 in 50000–50003 |" in text and "50001" not in text
+    assert "| 4 ports in 50000–50003 |" in text and "50001" not in text
     # Then as many violations as fit, mandatory first, and how many are left out.
     many = [Violation("ports", "advisory", None, f"advisory {i}") for i in range(300)]
     many += [Violation("quotas", "mandatory", None, f"mandatory {i}") for i in range(300)]
