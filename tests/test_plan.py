@@ -64,7 +64,7 @@ def test_json_contract_on_the_example() -> None:
     result = run_cli("--stack", "local", "--format", "json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert set(doc) == {"project", "stack", "resources", "violations", "summary"}
+    assert set(doc) == {"format_version", "project", "stack", "resources", "violations", "notes", "summary"}
     assert (doc["project"], doc["stack"]) == ("oduflow", "local")
     urns = {r["urn"] for r in doc["resources"]}
     for r in doc["resources"]:
