@@ -21,13 +21,14 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from oduflow_iac import backup, naming, ports, teams
+from oduflow_iac import backup, naming, ports, teams, tunnel
 from oduflow_iac.config import SECRETS_NAMESPACE, Config, EnvType, branch_problem, load_config
 from oduflow_iac.editing import ConfigEdit, TomlValue
 from oduflow_iac.errors import ConfigError, OduflowError, PulumiCliMissing, UsageError
@@ -110,6 +111,110 @@ def docker_host_for(settings: StackSettings | None, config: Config) -> str:
     return value or config.platform.docker_host
 
 
+def stack_docker_host(settings: StackSettings, config: Config) -> str:
+    """The Docker host a stack's program deploys to. A `team-N` stack without its own
+    `oduflow:dockerHost` uses the shared stack's (the program reads it from the shared stack's outputs)."""
+    own = settings.get("dockerHost")
+    if own:
+        return own
+    reference = settings.get("sharedStack") if layout_of(settings) == "team" else None
+    if reference:
+        try:
+            shared = read_stack_settings(short_stack_name(reference), settings.project_dir)
+        except (UsageError, ConfigError):
+            shared = None
+        if shared is not None and shared.get("dockerHost"):
+            return shared.get("dockerHost") or ""
+    return config.platform.docker_host
+
+
+def _tunnel_target(settings: StackSettings, config: Config) -> tunnel.SshTarget | None:
+    docker_host = stack_docker_host(settings, config)
+    try:
+        return tunnel.tunnel_target(docker_host, config.platform.postgres_admin_host)
+    except ValueError as exc:
+        raise UsageError(f"Docker host of stack {settings.stack}: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# What the stack's state says (Automation API `export_stack`)
+
+CONTAINER_TYPE = "docker:index/container:Container"
+POSTGRESQL_PROVIDER_TYPE = "pulumi:providers:postgresql"
+ONE_SHOT_ROLES = ("init", "template-init", "addons-fetch")
+
+
+@dataclass(frozen=True)
+class FailedOneShot:
+    urn: str
+    name: str
+    role: str
+    exit_code: int | None
+
+    def line(self) -> str:
+        how = f"exit code {self.exit_code}" if self.exit_code is not None else "its creation failed"
+        return f"retrying {self.role} one-shot {self.name} ({how} in the last run): replacing it"
+
+
+def _resources(deployment: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    if not deployment:
+        return []
+    return [r for r in deployment.get("resources") or [] if isinstance(r, Mapping) and not r.get("delete")]
+
+
+def state_labels(resource: Mapping[str, Any]) -> dict[str, str]:
+    """A container's labels, as the provider records them: a list of {label, value} (outputs, else inputs)."""
+    for section in ("outputs", "inputs"):
+        raw = (resource.get(section) or {}).get("labels")
+        if isinstance(raw, list):
+            pairs = [item for item in raw if isinstance(item, Mapping)]
+            return {
+                item["label"]: item["value"]
+                for item in pairs
+                if isinstance(item.get("label"), str) and isinstance(item.get("value"), str)
+            }
+    return {}
+
+
+def failed_one_shots(deployment: Mapping[str, Any] | None, team: str | None = None) -> list[FailedOneShot]:
+    """One-shot containers (init, template-init, addons-fetch) whose recorded exit code is not 0, or
+    whose creation failed (`initErrors`): `oduflow-iac up` replaces them so they run again. `team`
+    keeps only that team's (a one-stack `--team` run touches nothing else)."""
+    found = []
+    for resource in _resources(deployment):
+        if resource.get("type") != CONTAINER_TYPE:
+            continue
+        labels = state_labels(resource)
+        role = labels.get(naming.LABEL_ROLE, "")
+        if role not in ONE_SHOT_ROLES or (team is not None and labels.get(naming.LABEL_TEAM) != team):
+            continue
+        outputs = resource.get("outputs") or {}
+        code = outputs.get("exitCode")
+        exit_code = int(code) if isinstance(code, (int, float)) and not isinstance(code, bool) else None
+        if (exit_code is not None and exit_code != 0) or resource.get("initErrors"):
+            name = str(outputs.get("name") or (resource.get("inputs") or {}).get("name") or resource.get("urn"))
+            found.append(FailedOneShot(str(resource.get("urn")), name, role, exit_code))
+    return sorted(found, key=lambda f: f.urn)
+
+
+def recorded_postgres_port(deployment: Mapping[str, Any] | None) -> int | None:
+    """The loopback port the stack's postgresql provider was last configured with: the port a tunnel
+    should bind so that the provider's configuration does not change (and the only one refresh and
+    destroy can use: they do not run the program and configure the provider from the state)."""
+    for resource in _resources(deployment):
+        if resource.get("type") != POSTGRESQL_PROVIDER_TYPE:
+            continue
+        inputs = resource.get("inputs") or {}
+        if str(inputs.get("host") or tunnel.LOCALHOST) not in tunnel.LOOPBACK_HOSTS:
+            continue
+        raw = inputs.get("port")
+        # Provider inputs of non-string types are JSON-encoded by the SDK (`"5432"`).
+        text = str(raw).strip().strip('"') if raw is not None else ""
+        if text.isdigit() and 1 <= int(text) <= 65535:
+            return int(text)
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # Where an operation runs
 
@@ -134,9 +239,7 @@ class Selection:
         return f"{self.stack} (team {self.team})" if self.team and self.targets else self.stack
 
 
-def select(
-    settings: StackSettings, team_id: str | None = None, *, extra_targets: Sequence[str] = ()
-) -> Selection:
+def select(settings: StackSettings, team_id: str | None = None, *, extra_targets: Sequence[str] = ()) -> Selection:
     """Where `--stack S [--team N]` runs. `extra_targets` (URNs of resources the program no longer
     declares, e.g. a removed environment) are added when the selection targets a team."""
     layout = layout_of(settings)
@@ -168,7 +271,7 @@ def team_stack_settings(shared: StackSettings, team_id: str) -> StackSettings:
             f"`oduflow-iac up --all --stack {shared.stack}` creates it, or copy stacks/Pulumi.team-1.yaml"
         ) from None
     if layout_of(settings) != "team" or (settings.get("team") or "") != team_id:
-        raise UsageError(f"stack {name} must set oduflow:layout: team and oduflow:team: \"{team_id}\"")
+        raise UsageError(f'stack {name} must set oduflow:layout: team and oduflow:team: "{team_id}"')
     return settings
 
 
@@ -184,6 +287,7 @@ class RunResult:
     message: str = ""
     changes: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
+    retried: list[str] = field(default_factory=list)  # failed one-shots this `up` replaced
 
     @property
     def exit_code(self) -> int:
@@ -193,7 +297,10 @@ class RunResult:
         if not self.ok:
             return f"{self.operation} {self.stack}: FAILED: {self.message}"
         counts = ", ".join(f"{n} {op}" for op, n in sorted(self.changes.items()) if n) or "no changes"
-        extra = f" ({self.message})" if self.message else ""
+        notes = [self.message] if self.message else []
+        if self.retried:
+            notes.append(f"retried {len(self.retried)} failed one-shot(s): {', '.join(self.retried)}")
+        extra = f" ({'; '.join(notes)})" if notes else ""
         return f"{self.operation} {self.stack}: {counts}{extra}"
 
 
@@ -237,6 +344,7 @@ class Runner:
         self.policy_renderer = policy_renderer
         self.env_vars = dict(env_vars or {})
         self.parallel = max(1, parallel)
+        self._tunnel_lock = threading.Lock()  # parallel team stacks: one port choice at a time
 
     def out(self, line: str) -> None:
         with self._lock:
@@ -274,7 +382,7 @@ class Runner:
         with tempfile.TemporaryDirectory(prefix="oduflow-policy-") as tmp:
             if operation in ("preview", "up") and self.policy:
                 kwargs.update(self._policy_args(config, Path(tmp)))
-            result = self._invoke(operation, selection, kwargs)
+            result = self._invoke(operation, selection, config, kwargs, prefix)
         self.out(prefix + result.line())
         return result
 
@@ -288,25 +396,31 @@ class Runner:
         config_file.write_text(text, encoding="utf-8")
         return {"policy_packs": [str(pack)], "policy_pack_configs": [str(config_file)]}
 
-    def _invoke(self, operation: Operation, selection: Selection, kwargs: dict[str, Any]) -> RunResult:
+    def _invoke(
+        self, operation: Operation, selection: Selection, config: Config, kwargs: dict[str, Any], prefix: str = ""
+    ) -> RunResult:
         from pulumi.automation import CommandError, InvalidVersionError, StackNotFoundError
 
         name = selection.stack
         try:
             stack = self._stack(name, create=operation in ("preview", "up"))
-            if operation == "preview":
-                preview = stack.preview(**kwargs)
-                return RunResult(name, operation, True, changes=dict(preview.change_summary or {}))
+            target = _tunnel_target(selection.settings, config)
+            deployment: Mapping[str, Any] | None = None
+            if operation == "up" or target is not None:
+                deployment = stack.export_stack().deployment
+            retried: list[FailedOneShot] = []
             if operation == "up":
-                up = stack.up(**kwargs)
-                outputs = {k: ("[secret]" if v.secret else v.value) for k, v in (up.outputs or {}).items()}
-                changes = dict(up.summary.resource_changes or {})
-                return RunResult(name, operation, True, changes=changes, outputs=outputs)
-            if operation == "refresh":
-                refreshed = stack.refresh(**kwargs)
-                return RunResult(name, operation, True, changes=dict(refreshed.summary.resource_changes or {}))
-            destroyed = stack.destroy(**kwargs)
-            return RunResult(name, operation, True, changes=dict(destroyed.summary.resource_changes or {}))
+                team = selection.team if selection.targets else None
+                retried = failed_one_shots(deployment, team)
+                for failed in retried:
+                    self.out(prefix + failed.line())
+                if retried:
+                    kwargs = {**kwargs, "replace": [f.urn for f in retried]}
+            with self._tunnel(operation, config, target, deployment, prefix) as env:
+                stack.workspace.env_vars = {**self.env_vars, **env}
+                result = self._engine(operation, stack, name, kwargs)
+            result.retried = [f.name for f in retried]
+            return result
         except StackNotFoundError:
             return RunResult(name, operation, False, f"stack {name} does not exist (nothing to {operation})")
         except CommandError as exc:
@@ -319,6 +433,57 @@ class Runner:
             raise UsageError(f"the Pulumi CLI is not usable: `pulumi version` exited with {exc.returncode}") from None
         except FileNotFoundError:
             raise PulumiCliMissing(f"the Pulumi CLI (`pulumi`) could not be run: {INSTALL_HINT}") from None
+        except tunnel.TunnelError as exc:
+            return RunResult(name, operation, False, str(exc))
+
+    @staticmethod
+    def _engine(operation: Operation, stack: Any, name: str, kwargs: dict[str, Any]) -> RunResult:
+        if operation == "preview":
+            preview = stack.preview(**kwargs)
+            return RunResult(name, operation, True, changes=dict(preview.change_summary or {}))
+        if operation == "up":
+            up = stack.up(**kwargs)
+            outputs = {k: ("[secret]" if v.secret else v.value) for k, v in (up.outputs or {}).items()}
+            changes = dict(up.summary.resource_changes or {})
+            return RunResult(name, operation, True, changes=changes, outputs=outputs)
+        if operation == "refresh":
+            refreshed = stack.refresh(**kwargs)
+            return RunResult(name, operation, True, changes=dict(refreshed.summary.resource_changes or {}))
+        destroyed = stack.destroy(**kwargs)
+        return RunResult(name, operation, True, changes=dict(destroyed.summary.resource_changes or {}))
+
+    @contextmanager
+    def _tunnel(
+        self,
+        operation: Operation,
+        config: Config,
+        target: tunnel.SshTarget | None,
+        deployment: Mapping[str, Any] | None,
+        prefix: str,
+    ) -> Iterator[dict[str, str]]:
+        """The environment of one run: for an ssh:// Docker host, an SSH tunnel to its PostgreSQL, open
+        for the run and closed after it (also on error or Ctrl-C), and the local port it listens on."""
+        if target is None:
+            yield {}
+            return
+        # refresh and destroy do not run the program: the engine configures the provider from the
+        # state, so only the port recorded there works. preview and up (targeted ones too: the engine
+        # targets providers implicitly, pulumi/pulumi pkg/resource/deploy/step_generator.go,
+        # isImplicitlyTargetedResource) take that port when free, so the provider does not change,
+        # else any free port (the provider is then updated in place, nothing is replaced).
+        strict = operation in ("refresh", "destroy")
+        remote = config.platform.postgres_port
+        with self._tunnel_lock:
+            opened = tunnel.open_tunnel(target, remote, preferred=recorded_postgres_port(deployment), strict=strict)
+        try:
+            self.out(
+                f"{prefix}tunnel: {tunnel.LOCALHOST}:{opened.local_port} -> "
+                f"{target.destination} {tunnel.LOCALHOST}:{remote} (PostgreSQL, over ssh)"
+            )
+            yield tunnel.tunnel_env(opened)
+        finally:
+            opened.close()
+            self.out(f"{prefix}tunnel: closed {tunnel.LOCALHOST}:{opened.local_port}")
 
     # -- the per-team layout ------------------------------------------------------------------
 
@@ -414,6 +579,60 @@ class Runner:
         team_ids = [t for t, _ in config.teams]
         with ThreadPoolExecutor(max_workers=min(self.parallel, max(1, len(team_ids)))) as pool:
             return list(pool.map(one, team_ids))
+
+
+# --------------------------------------------------------------------------------------------
+# Odoo admin credentials (the secret stack output `odooAdmin`)
+
+ADMIN_OUTPUT = "odooAdmin"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    login: str
+    password: str = field(repr=False)  # never in a repr, a log line or an exception
+
+
+def credentials_key(team_id: str, branch: str) -> str:
+    """The key of an environment in `odooAdmin`: `<team>/<branch>`, the branch as in oduflow.toml."""
+    return f"{team_id}/{branch}"
+
+
+def credentials_from_outputs(outputs: Mapping[str, Any], stack: str, team_id: str, branch: str) -> Credentials:
+    """The admin login and password of one environment from a stack's outputs (values in clear)."""
+    table = outputs.get(ADMIN_OUTPUT)
+    if not isinstance(table, Mapping):
+        raise UsageError(
+            f"stack {stack} has no {ADMIN_OUTPUT} output: deploy it first (`oduflow-iac up --stack {stack}`)"
+        )
+    entry = table.get(credentials_key(team_id, branch))
+    if not isinstance(entry, Mapping):
+        raise UsageError(
+            f"stack {stack} holds no admin credentials for environment {branch!r} of team {team_id}: "
+            "deploy it first (`oduflow-iac up`)"
+        )
+    login, password = entry.get("login"), entry.get("password")
+    if not isinstance(login, str) or not isinstance(password, str):
+        key = credentials_key(team_id, branch)
+        raise UsageError(f"stack {stack}: {ADMIN_OUTPUT}[{key!r}] is not a login and a password")
+    return Credentials(login, password)
+
+
+def read_credentials(project_dir: Path, selection: Selection, team_id: str, branch: str) -> Credentials:
+    """An environment's Odoo admin credentials from the stack that deploys it (its `team-N` stack in
+    the per-team layout). The secret is decrypted by the Pulumi CLI and only returned."""
+    from pulumi import automation as auto
+
+    require_pulumi_cli()
+    try:
+        stack = auto.select_stack(selection.stack, work_dir=str(project_dir.resolve()))
+        outputs = {k: v.value for k, v in stack.outputs().items()}
+    except auto.StackNotFoundError:
+        raise UsageError(f"stack {selection.stack} does not exist: deploy it first") from None
+    except auto.CommandError as exc:
+        message = command_error_message(exc)
+        raise UsageError(f"could not read the outputs of stack {selection.stack}: {message}") from None
+    return credentials_from_outputs(outputs, selection.stack, team_id, branch)
 
 
 def stack_secrets(project_dir: Path, stack: str) -> teams.SecretResolver:
@@ -527,8 +746,14 @@ def environment_info(config: Config, team_id: str, branch: str) -> EnvironmentIn
     port = config.environment_port(team_id, branch)
     scheme = "https" if config.platform.tls else "http"
     return EnvironmentInfo(
-        team_id, branch, env.type, f"{scheme}://{host}", host, port,
-        f"http://{config.platform.publish_address}:{port}", env.disabled,
+        team_id,
+        branch,
+        env.type,
+        f"{scheme}://{host}",
+        host,
+        port,
+        f"http://{config.platform.publish_address}:{port}",
+        env.disabled,
     )
 
 
@@ -671,9 +896,7 @@ class Lifecycle:
             else:
                 outcome.add(f"step 1/2: {branch!r} is marked protect = false; deploying that first")
             if self.deploy is None:
-                outcome.add(
-                    "not deployed (--no-deploy): run `oduflow-iac up`, then `env delete` again to remove it"
-                )
+                outcome.add("not deployed (--no-deploy): run `oduflow-iac up`, then `env delete` again to remove it")
                 return outcome
             first = self.deploy(config, team_id, ())
             outcome.runs.append(first)
@@ -723,9 +946,7 @@ class Lifecycle:
         if force:
             outcome.add(f"WARNING: the backup job failed (exit {result.code}); deleting anyway (--force)")
             return True
-        outcome.add(
-            f"the backup job failed (exit {result.code}); nothing was changed (pass --force to delete anyway)"
-        )
+        outcome.add(f"the backup job failed (exit {result.code}); nothing was changed (pass --force to delete anyway)")
         return False
 
     # -- templates ----------------------------------------------------------------------------
@@ -827,10 +1048,14 @@ class Lifecycle:
         env = {"DOCKER_HOST": self.docker_host or config.platform.docker_host}
         listed = self.docker(
             [
-                "ps", "-a",
-                "--filter", f"label={naming.LABEL_TEAM}={team_id}",
-                "--filter", f"label={naming.LABEL_MANAGED}=true",
-                "--format", "{{.Names}}",
+                "ps",
+                "-a",
+                "--filter",
+                f"label={naming.LABEL_TEAM}={team_id}",
+                "--filter",
+                f"label={naming.LABEL_MANAGED}=true",
+                "--format",
+                "{{.Names}}",
             ],
             env,
         )

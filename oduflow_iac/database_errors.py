@@ -80,7 +80,7 @@ def explain_clone_failure(exc_message: str) -> str | None:
     if no_copy:
         template = _unquote(no_copy.group("template"))
         return (
-            f'Cannot create the environment database{target}: the connecting role may not copy '
+            f"Cannot create the environment database{target}: the connecting role may not copy "
             f'"{template}". Only a superuser, the template\'s owner, or anyone when the database '
             "is marked IS_TEMPLATE may clone it: mark the template database with IS_TEMPLATE true "
             "or connect as the platform's superuser."

@@ -8,6 +8,7 @@ Commands that deploy check for the `pulumi` executable before anything else (`--
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -64,6 +65,16 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
     p.add_argument("--force", action="store_true", help="delete a production environment without a backup")
     p.set_defaults(handler=_env_delete)
 
+    p = env_sub.add_parser("credentials", help="print an environment's Odoo admin login and password")
+    add_config_args(p)
+    p.add_argument("--team", help="team id (default: the only team, else 1)")
+    p.add_argument("--branch", required=True)
+    p.add_argument(
+        "--show-secret", "--show", dest="show_secret", action="store_true",
+        help="print the password even when stdout is not a terminal (a pipe, a file, a CI log)",
+    )
+    p.set_defaults(handler=_env_credentials)
+
     template = sub.add_parser("template", help="init, list or delete a team's templates")
     template_sub = template.add_subparsers(dest="template_command", metavar="ACTION", required=True)
     p = _lifecycle_parser(template_sub, "init", "add a template database (Oduflow's init-template)", add_config_args)
@@ -83,7 +94,10 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
         sub, "cleanup", "remove environments of gone branches (and disabled ones), report leftovers", add_config_args
     )
     p.add_argument(
-        "--gone-branches", action="append", default=[], metavar="A,B",
+        "--gone-branches",
+        action="append",
+        default=[],
+        metavar="A,B",
         help="branches deleted from git: their (unprotected) environments are removed; repeatable",
     )
     p.add_argument("--remove-disabled", action="store_true", help="also remove disabled (unprotected) environments")
@@ -203,6 +217,35 @@ def _env_enable(ns: argparse.Namespace) -> int:
 def _env_delete(ns: argparse.Namespace) -> int:
     lifecycle, _, team_id = _lifecycle(ns)
     return _print(lifecycle.delete_environment(team_id, ns.branch, force=ns.force))
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _env_credentials(ns: argparse.Namespace) -> int:
+    config, settings = resolve_config(ns.config, ns.stack, ns.project_dir)
+    team_id = teams.require_team(config, ns.team) if ns.team is not None else teams.resolve_team(config)
+    branches = [e.branch for e in config.team[team_id].environments]
+    if ns.branch not in branches:
+        raise UsageError(
+            f"{config.path}: team {team_id} has no environment for branch {ns.branch!r} "
+            f"(environments: {', '.join(branches) or 'none'})"
+        )
+    # A password printed into a pipe ends up in files and CI logs: only a person at a terminal, or
+    # an explicit flag, gets it. Checked before the secret is even read.
+    if not (ns.show_secret or stdout_is_terminal()):
+        raise UsageError(
+            "not printing a password to something that is not a terminal: "
+            "run it in a terminal, or pass --show-secret to print it anyway"
+        )
+    settings = _require_settings(settings, ns)
+    selection = automation.select(settings, team_id)
+    credentials = automation.read_credentials(settings.project_dir, selection, team_id, ns.branch)
+    print(f"environment {ns.branch!r} of team {team_id} (stack {selection.stack})")
+    print(f"login:    {credentials.login}")
+    print(f"password: {credentials.password}")
+    return EXIT_OK
 
 
 def _template_init(ns: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ Three layouts, chosen by stack config:
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import pulumi_cloudflare as cloudflare
 import pulumi_docker as docker
 import pulumi_postgresql as postgresql
 
-from oduflow_iac import naming
+from oduflow_iac import naming, tunnel
 from oduflow_iac.components import SharedInfra, SharedInfraArgs, SharedRefs, TeamStack, TeamStackArgs
 from oduflow_iac.components.common import as_secret
 from oduflow_iac.components.shared_infra import POSTGRES_INTERNAL_PORT, POSTGRES_SUPERUSER
@@ -88,6 +90,7 @@ def build(config: Config, settings: ProgramSettings) -> None:
                 dns=config.dns,
                 dns_api_token=dns_token,
                 backup=config.backup,
+                dashboard_password=secret_input(config.platform.dashboard_password),
             ),
         )
         refs = shared.refs
@@ -127,10 +130,18 @@ def _refs_from_shared_stack(
     docker_provider = docker.Provider(
         "shared-docker", host=ref.get_output("dockerHost").apply(lambda h: str(h or settings.docker_host))
     )
+    admin_host: pulumi.Input[str] = ref.get_output("postgresAdminHost").apply(
+        lambda h: str(h or config.platform.postgres_admin_host)
+    )
+    admin_port: pulumi.Input[int] = ref.get_output("postgresAdminPort").apply(
+        lambda p: int(p or config.platform.postgres_port)
+    )
+    if config.platform.postgres_admin_port is not None:  # this run's own endpoint (e.g. its SSH tunnel)
+        admin_host, admin_port = config.platform.postgres_admin_host, config.platform.postgres_admin_port
     postgresql_provider = postgresql.Provider(
         "shared-postgresql",
-        host=ref.get_output("postgresAdminHost").apply(lambda h: str(h or config.platform.postgres_admin_host)),
-        port=ref.get_output("postgresAdminPort").apply(lambda p: int(p or config.platform.postgres_port)),
+        host=admin_host,
+        port=admin_port,
         username=POSTGRES_SUPERUSER,
         password=ref.require_output("postgresPassword").apply(str),
         sslmode="disable",
@@ -162,4 +173,54 @@ def main() -> None:
             f"{path}: "
             "run `oduflow-iac lock` and commit it, so their host ports never move"
         )
-    build(config, ProgramSettings.from_pulumi_config(config))
+    settings = ProgramSettings.from_pulumi_config(config)
+    build(reach_postgres(config, settings), settings)
+
+
+# --------------------------------------------------------------------------------------------
+# Reaching PostgreSQL from the machine that runs Pulumi (see tunnel.py)
+
+
+def _under_mocks() -> bool:
+    from pulumi.runtime.mocks import MockMonitor
+    from pulumi.runtime.settings import get_monitor
+
+    return isinstance(get_monitor(), MockMonitor)
+
+
+def reach_postgres(
+    config: Config,
+    settings: ProgramSettings,
+    environ: Mapping[str, str] | None = None,
+    *,
+    accepts: Callable[[str, int], bool] = tunnel.port_accepts,
+    stack: str | None = None,
+) -> Config:
+    """`config` with the PostgreSQL endpoint this run dials (ODUFLOW_POSTGRES_ADMIN_HOST/PORT, set by
+    `oduflow-iac` for its tunnel), after a fast TCP check when PostgreSQL sits behind an ssh://
+    Docker host: a plain `pulumi up` without the tunnel stops before declaring anything, with one
+    line giving the command to run, instead of failing on the first database resource after minutes.
+    Never under the offline mocks (the offline plan needs no network)."""
+    if _under_mocks():
+        return config
+    platform = config.platform
+    try:
+        host, port = tunnel.admin_endpoint(
+            platform.postgres_admin_host,
+            platform.postgres_admin_port or platform.postgres_port,
+            os.environ if environ is None else environ,
+        )
+        target = tunnel.tunnel_target(settings.docker_host, host)
+    except ValueError as exc:
+        raise pulumi.RunError(str(exc)) from None
+    if target is not None and not accepts(host, port):
+        raise pulumi.RunError(
+            tunnel.unreachable_message(
+                stack=stack or pulumi.get_stack(), docker_host=settings.docker_host, target=target,
+                host=host, port=port, remote_port=platform.postgres_port,
+            )
+        )
+    if (host, port) == (platform.postgres_admin_host, platform.postgres_admin_port or platform.postgres_port):
+        return config
+    endpoint = platform.model_copy(update={"postgres_admin_host": host, "postgres_admin_port": port})
+    return config.model_copy(update={"platform": endpoint})

@@ -64,9 +64,7 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
 
 
-def match_token(
-    config: Config, token: str, secrets: SecretResolver | None = None
-) -> tuple[str | None, list[str]]:
+def match_token(config: Config, token: str, secrets: SecretResolver | None = None) -> tuple[str | None, list[str]]:
     """The team whose auth or production token is `token`, and the secret keys that could not be
     resolved (so a caller can say why nothing matched)."""
     resolver = secrets or env_secrets()

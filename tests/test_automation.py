@@ -233,9 +233,7 @@ def test_team_in_the_split_layout_runs_the_team_stack(fake_cli: FakeCli, project
     assert "--target" not in call["args"]
 
 
-def test_team_stack_missing_is_refused(
-    fake_cli: FakeCli, project: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_team_stack_missing_is_refused(fake_cli: FakeCli, project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(project, "up", "--stack", "shared", "--team", "2") == 2
     err = capsys.readouterr().err
     assert "stack team-2 has no config file" in err and "up --all" in err
@@ -486,7 +484,10 @@ def test_production_delete_backs_up_then_lifts_protect_then_removes(
 
 
 def test_production_delete_with_a_failed_backup_changes_nothing(
-    fake_cli: FakeCli, project: Path, config_file: Path, monkeypatch: pytest.MonkeyPatch,
+    fake_cli: FakeCli,
+    project: Path,
+    config_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     config_file.write_text(config_file.read_text() + BACKUP)
@@ -566,7 +567,7 @@ def test_protected_delete_deploys_protect_false_before_the_removal(config_file: 
     assert "protect = false" in text1 and 'branch = "main"\ntype = "production"' in text1
     assert extra1 == ()
     assert 'template = "v18"\nmemory_mb = 3072\nprotect = false' in text1
-    assert "[[team.2.environments]]\nbranch = \"main\"" not in text2
+    assert '[[team.2.environments]]\nbranch = "main"' not in text2
     assert extra2 == ("urn:pulumi:local::oduflow::oduflow:index:TeamStack$oduflow:index:OdooEnvironment::team-2-main",)
     assert any("step 1/2" in line for line in outcome.lines)
 
@@ -681,7 +682,10 @@ def load_webhook() -> Any:
 
 
 def test_webhook_resolves_the_team_by_token_creates_deploys_and_prints_the_url(
-    fake_cli: FakeCli, project: Path, config_file: Path, monkeypatch: pytest.MonkeyPatch,
+    fake_cli: FakeCli,
+    project: Path,
+    config_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("ODUFLOW_SECRET_TEAM2_TOKEN", "team-b-token")
@@ -702,7 +706,10 @@ def test_webhook_resolves_the_team_by_token_creates_deploys_and_prints_the_url(
 
 
 def test_webhook_refuses_an_unknown_token(
-    fake_cli: FakeCli, project: Path, config_file: Path, monkeypatch: pytest.MonkeyPatch,
+    fake_cli: FakeCli,
+    project: Path,
+    config_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.delenv("ODUFLOW_SECRET_TEAM1_TOKEN", raising=False)

@@ -66,12 +66,18 @@ def test_lock_writes_the_port_lock_and_keeps_it(write_config: Callable[[str], Pa
 @pytest.mark.parametrize(
     ("stack_yaml", "expected"),
     [
-        ("config:\n  oduflow:configFile: examples/oduflow.toml\n  oduflow:layout: bogus\n",
-         "oduflow:layout is 'bogus'; it must be one of all, shared, team"),
-        ("config:\n  oduflow:configFile: examples/oduflow.toml\n  oduflow:layout: team\n  oduflow:team: '9'\n",
-         "oduflow:team is '9', not a team of"),
-        ("config:\n  oduflow:configFile: examples/oduflow.toml\n  oduflow:layout: team\n  oduflow:team: '1'\n",
-         "oduflow:sharedStack is required by a team stack"),
+        (
+            "config:\n  oduflow:configFile: examples/oduflow.toml\n  oduflow:layout: bogus\n",
+            "oduflow:layout is 'bogus'; it must be one of all, shared, team",
+        ),
+        (
+            "config:\n  oduflow:configFile: examples/oduflow.toml\n  oduflow:layout: team\n  oduflow:team: '9'\n",
+            "oduflow:team is '9', not a team of",
+        ),
+        (
+            "config:\n  oduflow:configFile: examples/oduflow.toml\n  oduflow:layout: team\n  oduflow:team: '1'\n",
+            "oduflow:sharedStack is required by a team stack",
+        ),
         ("config:\n  - a\n", "Pulumi.broken.yaml: config: must be a mapping of keys to values"),
     ],
 )

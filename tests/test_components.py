@@ -51,10 +51,11 @@ def test_resource_counts_by_type_per_team() -> None:
     assert counts["1"][DATABASE] == 4 + 1 and counts["2"][DATABASE] == 3 + 1
     assert counts["1"][GRANT] == 5 and counts["2"][GRANT] == 4
     assert counts["1"]["postgresql:index/role:Role"] == 1
-    # Odoo containers + the template's one-shot init + per environment an addons fetcher and an init.
-    assert counts["1"][CONTAINER] == 4 + 1 + 4 + 4
-    assert counts["2"][CONTAINER] == 3 + 1 + 3 + 3
-    assert counts[None][CONTAINER] == 2  # oduflow-db and oduflow-traefik
+    # Odoo containers + the template's one-shot init + per environment an addons fetcher and an init
+    # + the team's PostgreSQL proxy.
+    assert counts["1"][CONTAINER] == 4 + 1 + 4 + 4 + 1
+    assert counts["2"][CONTAINER] == 3 + 1 + 3 + 3 + 1
+    assert counts[None][CONTAINER] == 3  # oduflow-db, oduflow-traefik and oduflow-docker-proxy
     assert counts[None]["docker:index/network:Network"] == 1
     assert counts[None]["pulumi:providers:postgresql"] == 1
 
@@ -81,15 +82,21 @@ def test_odoo_container_wiring() -> None:
     inputs = odoo.inputs
     assert inputs["image"] == "odoo:17.0"
     assert inputs["restart"] == "unless-stopped"
-    assert inputs["memory"] == 2048 and inputs["cpus"] == "1"
+    # `cpus` as the provider reads it back (ForceNew: "1" would replace the container on every run);
+    # swap sent explicitly (unset, the engine stores twice the memory: an update on every run).
+    assert inputs["memory"] == 2048 and inputs["cpus"] == "1.0" and inputs["memorySwap"] == 2048
+    assert inputs["securityOpts"] == ["no-new-privileges:true"]
+    assert inputs["destroyGraceSeconds"] == 30 and inputs["stopTimeout"] == 30
+    assert inputs["healthcheck"]["startPeriod"] == "2m0s" and inputs["healthcheck"]["interval"] == "30s"
     assert inputs["ports"] == [{"internal": 8069, "external": 50002, "ip": "127.0.0.1", "protocol": "tcp"}] or (
         [{k: v for k, v in p.items() if k != "protocol"} for p in inputs["ports"]]
         == [{"internal": 8069, "external": 50002, "ip": "127.0.0.1"}]
     )
     assert "/web/health" in " ".join(inputs["healthcheck"]["tests"])
-    assert [n["name"] for n in inputs["networksAdvanced"]] == ["oduflow-net", "oduflow-1-net"]
+    # Its team's network only; PostgreSQL through the team's proxy.
+    assert [n["name"] for n in inputs["networksAdvanced"]] == ["oduflow-1-net"]
     envs = inputs["envs"]
-    assert envs[:3] == ["HOST=oduflow-db", "PORT=5432", "USER=oduflow_team_1"]
+    assert envs[:3] == ["HOST=oduflow-1-pg", "PORT=5432", "USER=oduflow_team_1"]
     assert isinstance(envs[3], Secret) and envs[3].value.startswith("PASSWORD=")
     labels = label_map(odoo)
     assert labels["oduflow.team"] == "1" and labels["oduflow.managed"] == "true"
@@ -185,9 +192,10 @@ def test_every_secret_is_a_secret_output() -> None:
     }
     plain = json.dumps([_strip_secrets(r.inputs) for r in run.resources])
     for secret in secrets:
-        for part in str(secret).split("="):
-            if len(part) >= 16:
-                assert part not in plain
+        # `NAME=value` entries: the value must not appear in clear anywhere (the name may).
+        value = str(secret).split("=", 1)[-1]
+        if len(value) >= 16:
+            assert value not in plain
 
 
 def _leaves(value: Any, inside_secret: bool) -> list[Any]:
@@ -228,12 +236,77 @@ def test_production_databases_and_volumes_are_protected() -> None:
 
 
 def test_traefik_is_hardened() -> None:
-    traefik = named(planned("local"), CONTAINER, "oduflow-traefik")
-    command = traefik.inputs["command"]
+    run = planned("local")
+    traefik = named(run, CONTAINER, "oduflow-traefik")
+    inputs = traefik.inputs
+    command = inputs["command"]
     assert "--providers.docker.exposedbydefault=false" in command
+    assert "--providers.docker.constraints=Label(`oduflow.managed`,`true`)" in command
     assert not any(c.startswith("--api") for c in command)  # dashboard off unless configured
-    (socket,) = [v for v in traefik.inputs["volumes"] if v.get("hostPath") == "/var/run/docker.sock"]
+    # The internal entrypoint (ping, dashboard) on the host's loopback, out of every tenant's reach.
+    assert "--entrypoints.traefik.address=127.0.0.1:8080" in command
+    # The host's network: no team network to join (zero churn), and no `ports` the engine would drop.
+    assert inputs["networkMode"] == "host" and "ports" not in inputs and "networksAdvanced" not in inputs
+    assert inputs["capabilities"] == {"drops": ["ALL"], "adds": ["CAP_NET_BIND_SERVICE"]}
+    assert inputs["securityOpts"] == ["no-new-privileges:true"] and inputs["destroyGraceSeconds"] == 30
+    # Never the engine's socket: the filtered one in the proxy's volume.
+    assert not any(v.get("hostPath") == "/var/run/docker.sock" for v in inputs["volumes"])
+    assert "--providers.docker.endpoint=unix:///run/oduflow-docker/docker.sock" in command
+    assert {"volumeName": "oduflow-docker-proxy", "containerPath": "/run/oduflow-docker"} in inputs["volumes"]
+
+
+def test_docker_api_proxy_allows_only_traefiks_reads() -> None:
+    run = planned("local")
+    proxy = named(run, CONTAINER, "oduflow-docker-proxy").inputs
+    assert proxy["networkMode"] == "none" and "ports" not in proxy
+    assert proxy["readOnly"] is True and proxy["capabilities"] == {"drops": ["ALL"]}
+    (socket,) = [v for v in proxy["volumes"] if v.get("hostPath") == "/var/run/docker.sock"]
     assert socket["readOnly"] is True
+    allowed = [c for c in proxy["command"] if c.startswith("-allow")]
+    assert allowed and all(c.startswith(("-allowGET=", "-allowHEAD=")) for c in allowed)
+    assert "-proxysocketendpoint=/run/oduflow-docker/docker.sock" in proxy["command"]
+    # Nobody else mounts the engine's socket or the proxy's.
+    for r in run.of_type(CONTAINER):
+        if reveal(r.inputs)["name"] in ("oduflow-docker-proxy", "oduflow-traefik"):
+            continue
+        for v in r.inputs.get("volumes") or []:
+            assert v.get("hostPath") != "/var/run/docker.sock" and v.get("volumeName") != "oduflow-docker-proxy"
+
+
+def test_no_team_container_joins_a_shared_or_foreign_network() -> None:
+    for stack in ("local", "cloud"):
+        run = planned(stack)
+        for r in run.of_type(CONTAINER):
+            labels = label_map(r)
+            team = labels.get("oduflow.team")
+            if not team:
+                continue
+            networks = [n["name"] for n in r.inputs.get("networksAdvanced") or []]
+            own = naming.team_network_name(team)
+            if labels["oduflow.role"] == "db-proxy":
+                assert networks == [own, "oduflow-net"]
+            else:
+                assert networks[:1] == [own] and "oduflow-net" not in networks, (r.name, networks)
+                assert r.inputs.get("networkMode", "bridge") == "bridge"
+
+
+def test_adding_a_team_changes_no_shared_resource(write_config: Any) -> None:
+    from oduflow_iac.config import load_config
+    from tests.conftest import SEED
+
+    envs = '[[team.{t}.environments]]\nbranch = "main"\ntype = "staging"\nodoo_image = "odoo:17.0"\n'
+    three = SEED + envs.format(t=1) + envs.format(t=2)
+    four = three + (
+        '[team.3]\nhostname = "team-c.example.com"\nauth_token = "t3"\nui_password = "pass-c"\n'
+        "port_range = [50100, 50150]\n" + envs.format(t=3)
+    )
+    before = plan_run(load_config(write_config(three, "a.toml")), None)[0]
+    after = plan_run(load_config(write_config(four, "b.toml")), None)[0]
+    shared = {r.urn: r for r in before.resources if r.urn.split("::")[-1].startswith("shared")}
+    assert shared
+    later = after.by_urn()
+    for urn, r in shared.items():
+        assert later[urn].inputs == r.inputs, urn
 
 
 def test_local_stack_declares_no_cloud_resources() -> None:
@@ -315,31 +388,70 @@ def test_plan_is_deterministic(stack: str) -> None:
 
 def test_every_environment_database_is_initialised_once() -> None:
     run = planned("local")
-    # A fresh database gets base installed by the environment's own image and odoo.conf.
+    # A fresh database gets base installed by the environment's own image and odoo.conf, then its
+    # admin user's own password; the marker makes a second run do nothing.
     fresh = named(run, CONTAINER, "oduflow-2-fix-rounding-init")
-    assert fresh.inputs["command"] == [
-        "odoo", "-d", "oduflow_2_fix-rounding", "-i", "base", "--stop-after-init", "--without-demo=all", "--no-http",
-    ]
-    assert fresh.inputs["attach"] is True and fresh.inputs["mustRun"] is False
-    assert fresh.inputs["uploads"][0]["file"] == ODOO_CONF_PATH
+    assert fresh.inputs["entrypoints"] == ["/bin/sh"] and fresh.inputs["command"] == ["/oduflow/init.sh"]
+    uploads = {u["file"]: u["content"] for u in fresh.inputs["uploads"]}
+    assert set(uploads) == {ODOO_CONF_PATH, "/oduflow/init.sh", "/oduflow/init_db.py"}
+    script = uploads["/oduflow/init.sh"]
+    assert "/entrypoint.sh odoo -d oduflow_2_fix-rounding -i base --stop-after-init" in script
+    assert script.index("init_db.py check") < script.index("odoo -d") < script.index("init_db.py finish")
+    assert fresh.inputs["attach"] is True and fresh.inputs["mustRun"] is False and fresh.inputs["logs"] is False
+    assert any(isinstance(e, Secret) and e.value.startswith("ODUFLOW_ADMIN_PASSWORD=") for e in fresh.inputs["envs"])
     # A clone gets the template's filestore and an identity of its own.
     clone = named(run, CONTAINER, "oduflow-1-main-init")
-    script = clone.inputs["command"][0]
+    script = {u["file"]: u["content"] for u in clone.inputs["uploads"]}["/oduflow/init.sh"]
     assert "cp -a /template/filestore/oduflow_template_1_default /var/lib/odoo/filestore/oduflow_1_main" in script
-    assert "gen_random_uuid()" in script and "'database.secret'" in script
+    assert "init_db.py finish --new-identity" in script and "odoo -d" not in script
     mounts = {v["containerPath"]: v for v in clone.inputs["volumes"]}
     assert mounts["/template"] == {
-        "volumeName": "oduflow-1-template-default-filestore", "containerPath": "/template", "readOnly": True,
+        "volumeName": "oduflow-1-template-default-filestore",
+        "containerPath": "/template",
+        "readOnly": True,
     }
     assert any(isinstance(e, Secret) and e.value.startswith("PGPASSWORD=") for e in clone.inputs["envs"])
+    assert "PGDATABASE=oduflow_1_main" in clone.inputs["envs"]
     # The template's module install keeps its attachments in that volume.
     template_init = named(run, CONTAINER, "oduflow-1-template-default-init")
     assert template_init.inputs["volumes"] == [
         {"volumeName": "oduflow-1-template-default-filestore", "containerPath": "/var/lib/odoo"}
     ]
-    # The Odoo container starts after its init.
+    # Re-created only on request: every incidental input is ignored by the engine's diff.
+    for one_shot in (fresh, clone, template_init):
+        assert {"image", "envs", "uploads", "command", "networksAdvanced", "volumes"} <= set(one_shot.ignore_changes)
+    # The Odoo container starts after its init, and the clone's database after the template's init.
     odoo = named(run, CONTAINER, "oduflow-1-main-odoo")
-    assert clone.urn in odoo.dependencies
+    database = next(r for r in run.of_type(DATABASE) if reveal(r.inputs)["name"] == "oduflow_1_main")
+    assert clone.urn in odoo.dependencies and template_init.urn in database.dependencies
+
+
+def _one_shots(run: PlannedRun) -> dict[str, PlannedResource]:
+    return {r.urn: r for r in run.of_type(CONTAINER) if label_map(r).get("oduflow.role") in ("init", "template-init")}
+
+
+def test_routine_edits_never_rerun_an_initialisation(write_config: Any) -> None:
+    """An image bump, other workers, a rotated ui_password or role password, changed odoo options:
+    no database one-shot's inputs change outside what the engine is told to ignore."""
+    from oduflow_iac.config import load_config
+
+    base = (ROOT / "examples" / "oduflow.toml").read_text()
+    before = _one_shots(plan_run(load_config(write_config(base, "a.toml")), None)[0])
+    edited = (
+        base.replace('odoo_image = "odoo:17.0"', 'odoo_image = "odoo:17.0-20260908"')
+        .replace('ui_password = "', 'ui_password = "rotated-')
+        .replace("[[team.1.environments]]", "[[team.1.environments]]\nworkers = 3", 1)
+    )
+    assert edited != base
+    after = _one_shots(plan_run(load_config(write_config(edited, "b.toml")), None)[0])
+    assert set(before) == set(after)
+    changed_somewhere = False
+    for urn, old in before.items():
+        new = after[urn]
+        differing = {k for k in set(old.inputs) | set(new.inputs) if old.inputs.get(k) != new.inputs.get(k)}
+        changed_somewhere |= bool(differing)
+        assert differing <= set(new.ignore_changes), (urn, differing - set(new.ignore_changes))
+    assert changed_somewhere  # the edits did reach the one-shots' inputs: ignoring them is what held
 
 
 def test_a_failed_one_shot_fails_the_deployment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -354,25 +466,22 @@ def test_a_failed_one_shot_fails_the_deployment(monkeypatch: pytest.MonkeyPatch)
         return id_, state
 
     monkeypatch.setattr(harness.OfflineMocks, "new_resource", failing_init)
-    planned.cache_clear()
-    try:
-        with pytest.raises(Exception, match="oduflow-1-template-default-init exited with code 3"):
-            planned("local")
-    finally:
-        planned.cache_clear()
+    registered: list[PlannedResource] = []
+    config, settings = resolve_config(None, "local", ROOT)
+    with pytest.raises(Exception, match="oduflow-1-template-default-init exited with code 3: read `docker logs"):
+        plan_run(config, settings, on_register=registered.append)
+    names = {reveal(r.inputs).get("name") for r in registered if r.type == CONTAINER}
+    assert "oduflow-1-template-default-init" in names
+    # Nothing that needs the template was created: no clone's init, no Odoo of a clone.
+    assert "oduflow-1-main-init" not in names and "oduflow-1-main-odoo" not in names
 
 
-def test_traefik_network_label_follows_the_platform_network(write_config: Any) -> None:
-    from oduflow_iac.config import load_config
-    from tests.conftest import SEED
-
-    path = write_config(SEED + '\n[platform]\nnetwork = "custom-net"\n[[team.1.environments]]\nbranch = "m"\n'
-                        'odoo_image = "odoo:17.0"\n')
-    run = plan_run(load_config(path), None)[0]
-    labels = label_map(named(run, CONTAINER, "oduflow-1-m-odoo"))
-    assert labels["traefik.docker.network"] == "custom-net"
-    traefik = named(run, CONTAINER, "oduflow-traefik")
-    assert "--providers.docker.network=custom-net" in traefik.inputs["command"]
+def test_traefik_reaches_each_environment_on_its_team_network() -> None:
+    run = planned("local")
+    for r in run.of_type(CONTAINER):
+        labels = label_map(r)
+        if labels.get("oduflow.role") == "odoo":
+            assert labels["traefik.docker.network"] == naming.team_network_name(labels["oduflow.team"])
 
 
 def test_urns_are_unique() -> None:

@@ -154,7 +154,7 @@ def test_remove_the_last_environment_before_another_team(commented: Path) -> Non
     after = edit_and_save(commented, "remove_environment", "1", "feature/login")
     assert "feature/login" not in after
     assert after.endswith(COMMENTED[COMMENTED.index("# Team B below.") :])
-    assert '# a trailing comment of main\n\n# Team B below.' in after
+    assert "# a trailing comment of main\n\n# Team B below." in after
 
 
 def test_add_then_remove_is_the_identity(example: Path) -> None:

@@ -282,8 +282,10 @@ def revoke(db: PolicyResource | None, database_name: str, privileges: list[str] 
 def test_isolation_owned_and_revoked_pass() -> None:
     db = database("oduflow_1_main", "oduflow_team_1")
     tpl = database("oduflow_template_1_default", "oduflow_team_1", template=True)
-    net = container("oduflow-1-main-odoo", team="1", networks=["oduflow-net", "oduflow-1-net"])
-    assert run_stack("isolation", [db, revoke(db, "oduflow_1_main"), tpl, net], {"teams": ["1", "2"]}) == []
+    net = container("oduflow-1-main-odoo", team="1", networks=["oduflow-1-net"])
+    proxy = container("oduflow-1-pg", team="1", role="db-proxy", networks=["oduflow-1-net", "oduflow-net"])
+    resources = [db, revoke(db, "oduflow_1_main"), tpl, net, proxy]
+    assert run_stack("isolation", resources, {"teams": ["1", "2"]}) == []
 
 
 def test_isolation_grant_related_by_name_pass() -> None:
@@ -316,22 +318,42 @@ def test_isolation_team_ids_with_underscores() -> None:
     assert run_stack("isolation", [db, revoke(db, "oduflow_a_b_main")], {"teams": ["a", "a_b"]}) == []
 
 
-def test_isolation_foreign_network() -> None:
-    net = container("oduflow-1-main-odoo", team="1", networks=["oduflow-net", "oduflow-2-net"])
-    assert run_stack("isolation", [net]) == [
-        "container oduflow-1-main-odoo of team 1 joins network oduflow-2-net; "
-        "only oduflow-net and oduflow-1-net are allowed"
+@pytest.mark.parametrize("config", [{}, {"teams": ["1", "2"]}])
+def test_isolation_foreign_network(config: dict[str, Any]) -> None:
+    net = container("oduflow-1-main-odoo", team="1", networks=["oduflow-1-net", "oduflow-2-net"])
+    assert run_stack("isolation", [net], config) == [
+        "container oduflow-1-main-odoo of team 1 joins network oduflow-2-net of another team"
     ]
 
 
-def test_isolation_network_mode_and_shared_network_config() -> None:
-    host = container("oduflow-1-main-odoo", team="1", networkMode="host")
-    assert run_stack("isolation", [host]) == [
-        "container oduflow-1-main-odoo of team 1 uses network mode host; only oduflow-net and oduflow-1-net are allowed"
+def test_isolation_only_the_proxy_joins_the_database_network() -> None:
+    odoo = container("oduflow-1-main-odoo", team="1", networks=["oduflow-1-net", "oduflow-net"])
+    assert run_stack("isolation", [odoo]) == [
+        "container oduflow-1-main-odoo of team 1 joins the database network oduflow-net; only the team's "
+        "PostgreSQL proxy may (through it, oduflow-1-net reaches the server)"
     ]
-    custom = container("oduflow-1-main-odoo", team="1", networks=["platform-net"])
+    custom = container("oduflow-1-pg", team="1", role="db-proxy", networks=["oduflow-1-net", "platform-net"])
     assert run_stack("isolation", [custom], {"shared_network": "platform-net"}) == []
-    assert run_stack("isolation", [custom]) != []
+    odoo = container("oduflow-1-main-odoo", team="1", networks=["platform-net"])
+    assert run_stack("isolation", [odoo], {"shared_network": "platform-net"}) != []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"networkMode": "host"}, "uses network mode host; only its team's networks are allowed"),
+        ({"networkMode": "container:oduflow-2-main-odoo"}, "uses network mode container:oduflow-2-main-odoo;"),
+        ({"privileged": True}, "is privileged"),
+        (
+            {"volumes": [{"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock"}]},
+            "mounts /var/run/docker.sock from the host",
+        ),
+    ],
+)
+def test_isolation_no_way_out_of_the_team(extra: dict[str, Any], message: str) -> None:
+    odoo = container("oduflow-1-main-odoo", team="1", networks=["oduflow-1-net"], **extra)
+    (found,) = run_stack("isolation", [odoo])
+    assert found.startswith("container oduflow-1-main-odoo of team 1 ") and message in found
 
 
 # --------------------------------------------------------------------------------------------
@@ -799,7 +821,7 @@ def synthetic_stack(teams: int) -> tuple[tuple[PolicyResource, ...], dict[str, d
         grant = planned(policy.GRANT, f"g{t}", {"database": db_name, "role": "public", "objectType": "database"})
         grant.dependencies = [db.urn]
         props = hardened(conf(db_name), team=team)
-        props.update(ports=[port(20000 + t)], networksAdvanced=[{"name": "oduflow-net"}])
+        props.update(ports=[port(20000 + t)], networksAdvanced=[{"name": naming.team_network_name(team)}])
         script = backup.backup_script(f"b{t}", [backup.BackupTarget(db_name, fs_name)])
         backup_job = container_props(
             naming.team_backup_container_name(team),

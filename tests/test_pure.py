@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -165,10 +166,14 @@ def test_router_names_of_two_branches_never_collide() -> None:
 def test_clone_finish_and_install_commands() -> None:
     from oduflow_iac import odoo_init
 
-    assert odoo_init.install_command("db", ["base", "sale"])[:5] == ["odoo", "-d", "db", "-i", "base,sale"]
+    install = odoo_init.install_script("db", ["base", "sale"])
+    assert "/entrypoint.sh odoo -d db -i base,sale --stop-after-init" in install
     script = odoo_init.clone_finish_script("oduflow_template_1_default", "oduflow_1_main")
     assert script.startswith("set -eu\n")
     assert "[ ! -e /var/lib/odoo/filestore/oduflow_1_main ]" in script  # never overwrite an existing filestore
+    for text in (install, script):
+        assert subprocess.run(["sh", "-n"], input=text, text=True, check=False).returncode == 0
+    compile(odoo_init.HELPER, "init_db.py", "exec")
 
 
 def test_backup_script_is_valid_posix_shell_and_picks_tonights_tiers(tmp_path: Path) -> None:

@@ -70,9 +70,7 @@ def run_layout(config: Config, settings: program.ProgramSettings, stack: str) ->
 
 @pytest.fixture
 def team_run(config: Config) -> PlannedRun:
-    settings = program.ProgramSettings(
-        docker_host="unix:///ignored.sock", layout="team", team="1", shared_stack=SHARED
-    )
+    settings = program.ProgramSettings(docker_host="unix:///ignored.sock", layout="team", team="1", shared_stack=SHARED)
     return run_layout(config, settings, "team-1")
 
 
@@ -99,11 +97,14 @@ def test_team_resources_use_those_providers(team_run: PlannedRun) -> None:
             assert resource.provider == f"{urns['shared-docker']}::shared-docker-id", resource.urn
         elif resource.type.startswith("postgresql:"):
             assert resource.provider == f"{urns['shared-postgresql']}::shared-postgresql-id", resource.urn
-    # containers join the network the shared stack exports, not the config's fallback
-    odoo = next(r for r in team_run.of_type("docker:index/container:Container") if r.name.endswith("-main-odoo"))
-    networks = [n["name"] for n in odoo.inputs["networksAdvanced"]]
-    assert shared_stack_outputs(SHARED)["networkName"] in networks
+    # the team's PostgreSQL proxy joins the database network the shared stack exports, not the
+    # config's fallback; Odoo joins its team's network only
+    proxy = next(r for r in team_run.of_type("docker:index/container:Container") if r.name.endswith("-db-proxy"))
+    networks = [n["name"] for n in proxy.inputs["networksAdvanced"]]
+    assert networks == ["oduflow-1-net", shared_stack_outputs(SHARED)["networkName"]]
     assert "fallback-net" not in networks
+    odoo = next(r for r in team_run.of_type("docker:index/container:Container") if r.name.endswith("-main-odoo"))
+    assert [n["name"] for n in odoo.inputs["networksAdvanced"]] == ["oduflow-1-net"]
 
 
 def test_nothing_of_shared_infra_and_only_this_team(team_run: PlannedRun) -> None:

@@ -64,7 +64,7 @@ def test_every_mandatory_policy_has_a_violation_example() -> None:
 EXPECTED = {
     "ports": r"^team 1 publishes port 50070 outside its range \[50000, 50010\)$",
     "quotas": r"^team 1 asks for 12288 MB of memory, over its quota of 8192 MB$",
-    "isolation": r"^container oduflow-1-feature-login-odoo of team 1 joins network oduflow-2-net;",
+    "isolation": r"^container oduflow-1-feature-login-odoo of team 1 joins network oduflow-2-net of another team$",
     "odoo-hardening": r"^Odoo container oduflow-1-feature-login-odoo has list_db = True;",
     "images-pinned": r"^container oduflow-1-feature-login-odoo uses image odoo:latest which is tagged latest;",
     "backups": r"^the backup job of team 1 does not dump database oduflow_1_main of production environment main$",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import pulumi
 import pulumi_docker as docker
+
+from oduflow_iac import docker_form, odoo_init
 
 
 def label_args(values: dict[str, str]) -> list[pulumi.Input[docker.ContainerLabelArgsDict]]:
@@ -23,6 +25,40 @@ def secret_env(name: str, value: pulumi.Input[str]) -> pulumi.Output[str]:
     return as_secret(value).apply(lambda v: f"{name}={v}")
 
 
+# Inputs of a one-shot that change for incidental reasons (an image tag, a rotated password, an
+# edited script, a re-created network) and must never re-run it against a database in service: the
+# one-shot is re-created only when its name or labels change, or on an explicit `--replace`.
+ONE_SHOT_IGNORED = [
+    "image",
+    "envs",
+    "uploads",
+    "command",
+    "entrypoints",
+    "networksAdvanced",
+    "volumes",
+    "memory",
+    "memorySwap",
+    "securityOpts",
+    "capabilities",
+]
+NO_NEW_PRIVILEGES = "no-new-privileges:true"  # as the engine stores it (read back verbatim)
+ONE_SHOT_MEMORY_MB = 2048
+
+
+def hardening(memory_mb: int, grace_seconds: int) -> dict[str, Any]:
+    """What every long-running container gets: a memory limit without swap (sent explicitly, see
+    docker_form.memory_swap), no privilege escalation, and time to stop cleanly. The provider stops
+    a container it deletes or replaces with `destroy_grace_seconds` (0 when unset: SIGKILL at once);
+    `stop_timeout` is what the engine itself gives it on `docker stop` and daemon shutdown."""
+    return {
+        "memory": memory_mb,
+        "memory_swap": docker_form.memory_swap(memory_mb),
+        "security_opts": [NO_NEW_PRIVILEGES],
+        "destroy_grace_seconds": grace_seconds,
+        "stop_timeout": grace_seconds,
+    }
+
+
 def one_shot(
     resource_name: str,
     *,
@@ -36,9 +72,15 @@ def one_shot(
     uploads: list[docker.ContainerUploadArgsDict] | None = None,
     volumes: list[docker.ContainerVolumeArgsDict] | None = None,
     networks: list[pulumi.Input[str]] | None = None,
+    memory_mb: int = ONE_SHOT_MEMORY_MB,
+    rerun_on: list[str] | None = None,
 ) -> docker.Container:
     """A container that runs once, when created: `attach` makes Pulumi wait until it exits, and
-    `must_run=False` leaves it stopped afterwards instead of restarting it."""
+    `must_run=False` leaves it stopped afterwards instead of restarting it (the provider starts a
+    stopped `must_run` container on every refresh). Its log stays out of the state (`logs=False`):
+    `docker logs NAME` has it. Incidental inputs are ignored (ONE_SHOT_IGNORED), except those
+    named in `rerun_on` for a one-shot that touches no data."""
+    ignored = [p for p in ONE_SHOT_IGNORED if p not in (rerun_on or [])]
     return docker.Container(
         resource_name,
         name=container_name,
@@ -50,22 +92,41 @@ def one_shot(
         volumes=volumes,
         networks_advanced=[docker.ContainerNetworksAdvancedArgsDict(name=n) for n in networks or []],
         attach=True,
-        logs=True,
+        logs=False,
         must_run=False,
         restart="no",
+        memory=memory_mb,
+        memory_swap=docker_form.memory_swap(memory_mb),
+        security_opts=[NO_NEW_PRIVILEGES],
         labels=labels,
-        opts=opts,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=ignored)),
     )
 
 
-def succeeded(container: docker.Container, container_name: str) -> pulumi.Output[int]:
-    """The one-shot's exit code, failing the deployment when it is not 0: the provider only waits
-    for the container to end and would otherwise report a failed module install as a success.
-    Registered as a component output, so the engine awaits it."""
+def init_uploads(script: str) -> list[docker.ContainerUploadArgsDict]:
+    """The initialisation script and its database helper (odoo_init.py), for the image's shell."""
+    return [
+        docker.ContainerUploadArgsDict(file=odoo_init.INIT_SCRIPT_PATH, content=script),
+        docker.ContainerUploadArgsDict(file=odoo_init.HELPER_PATH, content=odoo_init.HELPER),
+    ]
 
-    def check(code: int | None) -> int:
+
+def one_shot_failure(container_name: str, code: int) -> str:
+    return (
+        f"one-shot {container_name} exited with code {code}: read `docker logs {container_name}`; "
+        "`oduflow-iac up` retries it (or `pulumi up --replace` its URN)"
+    )
+
+
+def succeeded(container: docker.Container, container_name: str) -> pulumi.Output[docker.Container]:
+    """The one-shot itself once it has exited 0, to put in `depends_on` of whatever needs its work.
+    The provider does not look at the exit code of an attached container (a failed module install
+    is a successful create), so this Output fails instead: nothing that depends on it is created
+    from a half-initialised database, and the deployment fails naming the one-shot."""
+
+    def check(code: int | None) -> docker.Container:
         if code:
-            raise RuntimeError(f"{container_name} exited with code {code}; see `docker logs {container_name}`")
-        return 0
+            raise RuntimeError(one_shot_failure(container_name, code))
+        return container
 
     return container.exit_code.apply(check)

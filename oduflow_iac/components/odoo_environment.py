@@ -14,9 +14,17 @@ import pulumi_docker as docker
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
-from oduflow_iac import labels, naming, odoo_conf, odoo_init
+from oduflow_iac import docker_form, labels, naming, odoo_conf, odoo_init
 from oduflow_iac.cascade import ResolvedAddon
-from oduflow_iac.components.common import as_secret, label_args, one_shot, succeeded
+from oduflow_iac.components.common import (
+    as_secret,
+    hardening,
+    init_uploads,
+    label_args,
+    one_shot,
+    secret_env,
+    succeeded,
+)
 from oduflow_iac.components.refs import SharedRefs, TeamDatabaseAccess
 from oduflow_iac.config import EnvType, TypeDefaults
 
@@ -25,6 +33,8 @@ from oduflow_iac.config import EnvType, TypeDefaults
 DB_ENCODING = "UTF8"
 DB_LC_COLLATE = "C"
 DB_LC_CTYPE = "C.UTF-8"
+# Odoo finishes its requests and cron jobs on SIGTERM (graceful shutdown) given the time.
+ODOO_GRACE_SECONDS = 30
 
 
 @dataclass
@@ -45,7 +55,6 @@ class OdooEnvironmentArgs:
     template_database: pulumi.Input[str] | None = None
     template_database_name: str | None = None
     template_filestore: pulumi.Input[str] | None = None
-    network_name: str = "oduflow-net"
     tls_resolver: str = "oduflow"
     addons: list[ResolvedAddon] = field(default_factory=list)
     addons_fetch_image: str = "alpine/git:v2.47.2"
@@ -53,7 +62,7 @@ class OdooEnvironmentArgs:
     odoo_options: dict[str, str | int | float | bool] = field(default_factory=dict)
     protect: bool = False
     disabled: bool = False
-    depends_on: list[pulumi.Resource] = field(default_factory=list)
+    depends_on: list[pulumi.Input[pulumi.Resource]] = field(default_factory=list)
 
 
 def revoke_public_connect(name: str, database: pulumi.Input[str], opts: pulumi.ResourceOptions) -> postgresql.Grant:
@@ -80,10 +89,12 @@ def addons_fetch_script(addons: list[ResolvedAddon], root: str = odoo_conf.ADDON
 def odoo_healthcheck() -> docker.ContainerHealthcheckArgsDict:
     return docker.ContainerHealthcheckArgsDict(
         tests=["CMD-SHELL", f"curl -fsS http://127.0.0.1:{naming.ODOO_HTTP_PORT}/web/health || exit 1"],
-        interval="30s",
-        timeout="10s",
+        # As the provider reads them back (Go's format): another spelling is an update on every run.
+        interval=docker_form.duration(30),
+        timeout=docker_form.duration(10),
         retries=5,
-        start_period="2m0s",  # as the provider reads it back (Go's format), so no diff after a refresh
+        start_period=docker_form.duration(120),
+        start_interval=docker_form.duration(0),
     )
 
 
@@ -130,8 +141,9 @@ class OdooEnvironment(pulumi.ComponentResource):
         volumes = [
             docker.ContainerVolumeArgsDict(volume_name=self.filestore.name, container_path=odoo_conf.FILESTORE_PATH)
         ]
-        waits_for: list[pulumi.Resource] = [self.database, self.revoke]
-        checks: list[pulumi.Output[int]] = []
+        proxy = [args.db_access.proxy] if args.db_access.proxy is not None else []
+        waits_for: list[pulumi.Input[pulumi.Resource]] = [self.database, self.revoke, *proxy]
+        gates: list[pulumi.Output[docker.Container]] = []
         addons_paths: list[str] = []
         if args.addons:
             addons_volume = docker.Volume(
@@ -147,11 +159,14 @@ class OdooEnvironment(pulumi.ComponentResource):
                 volumes=[
                     docker.ContainerVolumeArgsDict(volume_name=addons_volume.name, container_path=odoo_conf.ADDONS_ROOT)
                 ],
+                # Its team's network: git remotes over the Internet, nothing of the platform.
+                networks=[args.team_network],
                 labels=label_args(labels.oduflow_labels(team, branch, "addons-fetch")),
+                # Fetching code touches no data: a changed repository list fetches again.
+                rerun_on=["command"],
                 opts=on_docker,
             )
-            waits_for.append(fetch)
-            checks.append(succeeded(fetch, fetch_name))
+            gates.append(succeeded(fetch, fetch_name))
             volumes.append(
                 docker.ContainerVolumeArgsDict(
                     volume_name=addons_volume.name, container_path=odoo_conf.ADDONS_ROOT, read_only=True
@@ -161,6 +176,11 @@ class OdooEnvironment(pulumi.ComponentResource):
 
         self.admin_password = random.RandomPassword(
             f"{name}-admin-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        # The password of Odoo's admin user, set once when the database is initialised and never
+        # again (Odoo's own `admin`/`admin` never reaches the network); `env credentials` prints it.
+        self.admin_user_password = random.RandomPassword(
+            f"{name}-admin-user-password", length=24, special=False, opts=pulumi.ResourceOptions(parent=self)
         )
         limits = args.limits
         conf = as_secret(self.admin_password.result).apply(
@@ -175,50 +195,47 @@ class OdooEnvironment(pulumi.ComponentResource):
         )
 
         db_envs = args.db_access.odoo_envs
-        networks = [args.shared.network_name, args.team_network, *args.extra_networks]
         conf_upload = docker.ContainerUploadArgsDict(file=odoo_conf.ODOO_CONF_PATH, content=conf)
 
-        # Once, when the environment is created: install base into a fresh database, or finish a
-        # clone of the template the way Odoo's own duplicate does.
+        # Once per database: install base into a fresh database, or finish a clone of the template
+        # the way Odoo's own duplicate does; then the admin user's own password. Idempotent, and
+        # re-created only on request (common.ONE_SHOT_IGNORED): an image bump, a new odoo.conf, a
+        # rotated password or a re-created network never re-run it against a database in service.
         init_name = naming.env_init_container_name(team, branch)
-        init_opts = pulumi.ResourceOptions.merge(on_docker, pulumi.ResourceOptions(depends_on=waits_for))
-        init_labels = label_args(labels.oduflow_labels(team, branch, "init"))
+        init_envs: list[pulumi.Input[str]] = [
+            *db_envs,
+            *args.db_access.libpq_envs,
+            f"PGDATABASE={self.database_name}",
+            secret_env(odoo_init.ADMIN_PASSWORD_ENV, self.admin_user_password.result),
+        ]
         if args.template_database_name is None:
-            init = one_shot(
-                f"{name}-init",
-                container_name=init_name,
-                image=args.image,
-                command=odoo_init.install_command(self.database_name, ["base"]),
-                envs=db_envs,
-                uploads=[conf_upload],
-                volumes=volumes,
-                networks=networks,
-                labels=init_labels,
-                opts=init_opts,
-            )
+            script = odoo_init.install_script(self.database_name, ["base"])
+            init_volumes = volumes
         else:
-            template_volumes = [*volumes]
+            script = odoo_init.clone_finish_script(args.template_database_name, self.database_name)
+            init_volumes = [*volumes]
             if args.template_filestore is not None:
-                template_volumes.append(
+                init_volumes.append(
                     docker.ContainerVolumeArgsDict(
                         volume_name=args.template_filestore,
                         container_path=odoo_init.TEMPLATE_FILESTORE_MOUNT,
                         read_only=True,
                     )
                 )
-            init = one_shot(
-                f"{name}-init",
-                container_name=init_name,
-                image=args.image,
-                entrypoints=["/bin/sh", "-c"],
-                command=[odoo_init.clone_finish_script(args.template_database_name, self.database_name)],
-                envs=[*args.db_access.libpq_envs, f"PGDATABASE={self.database_name}"],
-                volumes=template_volumes,
-                networks=networks,
-                labels=init_labels,
-                opts=init_opts,
-            )
-        checks.append(succeeded(init, init_name))
+        init = one_shot(
+            f"{name}-init",
+            container_name=init_name,
+            image=args.image,
+            entrypoints=["/bin/sh"],
+            command=[odoo_init.INIT_SCRIPT_PATH],
+            envs=init_envs,
+            uploads=[conf_upload, *init_uploads(script)],
+            volumes=init_volumes,
+            networks=[args.team_network],
+            labels=label_args(labels.oduflow_labels(team, branch, "init")),
+            opts=pulumi.ResourceOptions.merge(on_docker, pulumi.ResourceOptions(depends_on=[*waits_for, *gates])),
+        )
+        gates.append(succeeded(init, init_name))
 
         label_values = labels.oduflow_labels(team, branch, "odoo") | labels.traefik_labels(
             labels.Route(
@@ -230,7 +247,7 @@ class OdooEnvironment(pulumi.ComponentResource):
                 basic_auth=args.basic_auth_users is not None,
                 resolver=args.tls_resolver,
             ),
-            network=args.network_name,
+            network=naming.team_network_name(team),
         )
         container_labels: list[pulumi.Input[docker.ContainerLabelArgsDict]] = label_args(label_values)
         if args.basic_auth_users is not None:
@@ -251,14 +268,18 @@ class OdooEnvironment(pulumi.ComponentResource):
                     )
                 ],
                 volumes=volumes,
-                networks_advanced=[docker.ContainerNetworksAdvancedArgsDict(name=n) for n in networks],
+                # Its team's network only (Traefik reaches it there from the host's network).
+                networks_advanced=[
+                    docker.ContainerNetworksAdvancedArgsDict(name=n) for n in [args.team_network, *args.extra_networks]
+                ],
                 labels=container_labels,
                 healthcheck=odoo_healthcheck(),
-                memory=limits.memory_mb,
-                cpus=f"{limits.cpu:g}",
+                # As the provider reads it back ("2.0", not "2"): `cpus` is ForceNew.
+                cpus=docker_form.cpus_value(limits.cpu),
                 restart="unless-stopped",
-                # The init depends on everything else the container waits for.
-                opts=pulumi.ResourceOptions.merge(on_docker, pulumi.ResourceOptions(depends_on=[init])),
+                # Created only once the one-shots succeeded (the init waits for everything else).
+                opts=pulumi.ResourceOptions.merge(on_docker, pulumi.ResourceOptions(depends_on=gates)),
+                **hardening(limits.memory_mb, ODOO_GRACE_SECONDS),
             )
 
         self.register_outputs(
@@ -267,6 +288,7 @@ class OdooEnvironment(pulumi.ComponentResource):
                 "databaseName": self.database_name,
                 "hostPort": self.host_port,
                 "disabled": args.disabled,
-                "oneShotsSucceeded": pulumi.Output.all(*checks),
+                "oneShotsSucceeded": pulumi.Output.all(*gates).apply(lambda _: True),
+                "adminPassword": self.admin_user_password.result,
             }
         )

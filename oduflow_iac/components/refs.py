@@ -31,3 +31,5 @@ class TeamDatabaseAccess:
     role_name: pulumi.Input[str]
     odoo_envs: list[pulumi.Input[str]]
     libpq_envs: list[pulumi.Input[str]]
+    # The team's PostgreSQL proxy: whatever connects through it waits for it.
+    proxy: pulumi.Resource | None = None

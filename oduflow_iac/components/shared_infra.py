@@ -1,7 +1,11 @@
 """SharedInfra: what every team on one Docker host shares.
 
-The Docker network `oduflow-net`, one PostgreSQL server `oduflow-db` (published on loopback only),
-Traefik `oduflow-traefik` in front of every environment, and the providers the teams' resources use.
+One PostgreSQL server `oduflow-db` (published on loopback only) on the database network, which only
+the teams' PostgreSQL proxies join; Traefik `oduflow-traefik` on the host's network in front of
+every environment, reading the Docker API only through the filtering proxy `oduflow-docker-proxy`;
+and the providers the teams' resources use. Nothing here changes when a team is added or removed:
+Traefik finds environments through Docker labels and reaches them on their team networks from the
+host's network namespace, and each team brings its own way to PostgreSQL.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ import pulumi_docker as docker
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
-from oduflow_iac import labels, naming
-from oduflow_iac.components.common import as_secret, label_args, secret_env
+from oduflow_iac import docker_form, labels, naming
+from oduflow_iac.components.common import as_secret, hardening, label_args, secret_env
 from oduflow_iac.components.refs import SharedRefs
 from oduflow_iac.config import Backup, Dns, Platform
 
@@ -24,6 +28,28 @@ POSTGRES_INTERNAL_PORT = 5432
 POSTGRES_SUPERUSER = "postgres"
 TRAEFIK_CERTS_PATH = "/certs"
 DOCKER_SOCKET = "/var/run/docker.sock"
+# The filtered Docker API, a unix socket in a volume only the proxy and Traefik mount.
+DOCKER_PROXY_DIR = "/run/oduflow-docker"
+DOCKER_PROXY_SOCKET = f"{DOCKER_PROXY_DIR}/docker.sock"
+# Traefik's own entrypoint (ping, dashboard): the host's loopback only, out of every tenant's reach.
+TRAEFIK_INTERNAL_ADDRESS = "127.0.0.1:8080"
+DASHBOARD_ROUTER = "oduflow-dashboard"
+DASHBOARD_AUTH = "oduflow-dashboard-auth"
+# Seconds each container gets to stop cleanly before the engine kills it (destroy and replace).
+POSTGRES_GRACE_SECONDS = 60
+TRAEFIK_GRACE_SECONDS = 30
+DOCKER_PROXY_GRACE_SECONDS = 10
+# Only these Docker API calls, all reads: what Traefik's Docker provider (v3.6, pkg/provider/docker:
+# pdocker.go, shared.go) makes: version negotiation (HEAD, then GET /_ping), the server version, the
+# container list, each container, and the event stream. Each path is one anchored expression.
+DOCKER_PROXY_ALLOWED = (
+    ("HEAD", "/_ping"),
+    ("GET", "/_ping"),
+    ("GET", r"/v1\.[0-9]+/version"),
+    ("GET", r"/v1\.[0-9]+/containers/json"),
+    ("GET", r"/v1\.[0-9]+/containers/[a-zA-Z0-9][a-zA-Z0-9_.-]*/json"),
+    ("GET", r"/v1\.[0-9]+/events"),
+)
 
 
 @dataclass
@@ -33,17 +59,52 @@ class SharedInfraArgs:
     dns: Dns | None = None
     dns_api_token: pulumi.Input[str] | None = None
     backup: Backup | None = None
+    dashboard_password: pulumi.Input[str] | None = None
+
+
+def docker_proxy_command() -> list[str]:
+    """wollomatic/socket-proxy's flags: every method refused but the reads listed, served on a unix
+    socket (no TCP listener at all), restarted by Docker when the engine's socket goes away."""
+    allowed = [f"-allow{method}={path}" for method, path in DOCKER_PROXY_ALLOWED]
+    return [
+        f"-proxysocketendpoint={DOCKER_PROXY_SOCKET}",
+        "-proxysocketendpointfilemode=0600",
+        *allowed,
+        "-watchdoginterval=60",
+        "-stoponwatchdog",
+        "-shutdowngracetime=5",
+    ]
+
+
+def traefik_labels(platform: Platform, dashboard_users: bool) -> dict[str, str]:
+    """Traefik's own routers: the dashboard on the loopback entrypoint, behind basic auth."""
+    values = labels.oduflow_labels("", None, "proxy")
+    del values[naming.LABEL_TEAM]
+    if platform.dashboard and dashboard_users:
+        router = f"traefik.http.routers.{DASHBOARD_ROUTER}"
+        values |= {
+            "traefik.enable": "true",
+            f"{router}.rule": "PathPrefix(`/api`) || PathPrefix(`/dashboard`)",
+            f"{router}.entrypoints": "traefik",
+            f"{router}.service": "api@internal",
+            f"{router}.middlewares": f"{DASHBOARD_AUTH}@docker",
+        }
+    return values
 
 
 def traefik_command(platform: Platform, dns: Dns | None) -> list[str]:
     """Traefik's static configuration as command-line flags."""
     args = [
         "--providers.docker=true",
+        f"--providers.docker.endpoint=unix://{DOCKER_PROXY_SOCKET}",
         "--providers.docker.exposedbydefault=false",
-        f"--providers.docker.network={platform.network}",
+        # Only containers this platform created, whatever labels anything else on the host carries.
+        f"--providers.docker.constraints=Label(`{naming.LABEL_MANAGED}`,`true`)",
         "--entrypoints.web.address=:80",
         "--entrypoints.websecure.address=:443",
+        f"--entrypoints.traefik.address={TRAEFIK_INTERNAL_ADDRESS}",
         "--ping=true",
+        "--ping.entrypoint=traefik",
     ]
     if platform.tls:
         resolver = f"--certificatesresolvers.{naming.TLS_RESOLVER}.acme"
@@ -65,18 +126,20 @@ def traefik_command(platform: Platform, dns: Dns | None) -> list[str]:
         else:
             args.append(f"{resolver}.httpchallenge.entrypoint=web")
     if platform.dashboard:
-        # The dashboard listens on :8080, published on loopback only (see the container's ports).
-        args += ["--api.dashboard=true", "--api.insecure=true"]
+        # Served by the router of Traefik's own labels: loopback entrypoint, basic auth, never insecure.
+        args.append("--api.dashboard=true")
     return args
 
 
 def postgres_healthcheck() -> docker.ContainerHealthcheckArgsDict:
     return docker.ContainerHealthcheckArgsDict(
         tests=["CMD-SHELL", f"pg_isready -U {POSTGRES_SUPERUSER} -h 127.0.0.1"],
-        interval="10s",
-        timeout="5s",
+        # Durations as the provider reads them back (Go's format), or every preview shows an update.
+        interval=docker_form.duration(10),
+        timeout=docker_form.duration(5),
         retries=6,
-        start_period="20s",
+        start_period=docker_form.duration(20),
+        start_interval=docker_form.duration(0),
     )
 
 
@@ -93,6 +156,9 @@ class SharedInfra(pulumi.ComponentResource):
         managed = labels.oduflow_labels("", None, "shared")
         del managed[naming.LABEL_TEAM]
 
+        # The database network: PostgreSQL and the teams' PostgreSQL proxies, nothing else. Not
+        # `internal`: the engine publishes no port of a container on internal networks only, and the
+        # postgresql provider reaches the server through its loopback port.
         self.network = docker.Network(
             f"{name}-net",
             name=platform.network,
@@ -128,17 +194,39 @@ class SharedInfra(pulumi.ComponentResource):
             ],
             networks_advanced=[docker.ContainerNetworksAdvancedArgsDict(name=self.network.name)],
             healthcheck=postgres_healthcheck(),
-            memory=platform.postgres_memory_mb,
             restart="unless-stopped",
+            # A replacement or destroy stops PostgreSQL cleanly (a checkpoint, no recovery on start).
+            **hardening(platform.postgres_memory_mb, POSTGRES_GRACE_SECONDS),
             wait=True,
             wait_timeout=120,
             labels=label_args(managed | {naming.LABEL_ROLE: "database"}),
             opts=on_docker,
         )
 
-        traefik_volumes = [
-            docker.ContainerVolumeArgsDict(host_path=DOCKER_SOCKET, container_path=DOCKER_SOCKET, read_only=True)
-        ]
+        proxy_volume = docker.Volume(f"{name}-docker-proxy", name=naming.DOCKER_PROXY_VOLUME, opts=on_docker)
+        proxy_mount = docker.ContainerVolumeArgsDict(volume_name=proxy_volume.name, container_path=DOCKER_PROXY_DIR)
+        self.docker_proxy = docker.Container(
+            f"{name}-docker-proxy",
+            name=naming.DOCKER_PROXY_CONTAINER,
+            image=platform.docker_proxy_image,
+            command=docker_proxy_command(),
+            # No network at all: it serves a unix socket to the one container that mounts its volume.
+            network_mode="none",
+            # The engine's socket is root's: the proxy runs as root with no capability at all.
+            user="0:0",
+            capabilities=docker.ContainerCapabilitiesArgsDict(drops=["ALL"]),
+            read_only=True,
+            volumes=[
+                docker.ContainerVolumeArgsDict(host_path=DOCKER_SOCKET, container_path=DOCKER_SOCKET, read_only=True),
+                proxy_mount,
+            ],
+            restart="unless-stopped",
+            labels=label_args(managed | {naming.LABEL_ROLE: "docker-proxy"}),
+            opts=on_docker,
+            **hardening(platform.proxy_memory_mb, DOCKER_PROXY_GRACE_SECONDS),
+        )
+
+        traefik_volumes = [proxy_mount]
         if platform.tls:
             certs = docker.Volume(f"{name}-traefik-certs", name=naming.TRAEFIK_CERTS_VOLUME, opts=on_docker)
             traefik_volumes.append(
@@ -147,33 +235,49 @@ class SharedInfra(pulumi.ComponentResource):
         traefik_envs: list[pulumi.Input[str]] = []
         if platform.tls and args.dns is not None and args.dns_api_token is not None:
             traefik_envs.append(secret_env("CF_DNS_API_TOKEN", args.dns_api_token))
-        traefik_ports = [
-            docker.ContainerPortArgsDict(internal=80, external=80),
-            docker.ContainerPortArgsDict(internal=443, external=443),
-        ]
-        if platform.dashboard:
-            traefik_ports.append(docker.ContainerPortArgsDict(internal=8080, external=8080, ip="127.0.0.1"))
+        traefik_label_args = label_args(traefik_labels(platform, args.dashboard_password is not None))
+        if platform.dashboard and args.dashboard_password is not None:
+            seed = random.RandomString(f"{name}-dashboard-auth-salt", length=21, special=False, opts=child)
+            cost = platform.basic_auth_cost
+            users = pulumi.Output.all(as_secret(args.dashboard_password), seed.result).apply(
+                lambda v: labels.basic_auth_users(v[0], v[1], cost)
+            )
+            traefik_label_args.append(
+                docker.ContainerLabelArgsDict(
+                    label=f"traefik.http.middlewares.{DASHBOARD_AUTH}.basicauth.users", value=users
+                )
+            )
         self.traefik = docker.Container(
             f"{name}-traefik",
             name=naming.SHARED_TRAEFIK_CONTAINER,
             image=platform.traefik_image,
             command=traefik_command(platform, args.dns),
             envs=traefik_envs,
-            ports=traefik_ports,
+            # The host's network: Traefik reaches each environment on its team network without
+            # joining any (adding a team changes nothing here) and binds :80/:443 itself. No
+            # `ports`: the engine ignores them in host mode and the provider would replace it on
+            # every run (it reads back none).
+            network_mode="host",
+            capabilities=docker.ContainerCapabilitiesArgsDict(drops=["ALL"], adds=["CAP_NET_BIND_SERVICE"]),
             volumes=traefik_volumes,
-            networks_advanced=[docker.ContainerNetworksAdvancedArgsDict(name=self.network.name)],
             healthcheck=docker.ContainerHealthcheckArgsDict(
-                tests=["CMD", "traefik", "healthcheck", "--ping"], interval="15s", timeout="5s", retries=3
+                tests=["CMD", "traefik", "healthcheck", "--ping"],
+                interval=docker_form.duration(15),
+                timeout=docker_form.duration(5),
+                retries=3,
+                start_period=docker_form.duration(0),
+                start_interval=docker_form.duration(0),
             ),
             restart="unless-stopped",
-            labels=label_args(managed | {naming.LABEL_ROLE: "proxy"}),
-            opts=on_docker,
+            labels=traefik_label_args,
+            opts=pulumi.ResourceOptions(parent=self, provider=self.docker_provider, depends_on=[self.docker_proxy]),
+            **hardening(platform.traefik_memory_mb, TRAEFIK_GRACE_SECONDS),
         )
 
         self.postgresql_provider = postgresql.Provider(
             f"{name}-postgresql",
             host=platform.postgres_admin_host,
-            port=platform.postgres_port,
+            port=platform.postgres_admin_port or platform.postgres_port,
             username=POSTGRES_SUPERUSER,
             password=self.postgres_password.result,
             sslmode="disable",
@@ -207,6 +311,7 @@ class SharedInfra(pulumi.ComponentResource):
                 "networkName": self.network.name,
                 "postgresContainer": self.postgres.name,
                 "traefikContainer": self.traefik.name,
+                "dockerProxyContainer": self.docker_proxy.name,
                 "postgresPassword": self.postgres_password.result,
             }
         )

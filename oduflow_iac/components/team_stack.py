@@ -17,9 +17,17 @@ import pulumi_docker as docker
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
-from oduflow_iac import backup, labels, naming, odoo_conf, odoo_init
+from oduflow_iac import backup, db_proxy, labels, naming, odoo_conf, odoo_init
 from oduflow_iac.cascade import resolve_addons
-from oduflow_iac.components.common import as_secret, label_args, one_shot, secret_env, succeeded
+from oduflow_iac.components.common import (
+    as_secret,
+    hardening,
+    init_uploads,
+    label_args,
+    one_shot,
+    secret_env,
+    succeeded,
+)
 from oduflow_iac.components.odoo_environment import (
     DB_ENCODING,
     DB_LC_COLLATE,
@@ -30,6 +38,8 @@ from oduflow_iac.components.odoo_environment import (
 )
 from oduflow_iac.components.refs import SharedRefs, TeamDatabaseAccess
 from oduflow_iac.config import Config
+
+DB_PROXY_GRACE_SECONDS = 10
 
 
 @dataclass
@@ -115,6 +125,8 @@ class TeamStack(pulumi.ComponentResource):
         on_docker = pulumi.ResourceOptions(parent=self, provider=shared.docker_provider)
         on_pg = pulumi.ResourceOptions(parent=self, provider=shared.postgresql_provider)
 
+        # The team's own network: its Odoo containers, one-shots, backup job and PostgreSQL proxy,
+        # nothing of any other team. Not `internal`: Odoo sends mail and fetchers clone from remotes.
         self.network = docker.Network(
             f"{name}-net",
             name=naming.team_network_name(team_id),
@@ -135,26 +147,52 @@ class TeamStack(pulumi.ComponentResource):
             opts=on_pg,
         )
 
+        # The team's only way to PostgreSQL (see db_proxy.py): on its network and the database network.
+        proxy_name = naming.team_db_proxy_container_name(team_id)
+        self.db_proxy = docker.Container(
+            f"{name}-db-proxy",
+            name=proxy_name,
+            image=config.platform.db_proxy_image,
+            uploads=[
+                docker.ContainerUploadArgsDict(
+                    file=db_proxy.CONFIG_PATH,
+                    content=db_proxy.haproxy_config(
+                        shared.db_host, shared.db_port, config.team_db_connections(team_id)
+                    ),
+                )
+            ],
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgsDict(name=self.network.name),
+                docker.ContainerNetworksAdvancedArgsDict(name=shared.network_name),
+            ],
+            capabilities=docker.ContainerCapabilitiesArgsDict(drops=["ALL"]),
+            read_only=True,
+            restart="unless-stopped",
+            labels=label_args(labels.oduflow_labels(team_id, None, "db-proxy")),
+            opts=on_docker,
+            **hardening(config.platform.proxy_memory_mb, DB_PROXY_GRACE_SECONDS),
+        )
+
         self.db_access = TeamDatabaseAccess(
             role_name=self.role.name,
             odoo_envs=[
-                f"HOST={shared.db_host}",
-                f"PORT={shared.db_port}",
+                f"HOST={proxy_name}",
+                f"PORT={db_proxy.LISTEN_PORT}",
                 self.role.name.apply(lambda r: f"USER={r}"),
                 secret_env("PASSWORD", self.role_password.result),
             ],
             libpq_envs=[
-                f"PGHOST={shared.db_host}",
-                f"PGPORT={shared.db_port}",
+                f"PGHOST={proxy_name}",
+                f"PGPORT={db_proxy.LISTEN_PORT}",
                 self.role.name.apply(lambda r: f"PGUSER={r}"),
                 secret_env("PGPASSWORD", self.role_password.result),
             ],
+            proxy=self.db_proxy,
         )
 
         self.templates: dict[str, postgresql.Database] = {}
-        self.templates_ready: dict[str, docker.Container] = {}
+        self.templates_ready: dict[str, pulumi.Output[docker.Container]] = {}
         self.template_filestores: dict[str, docker.Volume] = {}
-        checks: list[pulumi.Output[int]] = []
         for tname, template in team.templates.items():
             tkey = f"{name}-template-{naming.slugify_branch(tname)}"
             db_name = naming.template_db_name(team_id, tname)
@@ -175,24 +213,28 @@ class TeamStack(pulumi.ComponentResource):
                 f"{tkey}-filestore", name=naming.template_filestore_volume_name(team_id, tname), opts=on_docker
             )
             # Install the template's modules once; Pulumi waits until Odoo exits, so no session holds
-            # the template when environments are cloned from it.
+            # the template when environments are cloned from it. An image bump of the template is an
+            # upgrade, never a new install (the one-shot ignores its image; see common.ONE_SHOT_IGNORED).
             init_name = naming.template_init_container_name(team_id, tname)
             init = one_shot(
                 f"{tkey}-init",
                 container_name=init_name,
                 image=template.odoo_image,
-                command=odoo_init.install_command(db_name, template.modules),
-                envs=self.db_access.odoo_envs,
+                entrypoints=["/bin/sh"],
+                command=[odoo_init.INIT_SCRIPT_PATH],
+                uploads=init_uploads(odoo_init.install_script(db_name, template.modules)),
+                envs=[*self.db_access.odoo_envs, *self.db_access.libpq_envs, f"PGDATABASE={db_name}"],
                 volumes=[
                     docker.ContainerVolumeArgsDict(volume_name=filestore.name, container_path=odoo_conf.FILESTORE_PATH)
                 ],
-                networks=[shared.network_name],
+                networks=[self.network.name],
                 labels=label_args(labels.oduflow_labels(team_id, None, "template-init")),
-                opts=pulumi.ResourceOptions.merge(on_docker, pulumi.ResourceOptions(depends_on=[db, revoke])),
+                opts=pulumi.ResourceOptions.merge(
+                    on_docker, pulumi.ResourceOptions(depends_on=[db, revoke, self.db_proxy])
+                ),
             )
-            checks.append(succeeded(init, init_name))
             self.templates[tname] = db
-            self.templates_ready[tname] = init
+            self.templates_ready[tname] = succeeded(init, init_name)
             self.template_filestores[tname] = filestore
 
         basic_auth: pulumi.Output[str] | None = None
@@ -212,7 +254,7 @@ class TeamStack(pulumi.ComponentResource):
         tls = config.platform.tls
         for env in team.environments:
             image = config.env_image(team_id, env)
-            depends: list[pulumi.Resource] = []
+            depends: list[pulumi.Input[pulumi.Resource]] = []
             template_db: pulumi.Input[str] | None = None
             template_filestore: pulumi.Input[str] | None = None
             if env.template is not None:
@@ -242,7 +284,6 @@ class TeamStack(pulumi.ComponentResource):
                         naming.template_db_name(team_id, env.template) if env.template is not None else None
                     ),
                     template_filestore=template_filestore,
-                    network_name=config.platform.network,
                     tls_resolver=tls_resolver_for(config, host),
                     addons=resolve_addons(levels, env.type, image, env.addons),  # type: ignore[arg-type]
                     addons_fetch_image=config.platform.addons_fetch_image,
@@ -266,7 +307,7 @@ class TeamStack(pulumi.ComponentResource):
                 "network": self.network.name,
                 "role": self.role.name,
                 "environments": {b: e.url for b, e in self.environments.items()},
-                "templatesInitialised": pulumi.Output.all(*checks),
+                "templatesInitialised": pulumi.Output.all(*self.templates_ready.values()).apply(lambda _: True),
             }
         )
 
@@ -375,7 +416,8 @@ class TeamStack(pulumi.ComponentResource):
                 )
                 for t in targets
             ],
-            networks_advanced=[docker.ContainerNetworksAdvancedArgsDict(name=shared.network_name)],
+            # Its team's network only: the database through the team's proxy, S3 over the Internet.
+            networks_advanced=[docker.ContainerNetworksAdvancedArgsDict(name=self.network.name)],
             restart="unless-stopped",
             labels=label_args(labels.oduflow_labels(team_id, None, "backup")),
             opts=pulumi.ResourceOptions(parent=self, provider=shared.docker_provider),

@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from oduflow_iac import naming
+from oduflow_iac import docker_form, naming
 from oduflow_iac.config.oduflow_compat import SERVER_SECTIONS
 
 EnvType = Literal["development", "staging", "production"]
@@ -25,6 +25,8 @@ ENV_TYPES: tuple[EnvType, ...] = ("development", "staging", "production")
 # Sections of Oduflow's own oduflow.toml that configure its server process, not infrastructure.
 IGNORED_SECTIONS = SERVER_SECTIONS
 
+# Odoo's default `max_cron_threads`: each holds its own database connection.
+ODOO_CRON_THREADS = 2
 PORT_MIN = 1024
 PORT_MAX = 65535
 MAX_BRANCH_LENGTH = 100
@@ -85,6 +87,15 @@ def _check_hostname(value: str | None) -> str | None:
     return value
 
 
+def _check_cpus(value: float | None) -> float | None:
+    """The Docker provider reads `cpus` back from nanoseconds in its own decimal form: a value that
+    does not survive that (0.05 reads back as 0.1) would replace the container on every run."""
+    if value is not None and not docker_form.cpus_round_trips(value):
+        shown = docker_form.cpus_value(value)
+        raise ValueError(f"{value:g} CPUs cannot be set exactly (the Docker provider reads it back as {shown})")
+    return value
+
+
 def _parse_secret(value: Any) -> Any:
     if isinstance(value, SecretValue) or value is None:
         return value
@@ -120,6 +131,11 @@ class TypeDefaults(_Model):
     memory_mb: int = Field(gt=0)
     workers: int = Field(ge=0)
 
+    @field_validator("cpu")
+    @classmethod
+    def _cpus_form(cls, value: float) -> float | None:
+        return _check_cpus(value)
+
 
 def _default_type_defaults() -> dict[EnvType, TypeDefaults]:
     return {
@@ -132,23 +148,58 @@ def _default_type_defaults() -> dict[EnvType, TypeDefaults]:
 class Platform(_Model):
     network: str = naming.SHARED_NETWORK
     docker_host: str = "unix:///var/run/docker.sock"
-    postgres_image: str = "postgres:16.4"
+    # Images pinned by digest: a tag in front of `@` is informational (official images' tags are
+    # rebuilt in place). Traefik >= v3.6.1 negotiates the Docker API version (earlier v3 releases
+    # ask for 1.24, which Docker 29 refuses: traefik/traefik#12253, fixed by #12256).
+    postgres_image: str = (
+        "postgres:16.15-bookworm@sha256:efedf3595f1d6f415c08568ba171029bf54052e754cc9f030e3f2412b21f3d67"
+    )
     postgres_memory_mb: int = Field(default=2048, gt=0)
     postgres_port: int = Field(default=5432, ge=1, le=PORT_MAX)
-    traefik_image: str = "traefik:v3.2.3"
+    traefik_image: str = "traefik:v3.6.25@sha256:fbc395356327765e9725ae4a6b9c140ba6070cc0fa83c36ab4f1342adcea7141"
+    traefik_memory_mb: int = Field(default=512, gt=0)
+    # The Docker API proxy in front of Traefik, and each team's PostgreSQL proxy.
+    docker_proxy_image: str = (
+        "wollomatic/socket-proxy:1.13.1@sha256:3935b709275e4ec35d6ed5a5c4a1f0d01ed31eec5e7234efc3357ecd47689002"
+    )
+    db_proxy_image: str = (
+        "haproxy:3.2.24-alpine@sha256:d96a0d2c0c5eaeb70b20af39ae157753dda52233eb4b113b518b517239c0c9b4"
+    )
+    proxy_memory_mb: int = Field(default=64, gt=0)
     tls: bool = False
     acme_email: str | None = None
     dashboard: bool = False
-    addons_fetch_image: str = "alpine/git:v2.47.2"
+    # Basic auth of Traefik's dashboard (user `oduflow`), required with `dashboard = true`.
+    dashboard_password: SecretValue | None = None
+    addons_fetch_image: str = (
+        "buildpack-deps:bookworm-scm@sha256:ccb9f3efc3b2262f3cb7bebd9881e670f858f0fdb6208cfeb320f3adf4f48ae8"
+    )
     backup_image: str = "eeshugerman/postgres-backup-s3:16"
     publish_address: str = "127.0.0.1"
     postgres_admin_host: str = "127.0.0.1"
+    # Where the machine running Pulumi dials PostgreSQL, when not `postgres_port` (a tunnel of one's
+    # own on another local port). `oduflow-iac` sets it per run for its SSH tunnel
+    # (ODUFLOW_POSTGRES_ADMIN_PORT, see tunnel.py).
+    postgres_admin_port: int | None = Field(default=None, ge=1, le=PORT_MAX)
     # Traefik checks the basic-auth hash on every request, without a cache, and an Odoo page makes
     # dozens: at bcrypt's usual cost 10 each would take ~60 ms of the shared proxy's CPU. 5 is
     # what `htpasswd -B` produces.
     basic_auth_cost: int = Field(default=5, ge=4, le=14)
     environment_defaults: dict[EnvType, TypeDefaults] = Field(default_factory=_default_type_defaults)
     addons: list[AddonRepo] = []
+
+    @field_validator("dashboard_password", mode="before")
+    @classmethod
+    def _parse_dashboard_password(cls, value: Any) -> Any:
+        return _parse_secret(value)
+
+    @model_validator(mode="after")
+    def _dashboard_needs_password(self) -> Platform:
+        if self.dashboard and self.dashboard_password is None:
+            raise ValueError(
+                "`dashboard = true` needs `dashboard_password`: the dashboard is never served without authentication"
+            )
+        return self
 
     @field_validator("environment_defaults", mode="before")
     @classmethod
@@ -254,6 +305,12 @@ class Environment(_Model):
     memory_mb: int | None = Field(default=None, gt=0)
     workers: int | None = Field(default=None, ge=0)
     hostname: str | None = None
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpus_form(cls, value: float | None) -> float | None:
+        return _check_cpus(value)
+
     protect: bool | None = None
     backup: bool = True
     disabled: bool = False
@@ -395,6 +452,19 @@ class Config(_Model):
             workers=env.workers if env.workers is not None else d.workers,
         )
 
+    def team_db_connections(self, team_id: str) -> int:
+        """How many connections the team's PostgreSQL proxy lets through at once: per running
+        environment, each Odoo process (workers, cron threads, the gevent process, or the one
+        threaded server) with a spare, plus the one-shots and the backup job."""
+        total = 4
+        for env in self.team[team_id].environments:
+            if env.disabled:
+                continue
+            workers = self.env_limits(env).workers
+            processes = workers + ODOO_CRON_THREADS + 1 if workers else 1 + ODOO_CRON_THREADS
+            total += 2 * processes
+        return total
+
     def env_image(self, team_id: str, env: Environment) -> str:
         if env.odoo_image:
             return env.odoo_image
@@ -406,6 +476,8 @@ class Config(_Model):
         found = []
         if self.dns and self.dns.api_token and self.dns.api_token.is_inline:
             found.append("dns.api_token")
+        if self.platform.dashboard_password and self.platform.dashboard_password.is_inline:
+            found.append("platform.dashboard_password")
         for team_id, team in self.teams:
             for key in ("auth_token", "ui_password", "production_token"):
                 value = getattr(team, key)

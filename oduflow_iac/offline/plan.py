@@ -67,7 +67,8 @@ def _secret_refs(config: Config, teams: list[str] | None = None) -> list[str]:
     """The `secret:KEY` references the program reads for these teams (all when None); tokens are
     the operations CLI's, not the program's."""
     chosen = [team for team_id, team in config.teams if teams is None or team_id in teams]
-    secrets = [config.dns.api_token if config.dns else None] + [team.ui_password for team in chosen]
+    secrets = [config.dns.api_token if config.dns else None, config.platform.dashboard_password]
+    secrets += [team.ui_password for team in chosen]
     return [s.stack_key for s in secrets if s is not None and s.stack_key]
 
 

@@ -85,7 +85,8 @@ POLICIES: list[Policy] = [
     StackValidationPolicy(
         name="isolation",
         description="Team databases are owned by the team's role and closed to PUBLIC; team containers join "
-        "only the shared network and their own team's.",
+        "only their team's network (its PostgreSQL proxy also the database network), never another team's, "
+        "the host's network or a host path.",
         validate=validate_isolation,
         enforcement_level=MANDATORY,
         config_schema=ISOLATION_SCHEMA,

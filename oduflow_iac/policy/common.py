@@ -39,6 +39,7 @@ ROLE_ODOO = "odoo"
 ROLE_DATABASE = "database"
 ROLE_PROXY = "proxy"
 ROLE_BACKUP = "backup"
+ROLE_DB_PROXY = "db-proxy"
 TRAEFIK_DASHBOARD_PORT = 8080
 WILDCARD_IPS = frozenset({"", "0.0.0.0", "::", "[::]"})
 

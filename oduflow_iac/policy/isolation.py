@@ -13,7 +13,7 @@ from pulumi_policy import (
 )
 
 from oduflow_iac import naming
-from oduflow_iac.policy.common import CONTAINER, DATABASE, GRANT, _labels, _name
+from oduflow_iac.policy.common import CONTAINER, DATABASE, GRANT, ROLE_DB_PROXY, _labels, _name
 
 # --------------------------------------------------------------------------------------------
 # isolation
@@ -48,12 +48,55 @@ def _revokes_public(props: Mapping[str, Any]) -> bool:
     )
 
 
+_TEAM_NETWORK = re.compile(r"oduflow-.+-net")
+
+
+def _check_team_container(
+    r: PolicyResource,
+    props: Mapping[str, Any],
+    team: str,
+    role: str | None,
+    shared: str,
+    team_networks: set[str] | None,
+    report: ReportViolation,
+) -> None:
+    """A team's container is on its team's network (its PostgreSQL proxy also on the database
+    network), in no other team's, never on the host's network or another container's, never
+    privileged, and mounts nothing from the host (the Docker socket would be root on the host)."""
+    name = _name(props, r.name)
+    own = naming.team_network_name(team)
+    for net in props.get("networksAdvanced") or []:
+        net_name = str(net.get("name"))
+        # Without the team list, any team network but its own.
+        foreign = net_name != own and (
+            net_name in team_networks if team_networks is not None else bool(_TEAM_NETWORK.fullmatch(net_name))
+        )
+        if net_name == shared and role != ROLE_DB_PROXY:
+            report(
+                f"container {name} of team {team} joins the database network {shared}; only the team's "
+                f"PostgreSQL proxy may (through it, {own} reaches the server)",
+                r.urn,
+            )
+        elif foreign:
+            report(f"container {name} of team {team} joins network {net_name} of another team", r.urn)
+    mode = str(props.get("networkMode") or "bridge")
+    if mode not in ("bridge", "default"):
+        report(f"container {name} of team {team} uses network mode {mode}; only its team's networks are allowed", r.urn)
+    if props.get("privileged"):
+        report(f"container {name} of team {team} is privileged", r.urn)
+    for volume in props.get("volumes") or []:
+        if volume.get("hostPath"):
+            report(f"container {name} of team {team} mounts {volume.get('hostPath')} from the host", r.urn)
+
+
 def validate_isolation(args: StackValidationArgs, report: ReportViolation) -> None:
     """Every team database is owned by its team's role and closed to PUBLIC; a team's containers
-    join only the shared network and their own team's."""
+    join only their team's network (its PostgreSQL proxy also the database network), nothing of
+    the host."""
     config = args.get_config()
     teams = {str(t) for t in config["teams"]} if "teams" in config else None
     shared = str(config.get("shared_network") or naming.SHARED_NETWORK)
+    team_networks = {naming.team_network_name(t) for t in teams} if teams is not None else None
     databases: list[tuple[PolicyResource, str, str]] = []
     revoking: list[PolicyResource] = []
     revoked_urns: set[str] = set()
@@ -76,26 +119,10 @@ def validate_isolation(args: StackValidationArgs, report: ReportViolation) -> No
             revoking.append(r)
             revoked_urns.update(d.urn for d in r.dependencies)
         elif r.resource_type == CONTAINER:
-            team = _labels(props, naming.LABEL_TEAM).get(naming.LABEL_TEAM)
-            if team is None:
-                continue
-            own = naming.team_network_name(team)
-            allowed = {shared, own}
-            name = _name(props, r.name)
-            for net in props.get("networksAdvanced") or []:
-                net_name = str(net.get("name"))
-                if net_name not in allowed:
-                    report(
-                        f"container {name} of team {team} joins network {net_name}; "
-                        f"only {shared} and {own} are allowed",
-                        r.urn,
-                    )
-            mode = props.get("networkMode")
-            if mode and mode not in ("bridge", "default") and mode not in allowed:
-                report(
-                    f"container {name} of team {team} uses network mode {mode}; only {shared} and {own} are allowed",
-                    r.urn,
-                )
+            found = _labels(props, naming.LABEL_TEAM, naming.LABEL_ROLE)
+            team = found.get(naming.LABEL_TEAM)
+            if team is not None:
+                _check_team_container(r, props, team, found.get(naming.LABEL_ROLE), shared, team_networks, report)
     # The engine relates a grant to its database through dependencies; a grant's `database`
     # name is read only for databases that relation does not cover.
     revoked_names: set[str] | None = None

@@ -71,8 +71,13 @@ class PgServer:
     def login(self, user: str, password: str, database: str) -> psycopg.Connection[Any]:
         """A session as `user` with `password`, over TCP (password authentication)."""
         return psycopg.connect(
-            host=self.host, port=self.port, user=user, password=password, dbname=database,
-            autocommit=True, connect_timeout=10,
+            host=self.host,
+            port=self.port,
+            user=user,
+            password=password,
+            dbname=database,
+            autocommit=True,
+            connect_timeout=10,
         )
 
     def scalar(self, sql: str, params: tuple[Any, ...] = (), database: str = "postgres") -> Any:
@@ -80,9 +85,7 @@ class PgServer:
             row = conn.execute(sql, params).fetchone()
             return None if row is None else row[0]
 
-    def rows(
-        self, sql: str, params: tuple[Any, ...] = (), database: str = "postgres"
-    ) -> list[tuple[Any, ...]]:
+    def rows(self, sql: str, params: tuple[Any, ...] = (), database: str = "postgres") -> list[tuple[Any, ...]]:
         with self.admin(database) as conn:
             return conn.execute(sql, params).fetchall()
 

@@ -117,9 +117,21 @@ class RoleSpec:
     skip_reassign_owned: bool = False
 
     KEYS = (
-        "name", "password", "login", "connectionLimit", "superuser", "createDatabase", "createRole",
-        "inherit", "replication", "bypassRowLevelSecurity", "validUntil", "encryptedPassword", "roles",
-        "skipDropRole", "skipReassignOwned",
+        "name",
+        "password",
+        "login",
+        "connectionLimit",
+        "superuser",
+        "createDatabase",
+        "createRole",
+        "inherit",
+        "replication",
+        "bypassRowLevelSecurity",
+        "validUntil",
+        "encryptedPassword",
+        "roles",
+        "skipDropRole",
+        "skipReassignOwned",
     )
 
     @classmethod
@@ -159,8 +171,17 @@ class DatabaseSpec:
     alter_object_ownership: bool = False
 
     KEYS = (
-        "name", "owner", "template", "encoding", "lcCollate", "lcCtype", "tablespaceName",
-        "connectionLimit", "allowConnections", "isTemplate", "alterObjectOwnership",
+        "name",
+        "owner",
+        "template",
+        "encoding",
+        "lcCollate",
+        "lcCtype",
+        "tablespaceName",
+        "connectionLimit",
+        "allowConnections",
+        "isTemplate",
+        "alterObjectOwnership",
     )
 
     @classmethod
@@ -311,9 +332,7 @@ class ApplyResult:
 FORCE_NEW = {
     ROLE_TYPE: frozenset(),
     DATABASE_TYPE: frozenset({"template", "encoding", "lcCollate", "lcCtype"}),
-    GRANT_TYPE: frozenset(
-        {"database", "role", "schema", "objectType", "objects", "columns", "withGrantOption"}
-    ),
+    GRANT_TYPE: frozenset({"database", "role", "schema", "objectType", "objects", "columns", "withGrantOption"}),
 }
 
 
@@ -383,9 +402,7 @@ class Server:
         conn.execute(sql.encode())  # bytes: sent as is, no client-side placeholder handling
         self.log.append(Statement(database, shown if shown is not None else sql))
 
-    def query(
-        self, sql: str, params: Sequence[Any] = (), database: str | None = None
-    ) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, params: Sequence[Any] = (), database: str | None = None) -> list[tuple[Any, ...]]:
         with self.connect(database) as conn:
             return conn.execute(sql, params).fetchall()
 
@@ -458,8 +475,15 @@ def role_read(server: Server, name: str) -> RoleState | None:
 
 def role_drift(spec: RoleSpec, live: RoleState) -> list[str]:
     want = RoleState(
-        spec.login, spec.connection_limit, spec.superuser, spec.create_database, spec.create_role,
-        spec.inherit, spec.replication, spec.bypass_rls, spec.roles,
+        spec.login,
+        spec.connection_limit,
+        spec.superuser,
+        spec.create_database,
+        spec.create_role,
+        spec.inherit,
+        spec.replication,
+        spec.bypass_rls,
+        spec.roles,
     )
     return [f for f in RoleState.__dataclass_fields__ if getattr(want, f) != getattr(live, f)]
 
@@ -605,9 +629,7 @@ def database_update(server: Server, spec: DatabaseSpec, live: DatabaseState, dri
             server.execute(conn, f"ALTER DATABASE {name} OWNER TO {quote_ident(spec.owner)}")
             if spec.alter_object_ownership:
                 with server.connect(spec.name) as inside:
-                    server.execute(
-                        inside, f"REASSIGN OWNED BY {quote_ident(live.owner)} TO {quote_ident(spec.owner)}"
-                    )
+                    server.execute(inside, f"REASSIGN OWNED BY {quote_ident(live.owner)} TO {quote_ident(spec.owner)}")
         if "tablespace" in drift and spec.tablespace:
             server.execute(conn, f"ALTER DATABASE {name} SET TABLESPACE {quote_ident(spec.tablespace)}")
         if "connection_limit" in drift:

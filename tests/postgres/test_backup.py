@@ -115,7 +115,10 @@ def test_backup_script_dumps_restore_into_a_fresh_database(
     restore_env = {**env, "PGUSER": "oduflow_team_1"}
     done = subprocess.run(
         ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", f"--dbname={restored}", str(dumps[0])],
-        env=restore_env, capture_output=True, text=True, timeout=300,
+        env=restore_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
 

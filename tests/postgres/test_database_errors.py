@@ -39,7 +39,7 @@ def test_in_use_counts_the_sessions(detail: str, expected: str) -> None:
 def test_names_with_quotes_are_unescaped_and_quoted_in_sql() -> None:
     text = explain_clone_failure('source database "it\'s ""odd""" is being accessed by other users')
     assert text is not None
-    assert "template database \"it's \"odd\"\"" in text
+    assert 'template database "it\'s "odd""' in text
     assert "WHERE datname = 'it''s \"odd\"'" in text
 
 

@@ -204,9 +204,7 @@ def _fill_template(pg: PgServer, run: harness.PlannedRun, template: plans.Planne
         conn.execute("CREATE TABLE res_partner (id serial PRIMARY KEY, name text NOT NULL)")
         conn.execute("CREATE TABLE ir_module_module (id serial PRIMARY KEY, name text, state text)")
         conn.execute("INSERT INTO res_partner (name) SELECT 'partner ' || g FROM generate_series(1, 25) g")
-        conn.execute(
-            "INSERT INTO ir_module_module (name, state) VALUES ('base', 'installed'), ('web', 'installed')"
-        )
+        conn.execute("INSERT INTO ir_module_module (name, state) VALUES ('base', 'installed'), ('web', 'installed')")
 
 
 def test_environments_cloned_from_a_template_carry_its_data(
@@ -262,9 +260,7 @@ def test_a_template_in_use_is_explained_and_a_retry_succeeds(
 # Re-applying and removing
 
 
-def test_applying_the_same_plan_twice_changes_nothing(
-    pg: PgServer, applier: Applier, run: harness.PlannedRun
-) -> None:
+def test_applying_the_same_plan_twice_changes_nothing(pg: PgServer, applier: Applier, run: harness.PlannedRun) -> None:
     first = applier.apply(run)
     assert len(first.urns("create")) == len(
         [r for r in run.resources if r.type in (ROLE_TYPE, DATABASE_TYPE, GRANT_TYPE)]

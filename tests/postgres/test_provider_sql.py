@@ -32,8 +32,15 @@ def res(
     deps = deps or {}
     flat = list(dict.fromkeys(u for urns in deps.values() for u in urns))
     return PlannedResource(
-        urn=f"urn:pulumi:test::oduflow::{type_}::{name}", type=type_, name=name, parent=None, custom=True,
-        inputs=inputs, dependencies=flat, protect=protect, property_dependencies=deps,
+        urn=f"urn:pulumi:test::oduflow::{type_}::{name}",
+        type=type_,
+        name=name,
+        parent=None,
+        custom=True,
+        inputs=inputs,
+        dependencies=flat,
+        protect=protect,
+        property_dependencies=deps,
     )
 
 
@@ -48,10 +55,15 @@ def role(name: str = "t_owner") -> PlannedResource:
     return res(ROLE_TYPE, "role", {"name": name, "login": True, "password": Secret(PASSWORD)})
 
 
-def database(key: str, name: str, template: str = "template0", is_template: bool = False,
-             protect: bool = False) -> PlannedResource:
+def database(
+    key: str, name: str, template: str = "template0", is_template: bool = False, protect: bool = False
+) -> PlannedResource:
     inputs: dict[str, Any] = {
-        "name": name, "owner": "t_owner", "template": template, "encoding": "UTF8", "lcCollate": "C",
+        "name": name,
+        "owner": "t_owner",
+        "template": template,
+        "encoding": "UTF8",
+        "lcCollate": "C",
         "lcCtype": "C",
     }
     deps = {"owner": [ROLE]}
@@ -64,7 +76,8 @@ def database(key: str, name: str, template: str = "template0", is_template: bool
 
 def revoke(key: str, db_key: str, db_name: str) -> PlannedResource:
     return res(
-        GRANT_TYPE, key,
+        GRANT_TYPE,
+        key,
         {"database": db_name, "role": "public", "objectType": "database", "privileges": []},
         {"database": [urn(DATABASE_TYPE, db_key)]},
     )
@@ -84,7 +97,7 @@ def test_statements_are_the_providers(pg: PgServer, applier: Applier) -> None:
         "CREATE ROLE \"t_owner\" WITH ENCRYPTED PASSWORD '[secret]' VALID UNTIL 'infinity' CONNECTION LIMIT -1"
         " NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT LOGIN NOBYPASSRLS NOREPLICATION",
         'ALTER ROLE "t_owner" SET search_path TO DEFAULT',
-        "CREATE DATABASE \"t_env\" OWNER \"t_owner\" TEMPLATE \"template0\" ENCODING 'UTF8'  LC_COLLATE 'C'"
+        'CREATE DATABASE "t_env" OWNER "t_owner" TEMPLATE "template0" ENCODING \'UTF8\'  LC_COLLATE \'C\''
         "  LC_CTYPE 'C'  ALLOW_CONNECTIONS true CONNECTION LIMIT -1 IS_TEMPLATE false",
         "SET statement_timeout = 0",
         "SELECT pg_advisory_xact_lock(oid::bigint) FROM pg_database WHERE datname = 't_env'",
