@@ -68,7 +68,7 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
     p = env_sub.add_parser("credentials", help="print an environment's Odoo admin login and password")
     add_config_args(p)
     p.add_argument("--team", help="team id (default: the only team, else 1)")
-    p.add_argument("--branch", required=True)
+    p.add_argument("--branch", required=True, help=_BRANCH_HELP)
     p.add_argument(
         "--show-secret", "--show", dest="show_secret", action="store_true",
         help="print the password even when stdout is not a terminal (a pipe, a file, a CI log)",
