@@ -844,7 +844,8 @@ class Lifecycle:
                 template = next(iter(team.templates))
             else:
                 raise UsageError(
-                    f"team {team_id} has no single default template: pass --template NAME or --image IMAGE"
+                    f"{self.path}: team.{team_id}.templates: no `default` template and not exactly one: "
+                    "pass --template NAME or --image IMAGE"
                 )
         values: dict[str, TomlValue] = {"branch": branch, "type": env_type}
         if template is not None:
@@ -860,14 +861,19 @@ class Lifecycle:
 
     def set_disabled(self, team_id: str, branch: str, disabled: bool) -> Outcome:
         config = self._config(team_id)
-        self._environment(config, team_id, branch)
+        env = self._environment(config, team_id, branch)
         edit = ConfigEdit.open(self.path)
         changed = edit.set_environment_key(team_id, branch, "disabled", True if disabled else None)
         config = edit.save(self.path)
         word = "disabled" if disabled else "enabled"
-        lines = edit.summary if changed else [f"environment {branch!r} of team {team_id} is already {word}"]
+        if not changed:
+            # Nothing to deploy: saying "run up to apply" would send the user after nothing.
+            return self._outcome(f"environment {branch!r} of team {team_id} is already {word}; nothing to do")
+        lines = list(edit.summary)
         if disabled:
-            lines = [*lines, "its Odoo container is removed; its database and filestore are kept"]
+            lines.append("its Odoo container is removed; its database and filestore are kept")
+            if env.type == "production":
+                lines.insert(0, f"WARNING: {branch!r} is a production environment: it stops serving its users")
         return self._finish(self._outcome(*lines), config, team_id)
 
     def delete_environment(self, team_id: str, branch: str, *, force: bool = False) -> Outcome:
@@ -912,7 +918,7 @@ class Lifecycle:
         return self._finish(outcome, config, team_id, extra)
 
     def _backup_before_delete(self, config: Config, team_id: str, env: Any, force: bool, outcome: Outcome) -> bool:
-        where = f"environment {env.branch!r} of team {team_id} is production"
+        where = f"{self.path}: team.{team_id}: environment {env.branch!r} is production"
         if config.backup is None:
             if not force:
                 raise UsageError(
@@ -973,7 +979,7 @@ class Lifecycle:
         users = [e.branch for e in team.environments if e.template == name]
         if users:
             raise UsageError(
-                f"template {name!r} of team {team_id} is used by {', '.join(users)}: "
+                f"{self.path}: team.{team_id}.templates.{name}: used by {', '.join(users)}: "
                 "delete those environments or give them another template first"
             )
         edit = ConfigEdit.open(self.path)
@@ -1016,6 +1022,9 @@ class Lifecycle:
         for branch in sorted(gone - {e.branch for e in team.environments}):
             outcome.add(f"no environment for gone branch {branch!r}")
         if dry_run:
+            # Listing is read-only: a dry run still lists the orphans (and removes none).
+            if orphans or remove_orphans:
+                self._orphans(config, team_id, False, outcome)
             outcome.add("dry run: nothing changed")
             return outcome
         if doomed:

@@ -15,12 +15,14 @@ from typing import Any
 from oduflow_iac import automation, teams
 from oduflow_iac.config import ENV_TYPES, Config
 from oduflow_iac.errors import UsageError
-from oduflow_iac.stack_settings import StackSettings, resolve_config
+from oduflow_iac.stack_settings import StackSettings, print_notices, resolve_config
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 
 AddConfigArgs = Callable[[argparse.ArgumentParser], None]
+_BRANCH_HELP = "git branch of the environment (e.g. feature/login)"
+_TEMPLATE_HELP = "template name, as in [team.N.templates.NAME]"
 
 
 def register(sub: Any, add_config_args: AddConfigArgs) -> None:
@@ -44,28 +46,29 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
         p.set_defaults(handler=_operation_handler(operation), no_policy=False)
 
     env = sub.add_parser("env", help="create, disable, enable or delete an environment")
-    env_sub = env.add_subparsers(dest="env_command", required=True)
+    env_sub = env.add_subparsers(dest="env_command", metavar="ACTION", required=True)
     p = _lifecycle_parser(env_sub, "create", "add an environment for a branch and deploy it", add_config_args)
-    p.add_argument("--branch", required=True)
-    p.add_argument("--type", choices=ENV_TYPES, default="development")
-    p.add_argument("--template", help="template of the team (default: its `default` or only template)")
-    p.add_argument("--image", help="Odoo image (instead of a template's)")
+    p.add_argument("--branch", required=True, help=_BRANCH_HELP)
+    p.add_argument("--type", choices=ENV_TYPES, default="development", help="environment type (default: development)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--template", help="template of the team (default: its `default` or only template)")
+    source.add_argument("--image", help="Odoo image, for an environment without a template")
     p.set_defaults(handler=_env_create)
     p = _lifecycle_parser(env_sub, "disable", "stop serving an environment; keep its database", add_config_args)
-    p.add_argument("--branch", required=True)
+    p.add_argument("--branch", required=True, help=_BRANCH_HELP)
     p.set_defaults(handler=_env_disable)
     p = _lifecycle_parser(env_sub, "enable", "serve a disabled environment again", add_config_args)
-    p.add_argument("--branch", required=True)
+    p.add_argument("--branch", required=True, help=_BRANCH_HELP)
     p.set_defaults(handler=_env_enable)
     p = _lifecycle_parser(env_sub, "delete", "delete an environment and its database", add_config_args)
-    p.add_argument("--branch", required=True)
+    p.add_argument("--branch", required=True, help=_BRANCH_HELP)
     p.add_argument("--force", action="store_true", help="delete a production environment without a backup")
     p.set_defaults(handler=_env_delete)
 
     p = env_sub.add_parser("credentials", help="print an environment's Odoo admin login and password")
     add_config_args(p)
     p.add_argument("--team", help="team id (default: the only team, else 1)")
-    p.add_argument("--branch", required=True)
+    p.add_argument("--branch", required=True, help=_BRANCH_HELP)
     p.add_argument(
         "--show-secret",
         "--show",
@@ -76,9 +79,9 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
     p.set_defaults(handler=_env_credentials)
 
     template = sub.add_parser("template", help="init, list or delete a team's templates")
-    template_sub = template.add_subparsers(dest="template_command", required=True)
+    template_sub = template.add_subparsers(dest="template_command", metavar="ACTION", required=True)
     p = _lifecycle_parser(template_sub, "init", "add a template database (Oduflow's init-template)", add_config_args)
-    p.add_argument("--name", required=True)
+    p.add_argument("--name", required=True, help=_TEMPLATE_HELP)
     p.add_argument("--image", required=True, help="Odoo image of the template")
     p.add_argument("--modules", help="modules installed in the template, comma-separated (default: base,web)")
     p.set_defaults(handler=_template_init)
@@ -87,7 +90,7 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
     p.add_argument("--team", help="team id (default: the only team, else 1)")
     p.set_defaults(handler=_template_list)
     p = _lifecycle_parser(template_sub, "delete", "delete a template no environment uses", add_config_args)
-    p.add_argument("--name", required=True)
+    p.add_argument("--name", required=True, help=_TEMPLATE_HELP)
     p.set_defaults(handler=_template_delete)
 
     p = _lifecycle_parser(
@@ -130,6 +133,7 @@ def _operation_handler(operation: automation.Operation) -> Callable[[argparse.Na
         automation.require_pulumi_cli()
         stack = ns.stack or (automation.SHARED_STACK if ns.all else "local")
         config, settings = resolve_config(ns.config, stack, ns.project_dir)
+        print_notices(config)
         settings = _require_settings(settings, ns)
         if ns.config is not None:
             automation.check_config_file(settings, config.path)
@@ -171,6 +175,7 @@ def _lifecycle(ns: argparse.Namespace, *, deploys: bool = True) -> tuple[automat
     if deploy:
         automation.require_pulumi_cli()
     config, settings = resolve_config(ns.config, ns.stack, ns.project_dir)
+    print_notices(config)
     team_id = teams.require_team(config, ns.team) if ns.team is not None else teams.resolve_team(config)
     deploy_fn = None
     if deploy:
@@ -257,8 +262,8 @@ def _template_list(ns: argparse.Namespace) -> int:
     if not rows:
         print(f"team {team_id} has no templates")
     for name, image, modules, users in rows:
-        used = ", ".join(users) if users else "unused"
-        print(f"{name:<20} {image:<24} modules: {','.join(modules):<30} used by: {used}")
+        used = f"used by: {', '.join(users)}" if users else "not used"
+        print(f"{name:<20} {image:<24} modules: {','.join(modules):<30} {used}")
     return EXIT_OK
 
 

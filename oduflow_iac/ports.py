@@ -1,8 +1,11 @@
 """Stable host ports.
 
 An environment's host port never moves because other environments or teams were added, removed
-or reordered. Pinned ports (`port =`) win; every other environment keeps the port recorded for it
-in the port lock (`oduflow.ports.json` beside oduflow.toml, the role Oduflow's ports.json plays),
+or reordered. Pinned ports (`port =`) win, but never over the lock: a pin on a port the lock gives
+to another environment is a config error naming both, unless the user asks for the move
+(`oduflow-iac lock --move`), so a production environment is never moved by someone else's pin.
+Every other environment keeps the port recorded for it in the port lock (`<config stem>.ports.json`
+beside the config, `oduflow.ports.json` for oduflow.toml: the role Oduflow's ports.json plays),
 and a new environment takes the lowest free port of its team's range. The lock is written by the
 CLI (`oduflow-iac lock`, `env create`, `up`) and committed with the config, so a pull request shows
 port changes and the Pulumi program, run anywhere, computes the same ports.
@@ -14,7 +17,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from oduflow_iac.errors import ConfigError
+from oduflow_iac.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     from oduflow_iac.config import Config
@@ -102,8 +105,53 @@ def assign_team_ports(
     return result
 
 
-def assign_all(config: Config, lock: Lock, shown: str) -> dict[str, dict[str, int]]:
-    """Ports of every team; an exhausted range is a ConfigError naming the team."""
+def pin_collisions(branches: list[str], pinned: dict[str, int], locked: dict[str, int]) -> list[tuple[str, int, str]]:
+    """(pinned branch, port, branch the lock gives that port) for every pin that would take the
+    locked port of another environment still in the file and not pinned itself. Pure."""
+    present = set(branches)
+    holder = {port: b for b, port in locked.items() if b in present and b not in pinned}
+    return [(b, port, holder[port]) for b, port in pinned.items() if port in holder and holder[port] != b]
+
+
+def _pin_problems(config: Config, lock: Lock, shown: str, lock_name: str, move: bool) -> list[Problem]:
+    """Pins that collide with another pin anywhere, or (without `move`) with a locked port."""
+    problems: list[Problem] = []
+    first_pin: dict[int, str] = {}
+    for team_id, team in config.teams:
+        index = {e.branch: i for i, e in enumerate(team.environments)}
+        for i, env in enumerate(team.environments):
+            if env.port is None:
+                continue
+            key = f"team.{team_id}.environments[{i}]"
+            owner = first_pin.setdefault(env.port, key)
+            if owner != key:
+                problems.append(Problem(shown, f"{key}.port", f"{env.port} is already pinned by {owner}"))
+        if move:
+            continue
+        branches = [e.branch for e in team.environments]
+        pinned = {e.branch: e.port for e in team.environments if e.port is not None}
+        for branch, port, holder in pin_collisions(branches, pinned, lock.get(team_id, {})):
+            problems.append(
+                Problem(
+                    shown,
+                    f"team.{team_id}.environments[{index[branch]}].port",
+                    f"{port} is the port {lock_name} gives to {holder!r} (team.{team_id}.environments"
+                    f"[{index[holder]}]); pin another port, or run `oduflow-iac lock --move` to give "
+                    f"{holder!r} a new one",
+                )
+            )
+    return problems
+
+
+def assign_all(
+    config: Config, lock: Lock, shown: str, *, lock_name: str = "the port lock", move: bool = False
+) -> dict[str, dict[str, int]]:
+    """Ports of every team. A pin on another environment's locked port is a ConfigError naming
+    both (unless `move`: that environment then takes a new port), as are two equal pins and an
+    exhausted range."""
+    problems = _pin_problems(config, lock, shown, lock_name, move)
+    if problems:
+        raise ConfigError(problems)
     out: dict[str, dict[str, int]] = {}
     for team_id, team in config.teams:
         branches = [e.branch for e in team.environments]
@@ -124,3 +172,13 @@ def lock_from(config: Config) -> Lock:
     """The lock that records `config`'s current ports: removed teams and branches are dropped, so
     their ports become free for later environments."""
     return {team_id: dict(ports) for team_id, ports in config.ports.items()}
+
+
+def moves(before: Lock, after: Lock) -> list[tuple[str, str, int, int]]:
+    """(team, branch, old port, new port) of every environment whose locked port changes."""
+    return [
+        (team_id, branch, old, after[team_id][branch])
+        for team_id, entries in before.items()
+        for branch, old in entries.items()
+        if branch in after.get(team_id, {}) and after[team_id][branch] != old
+    ]

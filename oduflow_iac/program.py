@@ -26,6 +26,7 @@ from oduflow_iac.components.common import as_secret
 from oduflow_iac.components.shared_infra import POSTGRES_INTERNAL_PORT, POSTGRES_SUPERUSER
 from oduflow_iac.config import SECRETS_NAMESPACE, Config, SecretValue, load_config
 from oduflow_iac.errors import UsageError
+from oduflow_iac.wording import plural
 
 LAYOUTS = ("all", "shared", "team")
 
@@ -181,7 +182,8 @@ def main() -> None:
     config = load_config(path)
     if config.unlocked_environments:
         pulumi.log.warn(
-            f"{len(config.unlocked_environments)} environment(s) have no port in the port lock beside {path}: "
+            f"{plural(len(config.unlocked_environments), 'environment')} without a port in the port lock beside "
+            f"{path}: "
             "run `oduflow-iac lock` and commit it, so their host ports never move"
         )
     settings = ProgramSettings.from_pulumi_config(config)

@@ -8,7 +8,9 @@ marked `secure:` are encrypted for the stack's secrets provider: they are known 
 
 from __future__ import annotations
 
+import difflib
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,10 @@ from typing import Any
 import yaml
 
 from oduflow_iac.config import Config, load_config
-from oduflow_iac.errors import ConfigError, UsageError
+from oduflow_iac.errors import ConfigError, Problem, UsageError
 
 PROJECT_FILE = "Pulumi.yaml"
+DEFAULT_STACK = "local"
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,22 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def undeclared_project_keys(keys: list[str], declared: list[str], project: str) -> list[tuple[str, str]]:
+    """Stack keys of the project's namespace that Pulumi.yaml does not declare, with why. The
+    `pulumi` CLI refuses such a stack when the project declares its config, so a typo
+    (`oduflow:dockerhost`) must fail here too rather than be ignored. Other namespaces (providers,
+    `oduflow-secrets`) are free. Pure."""
+    found = []
+    for key in keys:
+        if not key.startswith(f"{project}:") or key in declared:
+            continue
+        lowered = {d.lower(): d for d in declared}
+        close = [lowered[key.lower()]] if key.lower() in lowered else difflib.get_close_matches(key, declared, n=1)
+        hint = f"did you mean `{close[0]}`?" if close else f"the project's keys are {', '.join(declared)}"
+        found.append((key, f"not a key Pulumi.yaml declares; {hint}"))
+    return found
+
+
 def read_stack_settings(stack: str, project_dir: Path | None = None) -> StackSettings:
     root = project_dir.resolve() if project_dir else find_project_dir()
     project_file = root / PROJECT_FILE
@@ -92,8 +111,13 @@ def read_stack_settings(stack: str, project_dir: Path | None = None) -> StackSet
             values[full(key)] = _text(spec["default"])
         elif not isinstance(spec, dict):
             values[full(key)] = _text(spec)
+    declared = [full(str(k)) for k in _config_section(project_doc, project_file)]
+    stack_config = _config_section(_read_yaml(stack_file), stack_file)
+    undeclared = undeclared_project_keys([full(str(k)) for k in stack_config], declared, project)
+    if undeclared:
+        raise ConfigError([Problem(str(stack_file), f"config.{key}", why) for key, why in undeclared])
     secure: set[str] = set()
-    for key, value in _config_section(_read_yaml(stack_file), stack_file).items():
+    for key, value in stack_config.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
             secure.add(full(key))
             values.pop(full(key), None)
@@ -103,18 +127,29 @@ def read_stack_settings(stack: str, project_dir: Path | None = None) -> StackSet
 
 
 def resolve_config(
-    config_path: Path | None, stack: str, project_dir: Path | None = None
+    config_path: Path | None, stack: str | None, project_dir: Path | None = None, *, move_ports: bool = False
 ) -> tuple[Config, StackSettings | None]:
-    """The oduflow.toml to use: `--config` when given, else the stack's `oduflow:configFile`."""
+    """The oduflow.toml to use: `--config` when given, else the stack's `oduflow:configFile`.
+    `stack` None is the default stack `local`, which an explicit config file does without; a
+    stack named on the command line must exist. `move_ports`: see `load_config`."""
     if config_path is not None:
         settings = None
         try:
-            settings = read_stack_settings(stack, project_dir)
+            settings = read_stack_settings(stack or DEFAULT_STACK, project_dir)
         except UsageError:
+            if stack is not None:
+                raise
             settings = None  # an explicit config file works without a project around it
-        return load_config(config_path), settings
-    settings = read_stack_settings(stack, project_dir)
+        return load_config(config_path, move_ports=move_ports), settings
+    settings = read_stack_settings(stack or DEFAULT_STACK, project_dir)
     relative = settings.get("configFile")
     if not relative:
         raise ConfigError.single(str(settings.stack_file), "config.oduflow:configFile", "required key is missing")
-    return load_config(settings.project_dir / relative), settings
+    return load_config(settings.project_dir / relative, move_ports=move_ports), settings
+
+
+def print_notices(config: Config) -> None:
+    """What the file says that is accepted but not honoured, one `warning:` line each on stderr
+    (the CLI's commands call this after loading; the library never prints)."""
+    for notice in config.notices:
+        print(f"warning: {notice}", file=sys.stderr)

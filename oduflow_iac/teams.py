@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 
-from oduflow_iac.config import Config, SecretValue
+from oduflow_iac.config import Config
 from oduflow_iac.errors import UsageError
 
 SecretResolver = Callable[[str], str | None]
@@ -71,9 +71,7 @@ def match_token(config: Config, token: str, secrets: SecretResolver | None = Non
     found: str | None = None
     unresolved: list[str] = []
     for team_id, team in config.teams:
-        candidates: list[SecretValue] = [team.auth_token]
-        if team.production_token is not None:
-            candidates.append(team.production_token)
+        candidates = [t for t in (team.auth_token, team.production_token) if t is not None]
         for candidate in candidates:
             if candidate.config_key is not None:
                 value = resolver(candidate.config_key)
@@ -145,7 +143,7 @@ def resolve_team(
             if unresolved:
                 names = ", ".join(env_var_for(k) for k in unresolved)
                 hint = f" (could not read the secret tokens {', '.join(unresolved)}: set {names})"
-            raise UsageError(f"the token matches no team's auth_token{hint}")
+            raise UsageError(f"{config.path}: the token matches no team's auth_token{hint}")
     if host:
         team_id = match_host(config, host)
         if team_id is not None:
@@ -155,7 +153,10 @@ def resolve_team(
     if DEFAULT_TEAM in config.team:
         return DEFAULT_TEAM
     teams = ", ".join(t for t, _ in config.teams)
-    raise UsageError(f"cannot tell the team: no token or host matched and there is no team 1 (teams: {teams})")
+    raise UsageError(
+        f"{config.path}: cannot tell the team: no token or host matched and there is no team 1 (teams: {teams}); "
+        "pass --team N"
+    )
 
 
 def require_team(config: Config, team_id: str) -> str:

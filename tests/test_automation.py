@@ -457,7 +457,7 @@ def test_production_delete_without_backups_is_refused(
     before = config_file.read_bytes()
     assert run_cli(project, "env", "delete", "--team", "1", "--branch", "main") == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1
+    assert err.count("\n") == 1 and err.startswith(f"error: {config_file}: team.1: ")
     assert "is production and no [backup] is configured" in err and "--force" in err
     assert config_file.read_bytes() == before
     assert fake_cli.engine() == []
@@ -510,9 +510,9 @@ def test_template_commands(
     capsys.readouterr()
     assert run_cli(project, "template", "list", "--team", "2") == 0
     out = capsys.readouterr().out
-    assert "v17" in out and "unused" in out and "v18" in out and "main, staging" in out
+    assert "v17" in out and "not used" in out and "v18" in out and "used by: main, staging" in out
     assert run_cli(project, "template", "delete", "--team", "2", "--name", "v18") == 2
-    assert "template 'v18' of team 2 is used by main, staging" in capsys.readouterr().err
+    assert f"error: {config_file}: team.2.templates.v18: used by main, staging" in capsys.readouterr().err
     assert run_cli(project, "template", "delete", "--team", "2", "--name", "v17") == 0
     assert "v17" not in load_config(config_file).team["2"].templates
     assert len(fake_cli.engine("up")) == 2

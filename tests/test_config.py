@@ -236,7 +236,7 @@ def test_pins_outside_the_range_leave_its_ports_to_the_others(write_config: Writ
 )
 def test_invalid_branch_names(write_config: WriteConfig, branch: str, expected: str) -> None:
     message = one_problem(write_config, SEED + env_block("1", branch))
-    assert "team.1.environments.0.branch" in message
+    assert "team.1.environments[0].branch" in message
     assert expected in message
 
 
@@ -256,7 +256,7 @@ def test_same_branch_in_two_teams_is_fine(write_config: WriteConfig) -> None:
 
 def test_unknown_environment_type(write_config: WriteConfig) -> None:
     message = one_problem(write_config, SEED + env_block("1", "main", 'type = "prod"\n'))
-    assert "team.1.environments.0.type: 'prod' is not one of" in message
+    assert "team.1.environments[0].type: 'prod' is not one of" in message
 
 
 def test_undefined_template(write_config: WriteConfig) -> None:
@@ -377,16 +377,19 @@ def test_backup_image_version_read_before_the_digest(write_config: WriteConfig) 
         ("\n[platform]\nbasic_auth_cost = 15\n", "platform.basic_auth_cost"),
         (
             '\n[[team.1.environments]]\nbranch = "m"\nodoo_image = "odoo:17.0"\nbackup = "off"\n',
-            "team.1.environments.0.backup",
+            "team.1.environments[0].backup",
         ),
         (
             '\n[[team.1.environments]]\nbranch = "m"\nodoo_image = "odoo:17.0"\nworkers = "2"\n',
-            "team.1.environments.0.workers",
+            "team.1.environments[0].workers",
         ),
-        ('\n[[team.1.environments]]\nbranch = "m"\nodoo_image = "odoo:17.0"\ncpu = inf\n', "team.1.environments.0.cpu"),
+        (
+            '\n[[team.1.environments]]\nbranch = "m"\nodoo_image = "odoo:17.0"\ncpu = inf\n',
+            "team.1.environments[0].cpu",
+        ),
         (
             '\n[[team.1.environments]]\nbranch = "m"\nodoo_image = "odoo:17.0"\naddons = { x = true }\n',
-            "team.1.environments.0.addons.x",
+            "team.1.environments[0].addons.x",
         ),
     ],
 )
@@ -401,7 +404,7 @@ def test_port_range_of_three_numbers(write_config: WriteConfig) -> None:
 
 
 @pytest.mark.parametrize(
-    "host", ["https://team-a.example.com", "Team A.example.com", "a`) || PathPrefix(`/", "-a.example.com"]
+    "host", ["https://team-a.example.com/odoo", "Team A.example.com", "a`) || PathPrefix(`/", "-a.example.com"]
 )
 def test_hostnames_must_be_hostnames(write_config: WriteConfig, host: str) -> None:
     message = one_problem(write_config, SEED.replace("team-a.example.com", host))

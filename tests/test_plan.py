@@ -64,7 +64,7 @@ def test_json_contract_on_the_example() -> None:
     result = run_cli("--stack", "local", "--format", "json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert set(doc) == {"formatVersion", "project", "stack", "resources", "violations", "summary"}
+    assert set(doc) == {"formatVersion", "project", "stack", "resources", "violations", "notes", "summary"}
     assert doc["formatVersion"] == 2
     assert (doc["project"], doc["stack"]) == ("oduflow", "local")
     urns = {r["urn"] for r in doc["resources"]}
@@ -205,7 +205,7 @@ def test_markdown_of_a_large_plan_fits_in_a_comment() -> None:
     # Then environments and ports counted.
     text = render_markdown(result, limit=len(text) - 1)
     assert "| 1 | 4: 2 development, 1 production, 1 staging | " in text
-    assert "| 4 in 50000–50003 |" in text and "50001" not in text
+    assert "| 4 ports in 50000–50003 |" in text and "50001" not in text
     # Then as many violations as fit, mandatory first, and how many are left out.
     many = [Violation("ports", "advisory", None, f"advisory {i}") for i in range(300)]
     many += [Violation("quotas", "mandatory", None, f"mandatory {i}") for i in range(300)]
@@ -303,7 +303,7 @@ def test_unlocked_ports_are_pointed_out(write_config: Callable[[str], Path]) -> 
 
     path = write_config(INLINE)
     text = render_markdown(plan(path, project_dir=ROOT))
-    assert "3 environment(s) have no port in oduflow.ports.json (1/main, 1/feature/login, 2/main)" in text
+    assert "3 environments have no port in oduflow.ports.json (1/main, 1/feature/login, 2/main)" in text
     assert main(["lock", "--config", str(path)]) == 0
     assert ports.lock_path_for(path).exists()
     assert "have no port in" not in render_markdown(plan(path, project_dir=ROOT))

@@ -118,7 +118,7 @@ def test_strict_refuses_a_wrong_token_and_names_the_unresolved_secrets(two: Conf
     with pytest.raises(UsageError) as info:
         teams.resolve_team(two, token="wrong", host="team-b.example.com", secrets=secrets(), strict=True)
     message = str(info.value)
-    assert message.startswith("the token matches no team's auth_token")
+    assert message.split(": ", 1)[1].startswith("the token matches no team's auth_token")
     assert "secret tokens team2-token" in message and "ODUFLOW_SECRET_TEAM2_TOKEN" in message
 
 

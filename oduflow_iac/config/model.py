@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from oduflow_iac import docker_form, naming
+from oduflow_iac.config.oduflow_compat import SERVER_SECTIONS
 from oduflow_iac.config.values import (
     addon_repo_name_problem,
     module_name_problem,
@@ -29,7 +30,7 @@ EnvType = Literal["development", "staging", "production"]
 ENV_TYPES: tuple[EnvType, ...] = ("development", "staging", "production")
 
 # Sections of Oduflow's own oduflow.toml that configure its server process, not infrastructure.
-IGNORED_SECTIONS = frozenset({"server", "routing", "database", "storage", "lifecycle", "agent", "production", "route"})
+IGNORED_SECTIONS = SERVER_SECTIONS
 
 # Connections a team's PostgreSQL proxy lets through without `quota.db_connections`.
 DEFAULT_TEAM_DB_CONNECTIONS = 100
@@ -440,7 +441,7 @@ class Environment(_Model):
 class Team(_Model):
     # Oduflow's own keys.
     hostname: str = Field(min_length=1)
-    auth_token: SecretValue
+    auth_token: SecretValue | None = None  # Oduflow generates one on first run when unset
     ui_password: SecretValue | None = None
     port_range: tuple[int, int]
     base_domain: str | None = None
@@ -525,10 +526,16 @@ class Config(_Model):
     _path: Path = PrivateAttr(default=Path("oduflow.toml"))
     _ports: dict[str, dict[str, int]] = PrivateAttr(default_factory=dict)
     _unlocked: list[str] = PrivateAttr(default_factory=list)
+    _notices: list[Any] = PrivateAttr(default_factory=list)  # errors.Problem: accepted, not honoured
 
     @property
     def path(self) -> Path:
         return self._path
+
+    @property
+    def notices(self) -> list[Any]:
+        """What the file says that is accepted but not honoured (`errors.Problem`, one line each)."""
+        return self._notices
 
     @property
     def ports(self) -> dict[str, dict[str, int]]:

@@ -10,9 +10,13 @@ values computed from them are known, as in a preview against existing state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import hashlib
 import logging
+import signal
 import threading
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -317,9 +321,12 @@ def _run_offline(
     previous = _current_loop()
     loop = asyncio.new_event_loop()
     workers = _WorkerLoops()
-    loop.set_default_executor(ThreadPoolExecutor(thread_name_prefix="oduflow-offline", initializer=workers.give))
+    executor = ThreadPoolExecutor(thread_name_prefix="oduflow-offline", initializer=workers.give)
+    loop.set_default_executor(executor)
     asyncio.set_event_loop(loop)
+    interrupt = _FirstInterrupt(loop)
     try:
+        interrupt.install()
         pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys or []))
         # A fresh root Stack per run: set_mocks keeps an existing one, which would carry the
         # previous run's stack name and outputs into this one.
@@ -336,20 +343,107 @@ def _run_offline(
         # Nothing left over from an earlier run (one that failed leaves outputs pending).
         settings.SETTINGS.rpc_manager.clear()
         settings.SETTINGS.outputs.clear()
-        loop.run_until_complete(run_pulumi_func(program))
+        interrupt.run(run_pulumi_func(program))
         root = settings.get_root_resource()
-        outputs = loop.run_until_complete(_resolve_outputs(dict(getattr(root, "outputs", {}) or {})))
+        outputs = interrupt.run(_resolve_outputs(dict(getattr(root, "outputs", {}) or {})))
     finally:
+        interrupt.uninstall()
         # As `asyncio.run` does: what a failed run left pending is cancelled, not abandoned.
         pending = asyncio.all_tasks(loop)
         for task in pending:
             task.cancel()
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_default_executor())
+        if interrupt.hit:
+            interrupt.wind_down(pending, executor)
+        else:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_default_executor())
         workers.close()
         loop.close()
         asyncio.set_event_loop(previous)
     return PlannedRun(project, stack, stable_order(monitor.recorded), outputs)
+
+
+# How long cancelled tasks get to finish after Ctrl-C before the loop is closed anyway.
+INTERRUPT_GRACE_SECONDS = 2.0
+
+
+class _FirstInterrupt:
+    """Ctrl-C during a run: stop it at once and cleanly.
+
+    Left to Python's default handler, the KeyboardInterrupt is raised in the middle of the
+    program (which declares its resources synchronously), the SDK's `run_pulumi_func` catches it
+    as any error and then waits for the registrations the interrupted program left unresolved:
+    forever, at 0 % CPU. So the first SIGINT also schedules, on the run's own loop, the
+    cancellation of every task and a stop of the loop; `run` turns the stopped loop into
+    KeyboardInterrupt and the caller's `finally` closes the loop and the worker threads. Python's
+    handler is back from then on: a second Ctrl-C interrupts whatever is left.
+
+    Only in the main thread and only when SIGINT has Python's default handler (an ignored
+    SIGINT, e.g. in a background job, stays ignored; a caller's own handler is left alone).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.hit = False
+        self.installed = False
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return
+        signal.signal(signal.SIGINT, self._on_sigint)
+        self.installed = True
+
+    def uninstall(self) -> None:
+        if self.installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self.installed = False
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.hit = True
+        self.uninstall()
+        gc.disable()
+        # Thread-safe also means safe from a signal handler: a deque append and a byte written
+        # to the loop's self-pipe, which wakes it if it is waiting.
+        self.loop.call_soon_threadsafe(self._stop)
+        raise KeyboardInterrupt
+
+    def _stop(self) -> None:
+        for task in asyncio.all_tasks(self.loop):
+            task.cancel()
+        self.loop.stop()
+
+    def run(self, coro: Any) -> Any:
+        """`loop.run_until_complete(coro)`, raising KeyboardInterrupt when Ctrl-C stopped it."""
+        if self.hit:
+            coro.close()
+            raise KeyboardInterrupt
+        try:
+            result = self.loop.run_until_complete(coro)
+        except BaseException:
+            if self.hit:
+                raise KeyboardInterrupt from None
+            raise
+        if self.hit:
+            raise KeyboardInterrupt
+        return result
+
+    def wind_down(self, pending: set[asyncio.Task[Any]], executor: ThreadPoolExecutor) -> None:
+        """After Ctrl-C: give the cancelled tasks a moment, drop what is queued for the workers,
+        and hide what the abandoned run leaves for the garbage collector (the user asked to stop;
+        warnings about unfinished coroutines would only be noise)."""
+        warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
+        if pending:
+            # RuntimeError: a stop still queued ended the wait early.
+            with contextlib.suppress(RuntimeError):
+                self.loop.run_until_complete(asyncio.wait(pending, timeout=INTERRUPT_GRACE_SECONDS))
+            for task in pending:
+                if not task.done():
+                    # What asyncio.gather does for the children it gives up on.
+                    task._log_destroy_pending = False  # type: ignore[attr-defined]
+        executor.shutdown(wait=True, cancel_futures=True)
+        gc.enable()
 
 
 def _current_loop() -> asyncio.AbstractEventLoop | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from oduflow_iac.errors import UsageError
 from oduflow_iac.offline.harness import UNKNOWN, PlannedResource, PlannedRun, Secret, redact, run_offline
 from oduflow_iac.program import ProgramSettings, build
 from oduflow_iac.stack_settings import StackSettings, resolve_config
+from oduflow_iac.wording import plural
 
 if TYPE_CHECKING:
     from oduflow_iac.offline.bridge import Violation
@@ -133,25 +135,32 @@ def plan_run(
 
 
 def plan_config(
-    config_path: str | Path | None = None, stack: str = "local", project_dir: Path | None = None
+    config_path: str | Path | None = None, stack: str | None = None, project_dir: Path | None = None
 ) -> PlannedRun:
-    """The planned run of a config (the stack's own config file when `config_path` is None)."""
+    """The planned run of a config (the stack's own config file when `config_path` is None);
+    `stack` None: the default stack `local`, optional with an explicit config file."""
     config, settings = resolve_config(Path(config_path) if config_path else None, stack, project_dir)
-    return plan_run(config, settings, stack=stack)[0]
+    return plan_run(config, settings, stack=stack or "local")[0]
 
 
 def plan(
     config_path: Path | None,
-    stack: str = "local",
+    stack: str | None = None,
     project_dir: Path | None = None,
     on_register: Callable[[PlannedResource], None] | None = None,
+    on_phase: Callable[[str, Config], None] | None = None,
 ) -> PlanResult:
-    """Plan and check: the run plus every policy, with the policy config rendered from the same file."""
+    """Plan and check: the run plus every policy, with the policy config rendered from the same file.
+    `on_phase("program" | "policies", config)` is called as each long phase starts (progress)."""
     from oduflow_iac.offline.bridge import run_policies
     from oduflow_iac.policy_config import render_policy_config
 
     config, settings = resolve_config(config_path, stack, project_dir)
-    run, missing = plan_run(config, settings, stack=stack, on_register=on_register)
+    if on_phase is not None:
+        on_phase("program", config)
+    run, missing = plan_run(config, settings, stack=stack or "local", on_register=on_register)
+    if on_phase is not None:
+        on_phase("policies", config)
     # The recorded run is large and lives until the end: keep the collector from walking it again
     # and again while the policies allocate (its cost would grow with the size of the plan). No
     # full collection first: it costs more than the little garbage it would free before the end.
@@ -167,19 +176,64 @@ def plan(
 # Output
 
 
+# Version of the JSON plan's shape (`formatVersion`); raised when a key is removed or changes meaning.
+JSON_FORMAT_VERSION = 2
+
+
 def to_json(result: PlanResult, diff: PlanDiff | None = None) -> dict[str, Any]:
     """The JSON contract other tools read. Every secret is "[secret]". With `diff`: what the plan
     changes against its base, first."""
     from oduflow_iac.offline import changes
 
     run = result.run
-    doc: dict[str, Any] = {"formatVersion": changes.FORMAT_VERSION, "project": run.project, "stack": run.stack}
+    doc: dict[str, Any] = {"formatVersion": JSON_FORMAT_VERSION, "project": run.project, "stack": run.stack}
     if diff is not None:
         doc["changes"] = [changes.change_doc(c) for c in changes.ordered(diff)]
-    doc["resources"] = [_resource_doc(r, redact(r.inputs)) for r in run.resources]
+    doc["resources"] = [_resource_doc(r, whole_numbers(redact(r.inputs))) for r in run.resources]
     doc["violations"] = [_violation_doc(v) for v in result.violations]
+    doc["notes"] = plan_notes(result)
     doc["summary"] = _summary_doc(result, diff)
     return doc
+
+
+def whole_numbers(value: Any) -> Any:
+    """Numbers as the program wrote them: the engine's wire format (a protobuf Struct) has only
+    doubles, so a port 50000 comes back as 50000.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    if isinstance(value, Secret):
+        return Secret(whole_numbers(value.value))
+    return value
+
+
+def plan_notes(result: PlanResult) -> list[dict[str, Any]]:
+    """What the table and the markdown say besides resources and violations, for tools."""
+    notes: list[dict[str, Any]] = [
+        {"kind": "config", "file": n.file, "key": n.key, "message": n.message} for n in result.config.notices
+    ]
+    if result.config.unlocked_environments:
+        notes.append(
+            {
+                "kind": "unlocked-ports",
+                "environments": list(result.config.unlocked_environments),
+                "message": _unlocked_note(result.config),
+            }
+        )
+    if result.missing_secrets:
+        keys = list(result.missing_secrets)
+        notes.append({"kind": "missing-secrets", "keys": keys, "message": _missing_note(result)})
+    return notes
+
+
+def _missing_note(result: PlanResult) -> str:
+    return (
+        f"the stack has no value yet for {', '.join(result.missing_secrets)}: "
+        "set each with `pulumi config set --secret KEY ...` before `pulumi up`"
+    )
 
 
 def _violation_doc(v: Violation) -> dict[str, Any]:
@@ -243,18 +297,19 @@ def render_json(result: PlanResult, diff: PlanDiff | None = None) -> str:
     """`to_json` as text: the top level indented, each resource and violation on one line of its
     own (a plan diffs line by line, and the C encoder serialises it several times faster than an
     indented dump)."""
+    from oduflow_iac.offline import changes
+
     run = result.run
 
     def array(rows: list[str]) -> str:
         return "[\n" + ",\n".join(f"    {row}" for row in rows) + "\n  ]" if rows else "[]"
 
-    from oduflow_iac.offline import changes
-
-    resources = [_redacted_json(_resource_doc(r, r.inputs)) for r in run.resources]
+    resources = [_redacted_json(_resource_doc(r, whole_numbers(r.inputs))) for r in run.resources]
     violations = [json.dumps(_violation_doc(v)) for v in result.violations]
+    notes = [json.dumps(n) for n in plan_notes(result)]
     summary = json.dumps(_summary_doc(result, diff), indent=2).replace("\n", "\n  ")
     lines = [
-        f'  "formatVersion": {changes.FORMAT_VERSION}',
+        f'  "formatVersion": {JSON_FORMAT_VERSION}',
         f'  "project": {json.dumps(run.project)}',
         f'  "stack": {json.dumps(run.stack)}',
     ]
@@ -263,6 +318,7 @@ def render_json(result: PlanResult, diff: PlanDiff | None = None) -> str:
     lines += [
         f'  "resources": {array(resources)}',
         f'  "violations": {array(violations)}',
+        f'  "notes": {array(notes)}',
         f'  "summary": {summary}',
     ]
     return "{\n" + ",\n".join(lines) + "\n}\n"
@@ -309,7 +365,10 @@ def render_table(result: PlanResult, out: Any = None, diff: PlanDiff | None = No
 
     console = Console(file=out or sys.stdout, highlight=False)
     if not console.is_terminal:
-        console = Console(file=out or sys.stdout, highlight=False, width=160)
+        # Piped: the width the user asked for (COLUMNS), else one wide enough for the tree.
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else 160
+        console = Console(file=out or sys.stdout, highlight=False, width=width)
     if diff is not None:
         _print_changes(console, diff)
     run = result.run
@@ -336,15 +395,12 @@ def render_table(result: PlanResult, out: Any = None, diff: PlanDiff | None = No
             colour = "red" if v.level == "mandatory" else "yellow"
             table.add_row(v.policy, f"[{colour}]{v.level}[/{colour}]", _escape(_short_urn(v.urn)), _escape(v.message))
         console.print(table)
+    # Sentences are not wrapped by us: a terminal wraps them between words, a pipe keeps them whole.
     if result.config.unlocked_environments:
-        console.print(f"[yellow]note:[/yellow] {_escape(_unlocked_note(result.config))}")
+        console.print(f"[yellow]note:[/yellow] {_escape(_unlocked_note(result.config))}", soft_wrap=True)
     if result.missing_secrets:
-        keys = ", ".join(result.missing_secrets)
-        console.print(
-            f"[yellow]note:[/yellow] the stack has no value yet for {_escape(keys)}: "
-            "set each with `pulumi config set --secret KEY ...` before `pulumi up`"
-        )
-    console.print(_summary_line(result))
+        console.print(f"[yellow]note:[/yellow] {_escape(_missing_note(result))}", soft_wrap=True)
+    console.print(_summary_line(result), soft_wrap=True)
 
 
 def _print_changes(console: Any, diff: PlanDiff) -> None:
@@ -362,7 +418,8 @@ def _unlocked_note(config: Config) -> str:
     envs = config.unlocked_environments
     shown = ", ".join(envs[:5]) + (f" and {len(envs) - 5} more" if len(envs) > 5 else "")
     return (
-        f"{len(envs)} environment(s) have no port in {lock_path_for(config.path).name} ({shown}): "
+        f"{plural(len(envs), 'environment')} {'has' if len(envs) == 1 else 'have'} no port in "
+        f"{lock_path_for(config.path).name} ({shown}): "
         "run `oduflow-iac lock` and commit the file, so their ports never move"
     )
 
@@ -380,7 +437,10 @@ def _short_urn(urn: str | None) -> str:
 def _summary_line(result: PlanResult) -> str:
     m, a = len(result.mandatory), len(result.advisory)
     verdict = "[red]blocked by mandatory policy violations[/red]" if m else "[green]policies pass[/green]"
-    return f"Plan: {len(result.run.resources)} resources to create · {m} mandatory, {a} advisory violations · {verdict}"
+    return (
+        f"Plan: {plural(len(result.run.resources), 'resource')} to create · {m} mandatory, "
+        f"{plural(a, 'advisory violation')} · {verdict}"
+    )
 
 
 # GitHub refuses a comment over 65,536 characters; what the workflow adds must fit as well.
@@ -488,7 +548,7 @@ def _md_teams(result: PlanResult, teams: Mapping[str, str | None], listed: bool)
         else:
             types = Counter(e.type for e in team.environments)
             envs = f"{len(team.environments)}: " + ", ".join(f"{n} {t}" for t, n in sorted(types.items()))
-            port_text = f"{len(ports)} in {ports[0]}–{ports[-1]}" if ports else "–"
+            port_text = f"{plural(len(ports), 'port')} in {ports[0]}–{ports[-1]}" if ports else "–"
         rows.append(f"| {team_id} | {_md(envs)} | {per_team.get(team_id, 0)} | {port_text} |")
     intro = [
         "| team | environments | resources | ports |",
@@ -541,28 +601,38 @@ def plan_command(ns: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from oduflow_iac.stack_settings import print_notices
+
     err = Console(stderr=True)
+    # On a terminal only (never in a pipe or a CI log): what it is doing, and how far along.
     progress = Progress(
-        TextColumn("planning"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("environments"),
         TimeElapsedColumn(),
         console=err,
         transient=True,
         disable=not err.is_terminal,
     )
-    total = {"envs": 0}
-    task = progress.add_task("plan", total=None)
+    task = progress.add_task("reading the config", total=None)
+    done = {"envs": 0}
+
+    def on_phase(phase: str, config: Config) -> None:
+        if phase == "program":
+            total = sum(len(t.environments) for _, t in config.teams)
+            progress.update(task, description="declaring environments", total=total or None, completed=0)
+        else:
+            progress.update(task, description="checking policies", total=None)
 
     def on_register(r: PlannedResource) -> None:
         if r.type == f"{COMPONENT_PREFIX}OdooEnvironment":
-            total["envs"] += 1
-            progress.update(task, completed=total["envs"])
+            done["envs"] += 1
+            progress.update(task, completed=done["envs"])
 
     base = base_plan(ns)  # first: a bad base is a usage error before the plan's work
     with progress:
-        result = plan(ns.config, ns.stack, ns.project_dir, on_register=on_register)
+        result = plan(ns.config, ns.stack, ns.project_dir, on_register=on_register, on_phase=on_phase)
+    print_notices(result.config)
     diff = plan_diff(base, result)
     if ns.format == "json":
         sys.stdout.write(render_json(result, diff))
