@@ -105,6 +105,8 @@ def render(scenario: Scenario) -> str:
         "",
         "[platform]",
         'postgres_image = "postgres:16.4"',
+        # Room for every team's connection quota (below) and its provisioning role.
+        f"postgres_max_connections = {teams * (_db_connections(envs) + 10) + 5}",
         'traefik_image = "traefik:v3.2.3"',
         "tls = true",
         'acme_email = "ops@example.com"',
@@ -135,6 +137,11 @@ def render(scenario: Scenario) -> str:
     return "\n".join(out) + "\n"
 
 
+def _db_connections(envs: int) -> int:
+    """A shared budget: three connections per environment on average, not each one's peak."""
+    return 3 * envs + 2
+
+
 def _team(t: int, envs: int, types: list[str], cpu: float, mem: int) -> list[str]:
     start = PORT_BASE + (t - 1) * PORT_STRIDE
     end = start + envs + 10
@@ -152,6 +159,7 @@ def _team(t: int, envs: int, types: list[str], cpu: float, mem: int) -> list[str
         f"cpu = {int(cpu) + 1}",
         f"memory_mb = {mem + 1024}",
         f"environments = {envs}",
+        f"db_connections = {_db_connections(envs)}",
         "",
         f"[{p}.templates.v17]",
         'odoo_image = "odoo:17.0"',

@@ -84,10 +84,56 @@ def test_providers_are_built_from_the_shared_stack_reference(team_run: PlannedRu
     assert docker.inputs["host"] == outputs["dockerHost"]
     assert pg.inputs["host"] == outputs["postgresAdminHost"]
     assert pg.inputs["port"] == str(outputs["postgresAdminPort"])
-    # the admin password stays a secret all the way from the reference
-    assert pg.inputs["password"] == Secret(outputs["postgresPassword"])
+    # the provider logs in as the team's provisioning role, not as the superuser; its password
+    # stays a secret all the way from the reference
+    mine = outputs_for_team_1()["teamDatabases"]["1"]
+    assert pg.inputs["username"] == "oduflow_team_1_admin" == mine["admin"]
+    assert pg.inputs["superuser"] == "false"
+    assert pg.inputs["password"] == Secret(mine["adminPassword"])
     for provider in (docker, pg):
         assert REF_URN in provider.dependencies
+
+
+def outputs_for_team_1() -> dict[str, object]:
+    return shared_stack_outputs(SHARED, ["1"])
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, Secret):
+        return _strings(value.value)
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_a_team_stack_never_sees_the_superuser_password(config: Config, team_run: PlannedRun) -> None:
+    # The shared stack, planned under the same mocks: its superuser password is the result of its
+    # RandomPassword. It must appear nowhere in what the team stack registers or exports, and the
+    # team stack must read no output that could carry it.
+    shared = run_layout(config, program.ProgramSettings(docker_host="unix:///d.sock", layout="shared"), "shared")
+    [superuser_password] = [
+        r for r in shared.of_type("random:index/randomPassword:RandomPassword") if r.name == "shared-postgres-password"
+    ]
+    assert "postgresPassword" not in shared.outputs
+    everything = [s for r in team_run.resources for s in _strings(r.inputs)] + _strings(team_run.outputs)
+    assert everything
+    assert not [s for s in everything if "postgres-password" in s or s == "postgres"]
+    # no team-stack resource runs as the superuser: the only postgresql provider is the team's own
+    [pg] = team_run.of_type("pulumi:providers:postgresql")
+    assert pg.inputs["username"] != "postgres"
+    assert superuser_password.type.startswith("random:")
+    assert not team_run.of_type("random:index/randomPassword:RandomPassword") or all(
+        not r.name.startswith("shared-") for r in team_run.of_type("random:index/randomPassword:RandomPassword")
+    )
+
+
+def test_a_team_stack_declares_no_role(team_run: PlannedRun) -> None:
+    # roles (and their limits) are the shared stack's: a team stack cannot raise its own quota
+    assert not team_run.of_type("postgresql:index/role:Role")
+    owners = {r.inputs["owner"] for r in team_run.of_type("postgresql:index/database:Database")}
+    assert owners == {"oduflow_team_1"}
 
 
 def test_team_resources_use_those_providers(team_run: PlannedRun) -> None:
@@ -129,7 +175,18 @@ def test_the_shared_stack_exports_what_the_reference_reads(config: Config) -> No
     settings = program.ProgramSettings(docker_host="unix:///var/run/docker.sock", layout="shared")
     run = run_layout(config, settings, "shared")
     assert set(run.outputs) == set(shared_stack_outputs(SHARED))
-    assert isinstance(run.outputs["postgresPassword"], Secret)
+    assert "postgresPassword" not in run.outputs
+    # one entry per team of the config, a secret, with the team role and its provisioning role
+    databases = run.outputs["teamDatabases"]
+    assert isinstance(databases, Secret)
+    assert sorted(databases.value) == ["1", "2"]
+    assert databases.value["2"]["role"] == "oduflow_team_2" and databases.value["2"]["admin"] == "oduflow_team_2_admin"
+    roles = {r.inputs["name"]: r.inputs for r in run.of_type("postgresql:index/role:Role")}
+    admin = roles["oduflow_team_1_admin"]
+    assert admin["createDatabase"] is True and admin.get("createRole") in (None, False)
+    assert admin.get("superuser") in (None, False)
+    assert admin["roles"] == ["oduflow_team_1", "oduflow_tenant_admins"]
+    assert roles["oduflow_team_1"]["roles"] == ["oduflow_tenants"]
     assert not run.of_type("oduflow:index:TeamStack")
     assert run.of_type("oduflow:index:SharedInfra")
 

@@ -24,6 +24,14 @@ class SharedRefs:
 
 
 @dataclass
+class TeamRole:
+    """A login role and its password (a secret), as the components hand them on."""
+
+    name: pulumi.Input[str]
+    password: pulumi.Input[str]
+
+
+@dataclass
 class TeamDatabaseAccess:
     """How a team's containers reach the shared server as the team role, built once per team:
     the official Odoo image's variables and libpq's (for psql, pg_dump)."""

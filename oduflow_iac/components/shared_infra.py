@@ -7,6 +7,7 @@ Traefik `oduflow-traefik` in front of every environment, and the providers the t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -15,15 +16,17 @@ import pulumi_docker as docker
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
-from oduflow_iac import labels, naming
+from oduflow_iac import labels, naming, postgres_server
 from oduflow_iac.components.common import as_secret, label_args, secret_env
 from oduflow_iac.components.refs import SharedRefs
 from oduflow_iac.config import Backup, Dns, Platform
 
 POSTGRES_INTERNAL_PORT = 5432
-POSTGRES_SUPERUSER = "postgres"
+POSTGRES_SUPERUSER = postgres_server.SUPERUSER
 TRAEFIK_CERTS_PATH = "/certs"
 DOCKER_SOCKET = "/var/run/docker.sock"
+# Databases initdb creates that a role could connect to (template0 refuses every connection).
+SERVER_DATABASES = ("postgres", "template1")
 
 
 @dataclass
@@ -70,6 +73,28 @@ def traefik_command(platform: Platform, dns: Dns | None) -> list[str]:
     return args
 
 
+def postgres_server_args(platform: Platform) -> dict[str, Any]:
+    """The PostgreSQL container's entrypoint, command and uploaded files (postgres_server.py): the
+    wrapper that re-applies the superuser password at every start, the server's settings, and its
+    pg_hba.conf. Kept in one place so the container's other inputs can change independently."""
+    return {
+        "entrypoints": ["/bin/sh", postgres_server.ENTRYPOINT_PATH],
+        "command": postgres_server.server_command(
+            max_connections=platform.postgres_max_connections,
+            reserved_connections=platform.postgres_reserved_connections,
+            temp_file_limit_mb=platform.postgres_temp_file_limit_mb,
+        ),
+        "uploads": [
+            docker.ContainerUploadArgsDict(
+                file=postgres_server.ENTRYPOINT_PATH, content=postgres_server.render_entrypoint(), executable=True
+            ),
+            docker.ContainerUploadArgsDict(
+                file=postgres_server.HBA_TEMPLATE_PATH, content=postgres_server.render_pg_hba()
+            ),
+        ],
+    }
+
+
 def postgres_healthcheck() -> docker.ContainerHealthcheckArgsDict:
     return docker.ContainerHealthcheckArgsDict(
         tests=["CMD-SHELL", f"pg_isready -U {POSTGRES_SUPERUSER} -h 127.0.0.1"],
@@ -114,6 +139,7 @@ class SharedInfra(pulumi.ComponentResource):
             f"{name}-postgres",
             name=naming.SHARED_DB_CONTAINER,
             image=platform.postgres_image,
+            **postgres_server_args(platform),
             envs=[
                 f"POSTGRES_USER={POSTGRES_SUPERUSER}",
                 secret_env("POSTGRES_PASSWORD", self.postgres_password.result),
@@ -182,6 +208,8 @@ class SharedInfra(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.postgres]),
         )
 
+        self._postgres_access(name)
+
         cloudflare_provider = None
         if args.dns is not None:
             cloudflare_provider = cloudflare.Provider(
@@ -207,6 +235,31 @@ class SharedInfra(pulumi.ComponentResource):
                 "networkName": self.network.name,
                 "postgresContainer": self.postgres.name,
                 "traefikContainer": self.traefik.name,
-                "postgresPassword": self.postgres_password.result,
             }
         )
+
+    # -- PostgreSQL roles and grants of the whole server ---------------------------------------
+
+    def _postgres_access(self, name: str) -> None:
+        """The group roles pg_hba.conf admits team roles and provisioning roles by, and PUBLIC's
+        CONNECT (and TEMPORARY) revoked on the databases every server has: a team role connects to
+        its own databases and nowhere else. Superusers ignore privileges, so the provider's own
+        connection (to `postgres` by default) is unaffected."""
+        on_pg = pulumi.ResourceOptions(parent=self, provider=self.postgresql_provider)
+        self.tenant_group = postgresql.Role(
+            f"{name}-tenant-group", name=naming.TENANT_GROUP_ROLE, login=False, opts=on_pg
+        )
+        self.tenant_admin_group = postgresql.Role(
+            f"{name}-tenant-admin-group", name=naming.TENANT_ADMIN_GROUP_ROLE, login=False, opts=on_pg
+        )
+        self.server_database_grants = [
+            postgresql.Grant(
+                f"{name}-revoke-public-{database}",
+                database=database,
+                role="public",
+                object_type="database",
+                privileges=[],
+                opts=on_pg,
+            )
+            for database in SERVER_DATABASES
+        ]

@@ -28,7 +28,7 @@ from oduflow_iac.components.odoo_environment import (
     OdooEnvironmentArgs,
     revoke_public_connect,
 )
-from oduflow_iac.components.refs import SharedRefs, TeamDatabaseAccess
+from oduflow_iac.components.refs import SharedRefs, TeamDatabaseAccess, TeamRole
 from oduflow_iac.config import Config
 
 
@@ -37,6 +37,7 @@ class TeamStackArgs:
     config: Config
     team_id: str
     shared: SharedRefs
+    db_role: TeamRole
     ui_password: pulumi.Input[str] | None = None
 
 
@@ -126,28 +127,24 @@ class TeamStack(pulumi.ComponentResource):
             opts=on_docker,
         )
 
-        self.role_password = random.RandomPassword(f"{name}-role-password", length=32, special=False, opts=child)
-        self.role = postgresql.Role(
-            f"{name}-role",
-            name=naming.team_role_name(team_id),
-            login=True,
-            password=self.role_password.result,
-            opts=on_pg,
-        )
+        # The team role is created where the superuser password is (TeamDatabaseRoles, beside
+        # SharedInfra), with limits the team cannot raise; this stack only receives its credential.
+        self.role_name: pulumi.Output[str] = pulumi.Output.from_input(args.db_role.name)
+        role_password = args.db_role.password
 
         self.db_access = TeamDatabaseAccess(
-            role_name=self.role.name,
+            role_name=self.role_name,
             odoo_envs=[
                 f"HOST={shared.db_host}",
                 f"PORT={shared.db_port}",
-                self.role.name.apply(lambda r: f"USER={r}"),
-                secret_env("PASSWORD", self.role_password.result),
+                self.role_name.apply(lambda r: f"USER={r}"),
+                secret_env("PASSWORD", role_password),
             ],
             libpq_envs=[
                 f"PGHOST={shared.db_host}",
                 f"PGPORT={shared.db_port}",
-                self.role.name.apply(lambda r: f"PGUSER={r}"),
-                secret_env("PGPASSWORD", self.role_password.result),
+                self.role_name.apply(lambda r: f"PGUSER={r}"),
+                secret_env("PGPASSWORD", role_password),
             ],
         )
 
@@ -161,7 +158,7 @@ class TeamStack(pulumi.ComponentResource):
             db = postgresql.Database(
                 tkey,
                 name=db_name,
-                owner=self.role.name,
+                owner=self.role_name,
                 template="template0",
                 encoding=DB_ENCODING,
                 lc_collate=DB_LC_COLLATE,
@@ -264,7 +261,7 @@ class TeamStack(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "network": self.network.name,
-                "role": self.role.name,
+                "role": self.role_name,
                 "environments": {b: e.url for b, e in self.environments.items()},
                 "templatesInitialised": pulumi.Output.all(*checks),
             }

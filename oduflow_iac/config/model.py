@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from oduflow_iac import naming
+from oduflow_iac.postgres_server import default_team_connections
 
 EnvType = Literal["development", "staging", "production"]
 ENV_TYPES: tuple[EnvType, ...] = ("development", "staging", "production")
@@ -104,6 +105,25 @@ class Quota(_Model):
     memory_mb: int | None = Field(default=None, gt=0)
     disk_gb: int | None = Field(default=None, gt=0)
     environments: int | None = Field(default=None, gt=0)
+    # Concurrent PostgreSQL sessions of the team role (its CONNECTION LIMIT); for the organisation,
+    # a cap on all teams' limits together. Default for a team: what its environments need
+    # (postgres_server.default_team_connections).
+    db_connections: int | None = Field(default=None, gt=0)
+
+
+class TeamDatabase(_Model):
+    """Session settings of a team role (ALTER ROLE ... SET), in milliseconds; 0 turns one off.
+    Defaults in `[platform.team_database]`, overrides in `[team.N.database]`."""
+
+    statement_timeout_ms: int | None = Field(default=None, ge=0)
+    idle_in_transaction_session_timeout_ms: int | None = Field(default=None, ge=0)
+
+
+def _default_team_database() -> TeamDatabase:
+    # Ten minutes per statement: far above Odoo's own request limit (limit_time_real, 120 s), room
+    # for a migration's ALTER TABLE. Five minutes idle in a transaction: Odoo never idles inside
+    # one; a forgotten `odoo shell` session must not hold locks (and block vacuum) for days.
+    return TeamDatabase(statement_timeout_ms=600_000, idle_in_transaction_session_timeout_ms=300_000)
 
 
 class Organisation(_Model):
@@ -134,6 +154,14 @@ class Platform(_Model):
     postgres_image: str = "postgres:16.4"
     postgres_memory_mb: int = Field(default=2048, gt=0)
     postgres_port: int = Field(default=5432, ge=1, le=PORT_MAX)
+    # The server's max_connections, and the slots of it kept for superusers
+    # (superuser_reserved_connections): the teams' connection limits must fit in the rest.
+    postgres_max_connections: int = Field(default=200, ge=10, le=10000)
+    postgres_reserved_connections: int = Field(default=5, ge=3, le=100)
+    # temp_file_limit of every session, in MB (0: no limit). Server-wide: the provider cannot set it
+    # per role (docs/postgresql-provider.md).
+    postgres_temp_file_limit_mb: int = Field(default=10240, ge=0)
+    team_database: TeamDatabase = Field(default_factory=_default_team_database)
     traefik_image: str = "traefik:v3.2.3"
     tls: bool = False
     acme_email: str | None = None
@@ -299,6 +327,7 @@ class Team(_Model):
     public_scheme: Literal["http", "https"] | None = None
     # What the infrastructure adds.
     quota: Quota = Quota()
+    database: TeamDatabase = TeamDatabase()
     templates: dict[str, Template] = {}
     addons: list[AddonRepo] = []
     environments: list[Environment] = []
@@ -386,6 +415,27 @@ class Config(_Model):
             cpu=env.cpu if env.cpu is not None else d.cpu,
             memory_mb=env.memory_mb if env.memory_mb is not None else d.memory_mb,
             workers=env.workers if env.workers is not None else d.workers,
+        )
+
+    def team_db_connections(self, team_id: str) -> int:
+        """The team role's CONNECTION LIMIT: its quota, else what its environments need."""
+        team = self.team[team_id]
+        if team.quota.db_connections is not None:
+            return team.quota.db_connections
+        return default_team_connections([self.env_limits(e).workers for e in team.environments])
+
+    def team_db_settings(self, team_id: str) -> TeamDatabase:
+        """The team role's session settings: `[team.N.database]` over `[platform.team_database]`."""
+        own, platform = self.team[team_id].database, self.platform.team_database
+        return TeamDatabase(
+            statement_timeout_ms=(
+                own.statement_timeout_ms if own.statement_timeout_ms is not None else platform.statement_timeout_ms
+            ),
+            idle_in_transaction_session_timeout_ms=(
+                own.idle_in_transaction_session_timeout_ms
+                if own.idle_in_transaction_session_timeout_ms is not None
+                else platform.idle_in_transaction_session_timeout_ms
+            ),
         )
 
     def env_image(self, team_id: str, env: Environment) -> str:
