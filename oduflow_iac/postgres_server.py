@@ -73,12 +73,12 @@ def default_team_connections(workers: Sequence[int]) -> int:
 
 
 def server_command(
-    *, max_connections: int, reserved_connections: int, temp_file_limit_mb: int
+    *, max_connections: int, reserved_connections: int, temp_file_limit_mb: int, hba_path: str = HBA_PATH
 ) -> list[str]:
     """`postgres` and its settings, as the image's entrypoint passes them on to the server (and to
     the temporary server it runs at initdb: docker-entrypoint.sh, docker_temp_server_start)."""
     settings = {
-        "hba_file": HBA_PATH,
+        "hba_file": hba_path,
         "password_encryption": "scram-sha-256",
         "max_connections": str(max_connections),
         # Kept for superusers (the provider, an operator) when the teams have used every other slot.
