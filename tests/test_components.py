@@ -55,7 +55,7 @@ def test_resource_counts_by_type_per_team() -> None:
     # and template1.
     assert counts["1"]["postgresql:index/role:Role"] == 0
     assert counts[None]["postgresql:index/role:Role"] == 2 + 2
-    assert counts[None][GRANT] == 2
+    assert counts[None][GRANT] == 2 + 1  # and CONNECT on postgres for the provisioning roles
     # Odoo containers + the template's one-shot init + per environment an addons fetcher and an init.
     assert counts["1"][CONTAINER] == 4 + 1 + 4 + 4
     assert counts["2"][CONTAINER] == 3 + 1 + 3 + 3

@@ -263,3 +263,15 @@ class SharedInfra(pulumi.ComponentResource):
             )
             for database in SERVER_DATABASES
         ]
+        # A provisioning role's provider connects to `postgres` (the provider's default database)
+        # before the team has any database of its own.
+        self.tenant_admin_connect = postgresql.Grant(
+            f"{name}-tenant-admins-connect-postgres",
+            database="postgres",
+            role=self.tenant_admin_group.name,
+            object_type="database",
+            privileges=["CONNECT"],
+            opts=pulumi.ResourceOptions.merge(
+                on_pg, pulumi.ResourceOptions(depends_on=self.server_database_grants)
+            ),
+        )

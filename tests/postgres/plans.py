@@ -68,7 +68,8 @@ def roles(run: harness.PlannedRun) -> dict[str, PlannedRole]:
     out = {}
     for r in run.of_type(ROLE_TYPE):
         i = _inputs(r)
-        out[i["name"]] = PlannedRole(i["name"], i["password"])
+        if i.get("login"):  # the group roles pg_hba.conf admits by have no password and no login
+            out[i["name"]] = PlannedRole(i["name"], i["password"])
     return out
 
 
