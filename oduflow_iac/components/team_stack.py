@@ -163,7 +163,11 @@ class TeamStack(pulumi.ComponentResource):
                 encoding=DB_ENCODING,
                 lc_collate=DB_LC_COLLATE,
                 lc_ctype=DB_LC_CTYPE,
-                is_template=True,
+                # Not IS_TEMPLATE: any role with CREATEDB may copy a database marked so (PostgreSQL,
+                # CREATE DATABASE: "if false, only superusers or the owner can clone it"), and every
+                # team's provisioning role has CREATEDB. The owner's members (the team's provisioning
+                # role) and the superuser still clone it.
+                is_template=False,
                 opts=on_pg,
             )
             revoke = revoke_public_connect(f"{tkey}-revoke-public", db.name, on_pg)

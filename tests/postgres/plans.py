@@ -76,11 +76,16 @@ def roles(run: harness.PlannedRun) -> dict[str, PlannedRole]:
 def databases(run: harness.PlannedRun) -> list[PlannedDatabase]:
     return [
         PlannedDatabase(
-            r.urn, i["name"], i["owner"], i.get("template") or "template0", bool(i.get("isTemplate", False))
+            r.urn, i["name"], i["owner"], i.get("template") or "template0", _is_team_template(i["name"])
         )
         for r in run.of_type(DATABASE_TYPE)
         for i in [_inputs(r)]
     ]
+
+
+def _is_team_template(name: str) -> bool:
+    """Team templates are not marked IS_TEMPLATE (any CREATEDB role could copy them): known by name."""
+    return name.startswith("oduflow_template_")
 
 
 def environment_databases(run: harness.PlannedRun) -> list[PlannedDatabase]:

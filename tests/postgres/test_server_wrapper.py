@@ -328,7 +328,7 @@ def test_temp_file_limit_holds_for_a_team_role(cluster: Cluster) -> None:
         assert conn.execute("SHOW temp_file_limit").fetchone()[0] == "1MB"
         conn.execute("SET work_mem = '64kB'")
         with pytest.raises(psycopg.errors.ConfigurationLimitExceeded, match="temp_file_limit"):
-            conn.execute("SELECT count(*) FROM (SELECT md5(g::text) AS x FROM generate_series(1, 200000) g ORDER BY 1) s")
+            conn.execute("SELECT count(*) FROM (SELECT md5(g::text) FROM generate_series(1, 200000) g ORDER BY 1) s")
         # superuser-only: the team cannot lift it in its own session
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SET temp_file_limit = -1")
