@@ -177,6 +177,14 @@ class Platform(_Model):
     environment_defaults: dict[EnvType, TypeDefaults] = Field(default_factory=_default_type_defaults)
     addons: list[AddonRepo] = []
 
+    @field_validator("team_database", mode="before")
+    @classmethod
+    def _merge_team_database(cls, value: Any) -> Any:
+        # A partial table overrides only the keys it names.
+        if isinstance(value, dict):
+            return {**_default_team_database().model_dump(), **value}
+        return value
+
     @field_validator("environment_defaults", mode="before")
     @classmethod
     def _merge_defaults(cls, value: Any) -> Any:
