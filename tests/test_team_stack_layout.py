@@ -3,14 +3,17 @@ StackReference, builds its providers from it, and declares nothing of SharedInfr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pulumi
 import pytest
 
 from oduflow_iac import program
 from oduflow_iac.config import Config, load_config
-from oduflow_iac.offline.harness import PlannedRun, Secret, run_offline, shared_stack_outputs
+from oduflow_iac.offline.harness import PlannedRun, Secret, _fake, reveal, run_offline, shared_stack_outputs
 from oduflow_iac.offline.plan import plan_run
 from oduflow_iac.stack_settings import read_stack_settings
 
@@ -55,6 +58,7 @@ odoo_image = "odoo:18.0"
 """
 
 SECRETS = {"oduflow-secrets:team1-ui": "pw"}
+RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 
 
 @pytest.fixture
@@ -98,35 +102,37 @@ def outputs_for_team_1() -> dict[str, object]:
     return shared_stack_outputs(SHARED, ["1"])
 
 
-def _strings(value: object) -> list[str]:
-    if isinstance(value, Secret):
-        return _strings(value.value)
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list | tuple):
-        return [s for v in value for s in _strings(v)]
-    return [value] if isinstance(value, str) else []
+def test_a_team_stack_never_sees_the_superuser_password(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every output the team stack's program asks the shared stack for, recorded.
+    read: list[str] = []
+    for method in ("get_output", "require_output", "get_output_details"):
+        original = getattr(pulumi.StackReference, method)
 
+        def spy(self: pulumi.StackReference, name: str, _original: Any = original) -> Any:
+            read.append(name)
+            return _original(self, name)
 
-def test_a_team_stack_never_sees_the_superuser_password(config: Config, team_run: PlannedRun) -> None:
-    # The shared stack, planned under the same mocks: its superuser password is the result of its
-    # RandomPassword. It must appear nowhere in what the team stack registers or exports, and the
-    # team stack must read no output that could carry it.
+        monkeypatch.setattr(pulumi.StackReference, method, spy)
+    settings = program.ProgramSettings(
+        docker_host="unix:///ignored.sock", layout="team", team="1", shared_stack=SHARED
+    )
+    team_run = run_layout(config, settings, "team-1")
+    assert read and set(read) <= {"dockerHost", "networkName", "postgresAdminHost", "postgresAdminPort",
+                                  "teamDatabases"}, read  # fmt: skip
+    # ... and the shared stack does not export the superuser password at all
     shared = run_layout(config, program.ProgramSettings(docker_host="unix:///d.sock", layout="shared"), "shared")
-    [superuser_password] = [
-        r for r in shared.of_type("random:index/randomPassword:RandomPassword") if r.name == "shared-postgres-password"
-    ]
     assert "postgresPassword" not in shared.outputs
-    everything = [s for r in team_run.resources for s in _strings(r.inputs)] + _strings(team_run.outputs)
-    assert everything
-    assert not [s for s in everything if "postgres-password" in s or s == "postgres"]
+    # the mocks' value of the superuser's RandomPassword appears in none of the shared stack's outputs
+    assert [r.name for r in shared.of_type(RANDOM_PASSWORD) if r.name == "shared-postgres-password"]
+    superuser_password = _fake(f"{RANDOM_PASSWORD}::shared-postgres-password", "result", 32)
+    db = next(r for r in shared.of_type("docker:index/container:Container") if r.inputs.get("name") == "oduflow-db")
+    assert f"POSTGRES_PASSWORD={superuser_password}" in reveal(db.inputs["envs"])  # the right value
+    assert superuser_password not in json.dumps(reveal(shared.outputs))
+    assert superuser_password not in json.dumps([reveal(r.inputs) for r in team_run.resources])
     # no team-stack resource runs as the superuser: the only postgresql provider is the team's own
     [pg] = team_run.of_type("pulumi:providers:postgresql")
-    assert pg.inputs["username"] != "postgres"
-    assert superuser_password.type.startswith("random:")
-    assert not team_run.of_type("random:index/randomPassword:RandomPassword") or all(
-        not r.name.startswith("shared-") for r in team_run.of_type("random:index/randomPassword:RandomPassword")
-    )
+    assert pg.inputs["username"] == "oduflow_team_1_admin" and pg.inputs["superuser"] == "false"
+    assert not [r for r in team_run.resources if r.name.startswith("shared-postgres-")]
 
 
 def test_a_team_stack_declares_no_role(team_run: PlannedRun) -> None:
