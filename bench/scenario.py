@@ -108,6 +108,8 @@ def render(scenario: Scenario) -> str:
         'versions = { "17.0" = "17.0", "18.0" = "18.0" }',
         "",
         "[platform]",
+        # Room for every team's connection quota (below) and its provisioning role.
+        f"postgres_max_connections = {teams * (_db_connections(envs) + 10) + 5}",
         "tls = true",
         'acme_email = "ops@example.com"',
         "",
@@ -137,6 +139,11 @@ def render(scenario: Scenario) -> str:
     return "\n".join(out) + "\n"
 
 
+def _db_connections(envs: int) -> int:
+    """A shared budget: three connections per environment on average, not each one's peak."""
+    return 3 * envs + 2
+
+
 def _team(t: int, envs: int, types: list[str], cpu: float, mem: int) -> list[str]:
     start = PORT_BASE + (t - 1) * PORT_STRIDE
     end = start + envs + 10
@@ -154,6 +161,7 @@ def _team(t: int, envs: int, types: list[str], cpu: float, mem: int) -> list[str
         f"cpu = {int(cpu) + 1}",
         f"memory_mb = {mem + 1024}",
         f"environments = {envs}",
+        f"db_connections = {_db_connections(envs)}",
         "",
         f"[{p}.templates.v17]",
         f'odoo_image = "{ODOO_17}"',

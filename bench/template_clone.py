@@ -37,17 +37,74 @@ PREFIX = "oduflow_bench_"
 # Tables every Odoo database has, with the rows a fresh base+web install puts in them (order
 # matters: foreign keys only point at tables created earlier).
 CORE_TABLES: list[tuple[str, int]] = [
-    ("res_company", 1), ("res_partner", 3), ("res_users", 4), ("res_groups", 90), ("res_lang", 90),
-    ("res_currency", 170), ("res_country", 250), ("res_country_state", 1500), ("ir_module_category", 80),
-    ("ir_module_module", 700), ("ir_model", 400), ("ir_model_fields", 8000), ("ir_model_data", 14000),
-    ("ir_ui_view", 1500), ("ir_ui_menu", 300), ("ir_act_window", 450), ("ir_model_access", 1100),
-    ("ir_rule", 150), ("ir_config_parameter", 20), ("ir_attachment", 200), ("ir_cron", 15),
-    ("ir_sequence", 30), ("ir_translation", 0), ("ir_asset", 600), ("ir_qweb_fields", 0),
+    ("res_company", 1),
+    ("res_partner", 3),
+    ("res_users", 4),
+    ("res_groups", 90),
+    ("res_lang", 90),
+    ("res_currency", 170),
+    ("res_country", 250),
+    ("res_country_state", 1500),
+    ("ir_module_category", 80),
+    ("ir_module_module", 700),
+    ("ir_model", 400),
+    ("ir_model_fields", 8000),
+    ("ir_model_data", 14000),
+    ("ir_ui_view", 1500),
+    ("ir_ui_menu", 300),
+    ("ir_act_window", 450),
+    ("ir_model_access", 1100),
+    ("ir_rule", 150),
+    ("ir_config_parameter", 20),
+    ("ir_attachment", 200),
+    ("ir_cron", 15),
+    ("ir_sequence", 30),
+    ("ir_translation", 0),
+    ("ir_asset", 600),
+    ("ir_qweb_fields", 0),
 ]
-WORDS = ("account", "sale", "stock", "mail", "web", "base", "report", "portal", "product", "uom",
-         "hr", "project", "calendar", "resource", "digest", "auth", "bus", "http", "iap", "sms")
-SUFFIXES = ("line", "template", "type", "rule", "wizard", "config", "tag", "stage", "log", "report",
-            "settings", "mixin", "category", "alias", "activity", "message", "follower", "channel")
+WORDS = (
+    "account",
+    "sale",
+    "stock",
+    "mail",
+    "web",
+    "base",
+    "report",
+    "portal",
+    "product",
+    "uom",
+    "hr",
+    "project",
+    "calendar",
+    "resource",
+    "digest",
+    "auth",
+    "bus",
+    "http",
+    "iap",
+    "sms",
+)
+SUFFIXES = (
+    "line",
+    "template",
+    "type",
+    "rule",
+    "wizard",
+    "config",
+    "tag",
+    "stage",
+    "log",
+    "report",
+    "settings",
+    "mixin",
+    "category",
+    "alias",
+    "activity",
+    "message",
+    "follower",
+    "channel",
+)
 
 
 @dataclass
@@ -145,10 +202,16 @@ def schema_sql(tables: Sequence[Table]) -> list[str]:
     statements: list[str] = []
     for t in tables:
         cols = [f'"{c}" {k}' for c, k in t.columns]
-        cols += [f'FOREIGN KEY ("{c}") REFERENCES "{target}" (id) ON DELETE SET NULL' for c, target in t.foreign_keys
-                 if not t.relation]
-        cols += [f'FOREIGN KEY ("{c}") REFERENCES "{target}" (id) ON DELETE CASCADE' for c, target in t.foreign_keys
-                 if t.relation]
+        cols += [
+            f'FOREIGN KEY ("{c}") REFERENCES "{target}" (id) ON DELETE SET NULL'
+            for c, target in t.foreign_keys
+            if not t.relation
+        ]
+        cols += [
+            f'FOREIGN KEY ("{c}") REFERENCES "{target}" (id) ON DELETE CASCADE'
+            for c, target in t.foreign_keys
+            if t.relation
+        ]
         if t.relation:
             cols.append(f'UNIQUE ("{t.columns[0][0]}", "{t.columns[1][0]}")')
         statements.append(f'CREATE TABLE "{t.name}" ({", ".join(cols)})')
@@ -252,8 +315,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         def clone(strategy: str) -> Callable[[int], None]:
             def run(i: int) -> None:
                 extra = f" STRATEGY {strategy}" if strategy and version_num >= 150000 else ""
-                bench.create(f"{PREFIX}clone_{strategy or 'default'}_{i}", f"OWNER postgres TEMPLATE "
-                             f"{_ident(TEMPLATE)} {OPTIONS}{extra}")
+                bench.create(
+                    f"{PREFIX}clone_{strategy or 'default'}_{i}",
+                    f"OWNER postgres TEMPLATE {_ident(TEMPLATE)} {OPTIONS}{extra}",
+                )
+
             return run
 
         def load(i: int) -> None:

@@ -81,9 +81,10 @@ def explain_clone_failure(exc_message: str) -> str | None:
         template = _unquote(no_copy.group("template"))
         return (
             f"Cannot create the environment database{target}: the connecting role may not copy "
-            f'"{template}". Only a superuser, the template\'s owner, or anyone when the database '
-            "is marked IS_TEMPLATE may clone it: mark the template database with IS_TEMPLATE true "
-            "or connect as the platform's superuser."
+            f"\"{template}\". Only a superuser or the template's owner (or a member of it: the team's "
+            "provisioning role) may clone a database not marked IS_TEMPLATE, and team templates are not "
+            "marked so that no other team can copy them: deploy the environment with its own team's "
+            "provisioning role or the platform's superuser."
         )
 
     locale = _LOCALE.search(exc_message)

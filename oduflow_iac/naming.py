@@ -24,6 +24,12 @@ TRAEFIK_CERTS_VOLUME = "oduflow-traefik-certs"
 DOCKER_PROXY_CONTAINER = "oduflow-docker-proxy"
 DOCKER_PROXY_VOLUME = "oduflow-docker-proxy"
 
+# Group roles (NOLOGIN, no privileges) that pg_hba.conf matches with `+group`: every team role is
+# a member of the first, every team's provisioning role of the second. Not `oduflow_team_*`: a team
+# id could make a team role of that name.
+TENANT_GROUP_ROLE = "oduflow_tenants"
+TENANT_ADMIN_GROUP_ROLE = "oduflow_tenant_admins"
+
 LABEL_TEAM = "oduflow.team"
 LABEL_MANAGED = "oduflow.managed"
 LABEL_ENV = "oduflow.env"
@@ -68,6 +74,12 @@ def template_db_name(team_id: str, name: str) -> str:
 def team_role_name(team_id: str) -> str:
     """The PostgreSQL login role that owns every database of a team."""
     return fit_identifier(f"oduflow_team_{team_id}")
+
+
+def team_db_admin_role_name(team_id: str) -> str:
+    """The login role a per-team stack's postgresql provider uses: creates and drops the team's
+    databases (CREATEDB, member of the team role), nothing else."""
+    return fit_identifier(f"oduflow_team_{team_id}_admin")
 
 
 def team_network_name(team_id: str) -> str:

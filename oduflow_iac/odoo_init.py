@@ -31,8 +31,11 @@ ADMIN_PASSWORD_ENV = "ODUFLOW_ADMIN_PASSWORD"
 # Odoo's own `res.users` crypt context (odoo/addons/base/models/res_users.py, 17.0): pbkdf2_sha512,
 # 600000 rounds. Hashed inside the image with its own passlib, so the plan never hashes anything.
 PBKDF2_ROUNDS = 600_000
-# The official image's entrypoint turns HOST/PORT/USER/PASSWORD into Odoo's --db_* options.
-ODOO_ENTRYPOINT = "/entrypoint.sh"
+# Odoo itself, not the official image's /entrypoint.sh: that script first waits on a connection to
+# the `postgres` database, which team roles may not open (CONNECT revoked from PUBLIC), and puts
+# the database password on Odoo's command line. Odoo leaves host, port, user and password to libpq
+# when odoo.conf has none (odoo/sql_db.py `connection_info_for`), so the PG* variables do.
+ODOO_COMMAND = "odoo"
 
 # Runs with the image's Python, psycopg2 and passlib (Odoo's own dependencies); libpq's PG* variables
 # say where and as whom. `check` exits 0 when the database carries its own marker; `finish` sets the
@@ -93,9 +96,9 @@ def _guard(database: str) -> list[str]:
 
 def install_script(database: str, modules: list[str]) -> str:
     """A fresh database (or a template): install `modules` (base at least), then the admin
-    password and the marker. Odoo's own entrypoint supplies the connection options."""
+    password and the marker. libpq's PG* variables say where and as whom."""
     install = [
-        ODOO_ENTRYPOINT, "odoo", "-d", database, "-i", ",".join(modules or ["base"]),
+        ODOO_COMMAND, "-d", database, "-i", ",".join(modules or ["base"]),
         "--stop-after-init", "--without-demo=all", "--no-http",
     ]  # fmt: skip
     lines = [*_guard(database), shlex.join(install), f"python3 {HELPER_PATH} finish"]

@@ -13,22 +13,29 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 import pulumi_docker as docker
 import pulumi_postgresql as postgresql
+from pulumi.resource import create_urn
 
 from oduflow_iac import naming, tunnel
 from oduflow_iac.components import SharedInfra, SharedInfraArgs, SharedRefs, TeamStack, TeamStackArgs
 from oduflow_iac.components.common import as_secret
-from oduflow_iac.components.shared_infra import POSTGRES_INTERNAL_PORT, POSTGRES_SUPERUSER
+from oduflow_iac.components.refs import TeamRole
+from oduflow_iac.components.shared_infra import POSTGRES_INTERNAL_PORT
+from oduflow_iac.components.team_roles import TeamDatabaseRoles, TeamDatabaseRolesArgs
 from oduflow_iac.config import SECRETS_NAMESPACE, Config, SecretValue, load_config
 from oduflow_iac.errors import UsageError
 from oduflow_iac.wording import plural
 
 LAYOUTS = ("all", "shared", "team")
+# The shared stack's output with each team's database roles ({team: {role, password, admin,
+# adminPassword}}), a secret.
+TEAM_DATABASES_OUTPUT = "teamDatabases"
 
 
 @dataclass(frozen=True)
@@ -78,9 +85,11 @@ def build(config: Config, settings: ProgramSettings) -> None:
         raise UsageError(problem)
     dns_token = secret_input(config.dns.api_token) if config.dns else None
 
+    team_roles: dict[str, TeamRole] = {}
     if settings.layout == "team":
-        refs = _refs_from_shared_stack(config, settings, dns_token)
-        team_ids = [settings.team] if settings.team else []
+        assert settings.team is not None  # checked by settings.problem
+        refs, team_roles[settings.team] = _refs_from_shared_stack(config, settings, dns_token)
+        team_ids = [settings.team]
     else:
         shared = SharedInfra(
             "shared",
@@ -94,7 +103,9 @@ def build(config: Config, settings: ProgramSettings) -> None:
             ),
         )
         refs = shared.refs
-        _export_shared(config, settings, shared)
+        provisioned = _team_database_roles(config, shared, provisioner=settings.layout == "shared")
+        team_roles = {t: roles.team for t, roles in provisioned.items()}
+        _export_shared(config, settings, shared, provisioned)
         team_ids = [] if settings.layout == "shared" else [t for t, _ in config.teams]
 
     environments: dict[str, dict[str, dict[str, object]]] = {}
@@ -107,6 +118,7 @@ def build(config: Config, settings: ProgramSettings) -> None:
                 config=config,
                 team_id=team_id,
                 shared=refs,
+                db_role=team_roles[team_id],
                 ui_password=secret_input(team.ui_password),
                 git_token=secret_input(team.git_token),
                 git_ssh_key=secret_input(team.git_ssh_key),
@@ -125,21 +137,68 @@ def build(config: Config, settings: ProgramSettings) -> None:
         pulumi.export("backupRestore", restore_keys)
 
 
-def _export_shared(config: Config, settings: ProgramSettings, shared: SharedInfra) -> None:
-    """What a `team-N` stack reads from the `shared` stack."""
+def _team_database_roles(config: Config, shared: SharedInfra, *, provisioner: bool) -> dict[str, TeamDatabaseRoles]:
+    """Every team's PostgreSQL roles, created with the superuser's provider. In the all-in-one layout
+    the team role used to be declared by the team's TeamStack: the alias adopts it from there."""
+    out = {}
+    for team_id, _ in config.teams:
+        moved_from = None
+        if not provisioner:
+            moved_from = pulumi.Output.from_input(create_urn(f"team-{team_id}", "oduflow:index:TeamStack"))
+        out[team_id] = TeamDatabaseRoles(
+            f"team-{team_id}-database-roles",
+            TeamDatabaseRolesArgs(
+                team_id=team_id,
+                connection_limit=config.team_db_connections(team_id),
+                settings=config.team_db_settings(team_id),
+                tenant_group=shared.tenant_group.name,
+                admin_group=shared.tenant_admin_group.name,
+                provisioner=provisioner,
+            ),
+            provider=shared.postgresql_provider,
+            moved_from=moved_from,
+        )
+    return out
+
+
+def _export_shared(
+    config: Config, settings: ProgramSettings, shared: SharedInfra, roles: dict[str, TeamDatabaseRoles]
+) -> None:
+    """What a `team-N` stack reads from the `shared` stack: never the superuser password. Each team
+    gets its team role and its provisioning role (CREATEDB, member of the team role only)."""
     pulumi.export("dockerHost", settings.docker_host)
     pulumi.export("networkName", shared.network.name)
     pulumi.export("postgresAdminHost", config.platform.postgres_admin_host)
     pulumi.export("postgresAdminPort", config.platform.postgres_port)
-    pulumi.export("postgresPassword", shared.postgres_password.result)
     pulumi.export("dbHost", naming.SHARED_DB_CONTAINER)
     pulumi.export("dbPort", POSTGRES_INTERNAL_PORT)
+    if settings.layout == "shared":
+        pulumi.export(
+            TEAM_DATABASES_OUTPUT,
+            pulumi.Output.secret(
+                {
+                    team_id: {
+                        "role": r.team.name,
+                        "password": r.team.password,
+                        "admin": r.admin.name,
+                        "adminPassword": r.admin.password,
+                    }
+                    for team_id, r in roles.items()
+                    if r.admin is not None
+                }
+            ),
+        )
 
 
 def _refs_from_shared_stack(
     config: Config, settings: ProgramSettings, dns_token: pulumi.Output[str] | None
-) -> SharedRefs:
+) -> tuple[SharedRefs, TeamRole]:
+    """The shared stack's providers and this team's roles. The postgresql provider logs in as the
+    team's provisioning role (`superuser: false`): the superuser password is not an output of the
+    shared stack, so no team stack can read it."""
     ref = pulumi.StackReference(settings.shared_stack or "")
+    team_id = settings.team or ""
+    mine = ref.require_output(TEAM_DATABASES_OUTPUT).apply(lambda all_teams: _team_entry(all_teams, team_id))
     docker_provider = docker.Provider(
         "shared-docker", host=ref.get_output("dockerHost").apply(lambda h: str(h or settings.docker_host))
     )
@@ -155,17 +214,17 @@ def _refs_from_shared_stack(
         "shared-postgresql",
         host=admin_host,
         port=admin_port,
-        username=POSTGRES_SUPERUSER,
-        password=ref.require_output("postgresPassword").apply(str),
+        username=naming.team_db_admin_role_name(team_id),
+        password=as_secret(mine.apply(lambda e: str(e["adminPassword"]))),
         sslmode="disable",
-        superuser=True,
+        superuser=False,
         connect_timeout=30,
     )
     cloudflare_provider = (
         cloudflare.Provider("shared-cloudflare", api_token=dns_token) if config.dns is not None else None
     )
     aws_provider = aws.Provider("shared-aws", region=config.backup.region) if config.backup is not None else None
-    return SharedRefs(
+    refs = SharedRefs(
         docker_provider=docker_provider,
         postgresql_provider=postgresql_provider,
         network_name=ref.get_output("networkName").apply(lambda n: str(n or config.platform.network)),
@@ -174,6 +233,18 @@ def _refs_from_shared_stack(
         cloudflare_provider=cloudflare_provider,
         aws_provider=aws_provider,
     )
+    role = TeamRole(name=naming.team_role_name(team_id), password=as_secret(mine.apply(lambda e: str(e["password"]))))
+    return refs, role
+
+
+def _team_entry(all_teams: Any, team_id: str) -> dict[str, Any]:
+    entry = (all_teams or {}).get(team_id) if isinstance(all_teams, dict) else None
+    if not isinstance(entry, dict):
+        raise UsageError(
+            f"the shared stack exports no database roles for team {team_id}: "
+            "add the team to the config and run `pulumi up` on the shared stack first"
+        )
+    return entry
 
 
 def main() -> None:

@@ -50,7 +50,12 @@ def test_resource_counts_by_type_per_team() -> None:
     assert counts["2"]["oduflow:index:OdooEnvironment"] == 3
     assert counts["1"][DATABASE] == 4 + 1 and counts["2"][DATABASE] == 3 + 1
     assert counts["1"][GRANT] == 5 and counts["2"][GRANT] == 4
-    assert counts["1"]["postgresql:index/role:Role"] == 1
+    # Roles are the shared side's (created with the superuser, limits the team cannot raise): the two
+    # group roles pg_hba.conf admits by and one role per team; PUBLIC's CONNECT revoked on postgres
+    # and template1.
+    assert counts["1"]["postgresql:index/role:Role"] == 0
+    assert counts[None]["postgresql:index/role:Role"] == 2 + 2
+    assert counts[None][GRANT] == 2 + 1  # and CONNECT on postgres for the provisioning roles
     # Odoo containers + the template's one-shot init + per environment an addons fetcher and an init
     # + the team's PostgreSQL proxy.
     assert counts["1"][CONTAINER] == 4 + 1 + 4 + 4 + 1
@@ -98,8 +103,11 @@ def test_odoo_container_wiring() -> None:
     # Its team's network only; PostgreSQL through the team's proxy.
     assert [n["name"] for n in inputs["networksAdvanced"]] == ["oduflow-1-net"]
     envs = inputs["envs"]
-    assert envs[:3] == ["HOST=oduflow-1-pg", "PORT=5432", "USER=oduflow_team_1"]
-    assert isinstance(envs[3], Secret) and envs[3].value.startswith("PASSWORD=")
+    # libpq's variables: Odoo runs without the image's entrypoint, which would wait on the `postgres`
+    # database (CONNECT revoked) and put the password on Odoo's command line.
+    assert envs[:3] == ["PGHOST=oduflow-1-pg", "PGPORT=5432", "PGUSER=oduflow_team_1"]
+    assert isinstance(envs[3], Secret) and envs[3].value.startswith("PGPASSWORD=")
+    assert inputs["entrypoints"] == ["odoo"] and inputs["command"] == ["--config", ODOO_CONF_PATH]
     labels = label_map(odoo)
     assert labels["oduflow.team"] == "1" and labels["oduflow.managed"] == "true"
     assert labels["oduflow.env"] == "feature/login"
@@ -156,7 +164,8 @@ def test_databases_owned_by_team_role_cloned_from_template_and_closed() -> None:
         }
     assert named(run, DATABASE, "oduflow_1_main").inputs["template"] == "oduflow_template_1_default"
     assert named(run, DATABASE, "oduflow_2_fix-rounding").inputs["template"] == "template0"
-    assert named(run, DATABASE, "oduflow_template_1_default").inputs["isTemplate"] is True
+    # not IS_TEMPLATE: a role with CREATEDB (another team's provisioning role) could copy it
+    assert named(run, DATABASE, "oduflow_template_1_default").inputs["isTemplate"] is False
 
 
 def test_no_team_references_another_teams_database_role_or_network() -> None:
@@ -182,7 +191,7 @@ def test_no_team_references_another_teams_database_role_or_network() -> None:
 def test_every_secret_is_a_secret_output() -> None:
     run = planned("local")
     for r in run.resources:
-        if r.type == "postgresql:index/role:Role":
+        if r.type == "postgresql:index/role:Role" and r.inputs.get("login"):
             assert isinstance(r.inputs["password"], Secret)
         if r.type == "pulumi:providers:postgresql":
             assert isinstance(r.inputs["password"], Secret)
@@ -194,7 +203,8 @@ def test_every_secret_is_a_secret_output() -> None:
     }
     plain = json.dumps([_strip_secrets(r.inputs) for r in run.resources])
     for secret in secrets:
-        # `NAME=value` entries: the value must not appear in clear anywhere (the name may).
+        # `NAME=value` container variables: the value is the secret, the name is public (the
+        # PostgreSQL wrapper script names POSTGRES_PASSWORD, for one).
         value = str(secret).split("=", 1)[-1]
         if len(value) >= 16:
             assert value not in plain
@@ -409,7 +419,7 @@ def test_every_environment_database_is_initialised_once() -> None:
     uploads = {u["file"]: u["content"] for u in fresh.inputs["uploads"]}
     assert set(uploads) == {ODOO_CONF_PATH, "/oduflow/init.sh", "/oduflow/init_db.py"}
     script = uploads["/oduflow/init.sh"]
-    assert "/entrypoint.sh odoo -d oduflow_2_fix-rounding -i base --stop-after-init" in script
+    assert "odoo -d oduflow_2_fix-rounding -i base --stop-after-init" in script
     assert script.index("init_db.py check") < script.index("odoo -d") < script.index("init_db.py finish")
     assert fresh.inputs["attach"] is True and fresh.inputs["mustRun"] is False and fresh.inputs["logs"] is False
     assert any(isinstance(e, Secret) and e.value.startswith("ODUFLOW_ADMIN_PASSWORD=") for e in fresh.inputs["envs"])

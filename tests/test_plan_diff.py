@@ -66,7 +66,10 @@ def test_an_added_environment_only_creates_resources_under_it(write_config: Call
     component = next(r for r in head["resources"] if r["type"] == ENV_COMPONENT and r["name"] == "team-2-feature-x")
     under = _descendants(head, component["urn"])
     assert {c.urn for c in d.changed if c.action == "create"} == under
-    assert set(_by_action(d)) == {"create"}, [(c.name, c.action, c.paths) for c in d.changed if c.action != "create"]
+    # Besides: the team role's connection limit, derived from its environments without a quota,
+    # grows in place (ALTER ROLE); nothing is replaced or deleted.
+    others = [(c.name, c.action, c.paths) for c in d.changed if c.action != "create"]
+    assert others == [("team-2-role", "update", ["connectionLimit"])], others
     assert len(under) > 3  # the component, its database, its container...
 
 

@@ -177,7 +177,7 @@ def test_clone_finish_and_install_commands() -> None:
     from oduflow_iac import odoo_init
 
     install = odoo_init.install_script("db", ["base", "sale"])
-    assert "/entrypoint.sh odoo -d db -i base,sale --stop-after-init" in install
+    assert "odoo -d db -i base,sale --stop-after-init" in install
     script = odoo_init.clone_finish_script("oduflow_template_1_default", "oduflow_1_main")
     assert script.startswith("set -eu\n")
     assert "[ ! -e /var/lib/odoo/filestore/oduflow_1_main ]" in script  # never overwrite an existing filestore

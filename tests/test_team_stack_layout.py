@@ -3,14 +3,17 @@ StackReference, builds its providers from it, and declares nothing of SharedInfr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pulumi
 import pytest
 
 from oduflow_iac import program
 from oduflow_iac.config import Config, load_config
-from oduflow_iac.offline.harness import PlannedRun, Secret, run_offline, shared_stack_outputs
+from oduflow_iac.offline.harness import PlannedRun, Secret, _fake, reveal, run_offline, shared_stack_outputs
 from oduflow_iac.offline.plan import plan_run
 from oduflow_iac.stack_settings import read_stack_settings
 
@@ -56,6 +59,7 @@ odoo_image = "odoo:18.0"
 """
 
 SECRETS = {"oduflow-secrets:team1-ui": "pw"}
+RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 
 
 @pytest.fixture
@@ -83,10 +87,56 @@ def test_providers_are_built_from_the_shared_stack_reference(team_run: PlannedRu
     assert docker.inputs["host"] == outputs["dockerHost"]
     assert pg.inputs["host"] == outputs["postgresAdminHost"]
     assert pg.inputs["port"] == str(outputs["postgresAdminPort"])
-    # the admin password stays a secret all the way from the reference
-    assert pg.inputs["password"] == Secret(outputs["postgresPassword"])
+    # the provider logs in as the team's provisioning role, not as the superuser; its password
+    # stays a secret all the way from the reference
+    mine = outputs_for_team_1()["teamDatabases"]["1"]
+    assert pg.inputs["username"] == "oduflow_team_1_admin" == mine["admin"]
+    assert pg.inputs["superuser"] == "false"
+    assert pg.inputs["password"] == Secret(mine["adminPassword"])
     for provider in (docker, pg):
         assert REF_URN in provider.dependencies
+
+
+def outputs_for_team_1() -> dict[str, object]:
+    return shared_stack_outputs(SHARED, ["1"])
+
+
+def test_a_team_stack_never_sees_the_superuser_password(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every output the team stack's program asks the shared stack for, recorded.
+    read: list[str] = []
+    for method in ("get_output", "require_output", "get_output_details"):
+        original = getattr(pulumi.StackReference, method)
+
+        def spy(self: pulumi.StackReference, name: str, _original: Any = original) -> Any:
+            read.append(name)
+            return _original(self, name)
+
+        monkeypatch.setattr(pulumi.StackReference, method, spy)
+    settings = program.ProgramSettings(docker_host="unix:///ignored.sock", layout="team", team="1", shared_stack=SHARED)
+    team_run = run_layout(config, settings, "team-1")
+    assert read and set(read) <= {"dockerHost", "networkName", "postgresAdminHost", "postgresAdminPort",
+                                  "teamDatabases"}, read  # fmt: skip
+    # ... and the shared stack does not export the superuser password at all
+    shared = run_layout(config, program.ProgramSettings(docker_host="unix:///d.sock", layout="shared"), "shared")
+    assert "postgresPassword" not in shared.outputs
+    # the mocks' value of the superuser's RandomPassword appears in none of the shared stack's outputs
+    assert [r.name for r in shared.of_type(RANDOM_PASSWORD) if r.name == "shared-postgres-password"]
+    superuser_password = _fake(f"{RANDOM_PASSWORD}::shared-postgres-password", "result", 32)
+    db = next(r for r in shared.of_type("docker:index/container:Container") if r.inputs.get("name") == "oduflow-db")
+    assert f"POSTGRES_PASSWORD={superuser_password}" in reveal(db.inputs["envs"])  # the right value
+    assert superuser_password not in json.dumps(reveal(shared.outputs))
+    assert superuser_password not in json.dumps([reveal(r.inputs) for r in team_run.resources])
+    # no team-stack resource runs as the superuser: the only postgresql provider is the team's own
+    [pg] = team_run.of_type("pulumi:providers:postgresql")
+    assert pg.inputs["username"] == "oduflow_team_1_admin" and pg.inputs["superuser"] == "false"
+    assert not [r for r in team_run.resources if r.name.startswith("shared-postgres-")]
+
+
+def test_a_team_stack_declares_no_role(team_run: PlannedRun) -> None:
+    # roles (and their limits) are the shared stack's: a team stack cannot raise its own quota
+    assert not team_run.of_type("postgresql:index/role:Role")
+    owners = {r.inputs["owner"] for r in team_run.of_type("postgresql:index/database:Database")}
+    assert owners == {"oduflow_team_1"}
 
 
 def test_team_resources_use_those_providers(team_run: PlannedRun) -> None:
@@ -131,7 +181,18 @@ def test_the_shared_stack_exports_what_the_reference_reads(config: Config) -> No
     settings = program.ProgramSettings(docker_host="unix:///var/run/docker.sock", layout="shared")
     run = run_layout(config, settings, "shared")
     assert set(run.outputs) == set(shared_stack_outputs(SHARED))
-    assert isinstance(run.outputs["postgresPassword"], Secret)
+    assert "postgresPassword" not in run.outputs
+    # one entry per team of the config, a secret, with the team role and its provisioning role
+    databases = run.outputs["teamDatabases"]
+    assert isinstance(databases, Secret)
+    assert sorted(databases.value) == ["1", "2"]
+    assert databases.value["2"]["role"] == "oduflow_team_2" and databases.value["2"]["admin"] == "oduflow_team_2_admin"
+    roles = {r.inputs["name"]: r.inputs for r in run.of_type("postgresql:index/role:Role")}
+    admin = roles["oduflow_team_1_admin"]
+    assert admin["createDatabase"] is True and admin.get("createRole") in (None, False)
+    assert admin.get("superuser") in (None, False)
+    assert admin["roles"] == ["oduflow_team_1", "oduflow_tenant_admins"]
+    assert roles["oduflow_team_1"]["roles"] == ["oduflow_tenants"]
     assert not run.of_type("oduflow:index:TeamStack")
     assert run.of_type("oduflow:index:SharedInfra")
 

@@ -182,7 +182,7 @@ class OdooEnvironment(pulumi.ComponentResource):
             )
         )
 
-        db_envs = args.db_access.odoo_envs
+        db_envs = args.db_access.libpq_envs
         conf_upload = docker.ContainerUploadArgsDict(file=odoo_conf.ODOO_CONF_PATH, content=conf)
 
         # Once per database: install base into a fresh database, or finish a clone of the template
@@ -192,7 +192,6 @@ class OdooEnvironment(pulumi.ComponentResource):
         init_name = naming.env_init_container_name(team, branch)
         init_envs: list[pulumi.Input[str]] = [
             *db_envs,
-            *args.db_access.libpq_envs,
             f"PGDATABASE={self.database_name}",
             secret_env(odoo_init.ADMIN_PASSWORD_ENV, self.admin_user_password.result),
         ]
@@ -248,6 +247,9 @@ class OdooEnvironment(pulumi.ComponentResource):
                 f"{name}-odoo",
                 name=naming.env_container_name(team, branch),
                 image=args.image,
+                # Odoo itself, connecting through libpq's variables (see odoo_init.ODOO_COMMAND).
+                entrypoints=[odoo_init.ODOO_COMMAND],
+                command=["--config", odoo_conf.ODOO_CONF_PATH],
                 envs=db_envs,
                 uploads=[conf_upload],
                 ports=[

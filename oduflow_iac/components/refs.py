@@ -24,12 +24,19 @@ class SharedRefs:
 
 
 @dataclass
+class TeamRole:
+    """A login role and its password (a secret), as the components hand them on."""
+
+    name: pulumi.Input[str]
+    password: pulumi.Input[str]
+
+
+@dataclass
 class TeamDatabaseAccess:
     """How a team's containers reach the shared server as the team role, built once per team:
-    the official Odoo image's variables and libpq's (for psql, pg_dump)."""
+    libpq's variables, which Odoo (odoo.conf has no db_* options), psql and pg_dump all read."""
 
     role_name: pulumi.Input[str]
-    odoo_envs: list[pulumi.Input[str]]
     libpq_envs: list[pulumi.Input[str]]
     # The team's PostgreSQL proxy: whatever connects through it waits for it.
     proxy: pulumi.Resource | None = None

@@ -11,6 +11,7 @@ host's network namespace, and each team brings its own way to PostgreSQL.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -19,13 +20,13 @@ import pulumi_docker as docker
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
-from oduflow_iac import docker_form, labels, naming
+from oduflow_iac import docker_form, labels, naming, postgres_server
 from oduflow_iac.components.common import as_secret, hardening, label_args, secret_env
 from oduflow_iac.components.refs import SharedRefs
 from oduflow_iac.config import Backup, Dns, Platform
 
 POSTGRES_INTERNAL_PORT = 5432
-POSTGRES_SUPERUSER = "postgres"
+POSTGRES_SUPERUSER = postgres_server.SUPERUSER
 TRAEFIK_CERTS_PATH = "/certs"
 DOCKER_SOCKET = "/var/run/docker.sock"
 # The filtered Docker API, a unix socket in a volume only the proxy and Traefik mount.
@@ -50,6 +51,8 @@ DOCKER_PROXY_ALLOWED = (
     ("GET", r"/v1\.[0-9]+/containers/[a-zA-Z0-9][a-zA-Z0-9_.-]*/json"),
     ("GET", r"/v1\.[0-9]+/events"),
 )
+# Databases initdb creates that a role could connect to (template0 refuses every connection).
+SERVER_DATABASES = ("postgres", "template1")
 
 
 @dataclass
@@ -131,6 +134,28 @@ def traefik_command(platform: Platform, dns: Dns | None) -> list[str]:
     return args
 
 
+def postgres_server_args(platform: Platform) -> dict[str, Any]:
+    """The PostgreSQL container's entrypoint, command and uploaded files (postgres_server.py): the
+    wrapper that re-applies the superuser password at every start, the server's settings, and its
+    pg_hba.conf. Kept in one place so the container's other inputs can change independently."""
+    return {
+        "entrypoints": ["/bin/sh", postgres_server.ENTRYPOINT_PATH],
+        "command": postgres_server.server_command(
+            max_connections=platform.postgres_max_connections,
+            reserved_connections=platform.postgres_reserved_connections,
+            temp_file_limit_mb=platform.postgres_temp_file_limit_mb,
+        ),
+        "uploads": [
+            docker.ContainerUploadArgsDict(
+                file=postgres_server.ENTRYPOINT_PATH, content=postgres_server.render_entrypoint(), executable=True
+            ),
+            docker.ContainerUploadArgsDict(
+                file=postgres_server.HBA_TEMPLATE_PATH, content=postgres_server.render_pg_hba()
+            ),
+        ],
+    }
+
+
 def postgres_healthcheck() -> docker.ContainerHealthcheckArgsDict:
     return docker.ContainerHealthcheckArgsDict(
         tests=["CMD-SHELL", f"pg_isready -U {POSTGRES_SUPERUSER} -h 127.0.0.1"],
@@ -180,6 +205,7 @@ class SharedInfra(pulumi.ComponentResource):
             f"{name}-postgres",
             name=naming.SHARED_DB_CONTAINER,
             image=platform.postgres_image,
+            **postgres_server_args(platform),
             envs=[
                 f"POSTGRES_USER={POSTGRES_SUPERUSER}",
                 secret_env("POSTGRES_PASSWORD", self.postgres_password.result),
@@ -286,6 +312,8 @@ class SharedInfra(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.postgres]),
         )
 
+        self._postgres_access(name)
+
         cloudflare_provider = None
         if args.dns is not None:
             cloudflare_provider = cloudflare.Provider(
@@ -312,6 +340,41 @@ class SharedInfra(pulumi.ComponentResource):
                 "postgresContainer": self.postgres.name,
                 "traefikContainer": self.traefik.name,
                 "dockerProxyContainer": self.docker_proxy.name,
-                "postgresPassword": self.postgres_password.result,
             }
+        )
+
+    # -- PostgreSQL roles and grants of the whole server ---------------------------------------
+
+    def _postgres_access(self, name: str) -> None:
+        """The group roles pg_hba.conf admits team roles and provisioning roles by, and PUBLIC's
+        CONNECT (and TEMPORARY) revoked on the databases every server has: a team role connects to
+        its own databases and nowhere else. Superusers ignore privileges, so the provider's own
+        connection (to `postgres` by default) is unaffected."""
+        on_pg = pulumi.ResourceOptions(parent=self, provider=self.postgresql_provider)
+        self.tenant_group = postgresql.Role(
+            f"{name}-tenant-group", name=naming.TENANT_GROUP_ROLE, login=False, opts=on_pg
+        )
+        self.tenant_admin_group = postgresql.Role(
+            f"{name}-tenant-admin-group", name=naming.TENANT_ADMIN_GROUP_ROLE, login=False, opts=on_pg
+        )
+        self.server_database_grants = [
+            postgresql.Grant(
+                f"{name}-revoke-public-{database}",
+                database=database,
+                role="public",
+                object_type="database",
+                privileges=[],
+                opts=on_pg,
+            )
+            for database in SERVER_DATABASES
+        ]
+        # A provisioning role's provider connects to `postgres` (the provider's default database)
+        # before the team has any database of its own.
+        self.tenant_admin_connect = postgresql.Grant(
+            f"{name}-tenant-admins-connect-postgres",
+            database="postgres",
+            role=self.tenant_admin_group.name,
+            object_type="database",
+            privileges=["CONNECT"],
+            opts=pulumi.ResourceOptions.merge(on_pg, pulumi.ResourceOptions(depends_on=self.server_database_grants)),
         )

@@ -46,7 +46,7 @@ from oduflow_iac.components.odoo_environment import (
     OdooEnvironmentArgs,
     revoke_public_connect,
 )
-from oduflow_iac.components.refs import SharedRefs, TeamDatabaseAccess
+from oduflow_iac.components.refs import SharedRefs, TeamDatabaseAccess, TeamRole
 from oduflow_iac.config import Config
 
 DB_PROXY_GRACE_SECONDS = 10
@@ -58,6 +58,7 @@ class TeamStackArgs:
     config: Config
     team_id: str
     shared: SharedRefs
+    db_role: TeamRole
     ui_password: pulumi.Input[str] | None = None
     git_token: pulumi.Input[str] | None = None
     git_ssh_key: pulumi.Input[str] | None = None
@@ -115,14 +116,10 @@ class TeamStack(pulumi.ComponentResource):
             opts=on_docker,
         )
 
-        self.role_password = random.RandomPassword(f"{name}-role-password", length=32, special=False, opts=child)
-        self.role = postgresql.Role(
-            f"{name}-role",
-            name=naming.team_role_name(team_id),
-            login=True,
-            password=self.role_password.result,
-            opts=on_pg,
-        )
+        # The team role is created where the superuser password is (TeamDatabaseRoles, beside
+        # SharedInfra), with limits the team cannot raise; this stack only receives its credential.
+        self.role_name: pulumi.Output[str] = pulumi.Output.from_input(args.db_role.name)
+        role_password = args.db_role.password
 
         # The team's only way to PostgreSQL (see db_proxy.py): on its network and the database network.
         proxy_name = naming.team_db_proxy_container_name(team_id)
@@ -134,7 +131,7 @@ class TeamStack(pulumi.ComponentResource):
                 docker.ContainerUploadArgsDict(
                     file=db_proxy.CONFIG_PATH,
                     content=db_proxy.haproxy_config(
-                        shared.db_host, shared.db_port, config.team_db_connections(team_id)
+                        shared.db_host, shared.db_port, config.team_db_proxy_connections(team_id)
                     ),
                 )
             ],
@@ -152,18 +149,12 @@ class TeamStack(pulumi.ComponentResource):
         )
 
         self.db_access = TeamDatabaseAccess(
-            role_name=self.role.name,
-            odoo_envs=[
-                f"HOST={proxy_name}",
-                f"PORT={db_proxy.LISTEN_PORT}",
-                self.role.name.apply(lambda r: f"USER={r}"),
-                secret_env("PASSWORD", self.role_password.result),
-            ],
+            role_name=self.role_name,
             libpq_envs=[
                 f"PGHOST={proxy_name}",
                 f"PGPORT={db_proxy.LISTEN_PORT}",
-                self.role.name.apply(lambda r: f"PGUSER={r}"),
-                secret_env("PGPASSWORD", self.role_password.result),
+                self.role_name.apply(lambda r: f"PGUSER={r}"),
+                secret_env("PGPASSWORD", role_password),
             ],
             proxy=self.db_proxy,
         )
@@ -177,12 +168,16 @@ class TeamStack(pulumi.ComponentResource):
             db = postgresql.Database(
                 tkey,
                 name=db_name,
-                owner=self.role.name,
+                owner=self.role_name,
                 template="template0",
                 encoding=DB_ENCODING,
                 lc_collate=DB_LC_COLLATE,
                 lc_ctype=DB_LC_CTYPE,
-                is_template=True,
+                # Not IS_TEMPLATE: any role with CREATEDB may copy a database marked so (PostgreSQL,
+                # CREATE DATABASE: "if false, only superusers or the owner can clone it"), and every
+                # team's provisioning role has CREATEDB. The owner's members (the team's provisioning
+                # role) and the superuser still clone it.
+                is_template=False,
                 opts=on_pg,
             )
             revoke = revoke_public_connect(f"{tkey}-revoke-public", db.name, on_pg)
@@ -201,7 +196,7 @@ class TeamStack(pulumi.ComponentResource):
                 entrypoints=["/bin/sh"],
                 command=[odoo_init.INIT_SCRIPT_PATH],
                 uploads=init_uploads(odoo_init.install_script(db_name, template.modules)),
-                envs=[*self.db_access.odoo_envs, *self.db_access.libpq_envs, f"PGDATABASE={db_name}"],
+                envs=[*self.db_access.libpq_envs, f"PGDATABASE={db_name}"],
                 volumes=[
                     docker.ContainerVolumeArgsDict(volume_name=filestore.name, container_path=odoo_conf.FILESTORE_PATH)
                 ],
@@ -294,7 +289,7 @@ class TeamStack(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "network": self.network.name,
-                "role": self.role.name,
+                "role": self.role_name,
                 "environments": {b: e.url for b, e in self.environments.items()},
                 "templatesInitialised": pulumi.Output.all(*self.templates_ready.values()).apply(lambda _: True),
             }
@@ -437,10 +432,7 @@ class TeamStack(pulumi.ComponentResource):
             ],
             envs=[
                 # The team's PostgreSQL proxy on the team network: the job reaches nothing else.
-                f"PGHOST={naming.team_db_proxy_container_name(team_id)}",
-                f"PGPORT={db_proxy.LISTEN_PORT}",
-                self.role.name.apply(lambda r: f"PGUSER={r}"),
-                secret_env("PGPASSWORD", self.role_password.result),
+                *self.db_access.libpq_envs,
                 key.id.apply(lambda k: f"AWS_ACCESS_KEY_ID={k}"),
                 secret_env("AWS_SECRET_ACCESS_KEY", key.secret),
                 f"AWS_DEFAULT_REGION={plan.region}",

@@ -13,6 +13,7 @@ from oduflow_iac import naming, odoo_conf
 from oduflow_iac.config.model import _TEAM_ID, PORT_MAX, PORT_MIN, Config, SecretValue, Team
 from oduflow_iac.config.values import control_character, template_name_problem
 from oduflow_iac.errors import Problem
+from oduflow_iac.postgres_server import PROVISIONER_CONNECTION_LIMIT
 
 
 def cross_checks(config: Config, shown: str) -> list[Problem]:
@@ -55,6 +56,7 @@ def cross_checks(config: Config, shown: str) -> list[Problem]:
                 "names, where `_` and `-` separate it from the branch) and not `template`",
             )
     problems.extend(_database_collisions(teams, shown))
+    problems.extend(_connection_budget(config, shown))
     if config.backup is not None:
         server, dumper = _major(config.platform.postgres_image), _major(config.platform.backup_image)
         if server is not None and dumper is not None and dumper < server:
@@ -382,3 +384,38 @@ def count_by_type(team: Team) -> dict[str, int]:
     for env in team.environments:
         counts[env.type] += 1
     return dict(counts)
+
+
+def _connection_budget(config: Config, shown: str) -> list[Problem]:
+    """Every team role's connection limit (and its provisioning role's) must fit in what the server
+    offers to non-superusers, and within the organisation's quota when it sets one: otherwise one
+    team at its limit could leave another team (or the provider) without a connection."""
+    if not config.team:
+        return []
+    limits = {team_id: config.team_db_connections(team_id) for team_id, _ in config.teams}
+    provisioning = PROVISIONER_CONNECTION_LIMIT * len(limits)
+    total = sum(limits.values()) + provisioning
+    platform = config.platform
+    available = platform.postgres_max_connections - platform.postgres_reserved_connections
+    detail = ", ".join(f"team.{t}: {n}" for t, n in limits.items())
+    problems = []
+    if total > available:
+        problems.append(
+            Problem(
+                shown,
+                "platform.postgres_max_connections",
+                f"{platform.postgres_max_connections} minus {platform.postgres_reserved_connections} reserved leaves "
+                f"{available} connections, but the team roles' limits add up to {total} ({detail}, and "
+                f"{provisioning} for the provisioning roles); raise it or set team.N.quota.db_connections",
+            )
+        )
+    cap = config.organisation.quota.db_connections
+    if cap is not None and total - provisioning > cap:
+        problems.append(
+            Problem(
+                shown,
+                "organisation.quota.db_connections",
+                f"the team roles' limits add up to {total - provisioning} ({detail}), above this quota of {cap}",
+            )
+        )
+    return problems

@@ -25,6 +25,7 @@ from oduflow_iac.config.values import (
     refname_problem,
     repo_url_problem,
 )
+from oduflow_iac.postgres_server import default_team_connections
 
 EnvType = Literal["development", "staging", "production"]
 ENV_TYPES: tuple[EnvType, ...] = ("development", "staging", "production")
@@ -32,8 +33,6 @@ ENV_TYPES: tuple[EnvType, ...] = ("development", "staging", "production")
 # Sections of Oduflow's own oduflow.toml that configure its server process, not infrastructure.
 IGNORED_SECTIONS = SERVER_SECTIONS
 
-# Connections a team's PostgreSQL proxy lets through without `quota.db_connections`.
-DEFAULT_TEAM_DB_CONNECTIONS = 100
 PORT_MIN = 1024
 PORT_MAX = 65535
 MAX_BRANCH_LENGTH = 100
@@ -121,9 +120,27 @@ def _parse_secret(value: Any) -> Any:
 class Quota(_Model):
     cpu: float | None = Field(default=None, gt=0)
     memory_mb: int | None = Field(default=None, gt=0)
-    db_connections: int | None = Field(default=None, gt=0)
     disk_gb: int | None = Field(default=None, gt=0)
     environments: int | None = Field(default=None, gt=0)
+    # Concurrent PostgreSQL sessions of the team role (its CONNECTION LIMIT); for the organisation,
+    # a cap on all teams' limits together. Default for a team: what its environments need
+    # (postgres_server.default_team_connections).
+    db_connections: int | None = Field(default=None, gt=0)
+
+
+class TeamDatabase(_Model):
+    """Session settings of a team role (ALTER ROLE ... SET), in milliseconds; 0 turns one off.
+    Defaults in `[platform.team_database]`, overrides in `[team.N.database]`."""
+
+    statement_timeout_ms: int | None = Field(default=None, ge=0)
+    idle_in_transaction_session_timeout_ms: int | None = Field(default=None, ge=0)
+
+
+def _default_team_database() -> TeamDatabase:
+    # Ten minutes per statement: far above Odoo's own request limit (limit_time_real, 120 s), room
+    # for a migration's ALTER TABLE. Five minutes idle in a transaction: Odoo never idles inside
+    # one; a forgotten `odoo shell` session must not hold locks (and block vacuum) for days.
+    return TeamDatabase(statement_timeout_ms=600_000, idle_in_transaction_session_timeout_ms=300_000)
 
 
 class Organisation(_Model):
@@ -165,6 +182,14 @@ class Platform(_Model):
     )
     postgres_memory_mb: int = Field(default=2048, gt=0)
     postgres_port: int = Field(default=5432, ge=1, le=PORT_MAX)
+    # The server's max_connections, and the slots of it kept for superusers
+    # (superuser_reserved_connections): the teams' connection limits must fit in the rest.
+    postgres_max_connections: int = Field(default=200, ge=10, le=10000)
+    postgres_reserved_connections: int = Field(default=5, ge=3, le=100)
+    # temp_file_limit of every session, in MB (0: no limit). Server-wide: the provider cannot set it
+    # per role (docs/postgresql-provider.md).
+    postgres_temp_file_limit_mb: int = Field(default=10240, ge=0)
+    team_database: TeamDatabase = Field(default_factory=_default_team_database)
     traefik_image: str = "traefik:v3.6.25@sha256:fbc395356327765e9725ae4a6b9c140ba6070cc0fa83c36ab4f1342adcea7141"
     traefik_memory_mb: int = Field(default=512, gt=0)
     # Serves Traefik a read-only, filtered Docker API on a unix socket (`-proxysocketendpoint`), and
@@ -224,6 +249,14 @@ class Platform(_Model):
                 "`dashboard = true` needs `dashboard_password`: the dashboard is never served without authentication"
             )
         return self
+
+    @field_validator("team_database", mode="before")
+    @classmethod
+    def _merge_team_database(cls, value: Any) -> Any:
+        # A partial table overrides only the keys it names.
+        if isinstance(value, dict):
+            return {**_default_team_database().model_dump(), **value}
+        return value
 
     @field_validator("environment_defaults", mode="before")
     @classmethod
@@ -460,6 +493,7 @@ class Team(_Model):
     git_username: str = Field(default="x-access-token", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     # What the infrastructure adds.
     quota: Quota = Quota()
+    database: TeamDatabase = TeamDatabase()
     templates: dict[str, Template] = {}
     addons: list[AddonRepo] = []
     environments: list[Environment] = []
@@ -578,11 +612,32 @@ class Config(_Model):
         )
 
     def team_db_connections(self, team_id: str) -> int:
-        """How many connections the team's PostgreSQL proxy lets through at once: its quota, not a
-        count of its environments, so adding an environment never replaces the proxy (its
-        configuration is a ForceNew upload) and cuts every connection of the team."""
+        """The team role's CONNECTION LIMIT: its quota, else what its environments need."""
+        team = self.team[team_id]
+        if team.quota.db_connections is not None:
+            return team.quota.db_connections
+        return default_team_connections([self.env_limits(e).workers for e in team.environments])
+
+    def team_db_settings(self, team_id: str) -> TeamDatabase:
+        """The team role's session settings: `[team.N.database]` over `[platform.team_database]`."""
+        own, platform = self.team[team_id].database, self.platform.team_database
+        return TeamDatabase(
+            statement_timeout_ms=(
+                own.statement_timeout_ms if own.statement_timeout_ms is not None else platform.statement_timeout_ms
+            ),
+            idle_in_transaction_session_timeout_ms=(
+                own.idle_in_transaction_session_timeout_ms
+                if own.idle_in_transaction_session_timeout_ms is not None
+                else platform.idle_in_transaction_session_timeout_ms
+            ),
+        )
+
+    def team_db_proxy_connections(self, team_id: str) -> int:
+        """How many connections the team's PostgreSQL proxy lets through: the team's quota, else
+        the server's own maximum. Never a count of its environments: the proxy's configuration is
+        a ForceNew upload, and replacing the proxy cuts every connection of the team."""
         quota = self.team[team_id].quota.db_connections
-        return quota if quota is not None else DEFAULT_TEAM_DB_CONNECTIONS
+        return quota if quota is not None else self.platform.postgres_max_connections
 
     def env_image(self, team_id: str, env: Environment) -> str:
         if env.odoo_image:

@@ -138,11 +138,12 @@ def _fake(urn: str, what: str, length: int = 24) -> str:
 
 
 STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
-SHARED_SECRET_OUTPUTS = frozenset({"postgresPassword"})
+SHARED_SECRET_OUTPUTS = frozenset({"teamDatabases"})
 
 
-def shared_stack_outputs(ref: str) -> dict[str, Any]:
-    """Plausible outputs of the `shared` stack, as a StackReference to it reads them."""
+def shared_stack_outputs(ref: str, team_ids: list[str] | None = None) -> dict[str, Any]:
+    """Plausible outputs of the `shared` stack, as a StackReference to it reads them: `teamDatabases`
+    holds the roles of `team_ids` (the team of a `team-N` stack)."""
     from oduflow_iac import naming
 
     return {
@@ -150,9 +151,17 @@ def shared_stack_outputs(ref: str) -> dict[str, Any]:
         "networkName": naming.SHARED_NETWORK,
         "postgresAdminHost": "127.0.0.1",
         "postgresAdminPort": 5432,
-        "postgresPassword": _fake(ref, "postgres-password", 32),
         "dbHost": naming.SHARED_DB_CONTAINER,
         "dbPort": 5432,
+        "teamDatabases": {
+            team: {
+                "role": naming.team_role_name(team),
+                "password": _fake(ref, f"team-{team}-role-password", 32),
+                "admin": naming.team_db_admin_role_name(team),
+                "adminPassword": _fake(ref, f"team-{team}-db-admin-password", 32),
+            }
+            for team in team_ids or []
+        },
     }
 
 
@@ -183,7 +192,8 @@ class OfflineMocks(pulumi.runtime.Mocks):
         elif typ == STACK_REFERENCE_TYPE:
             # A team stack reading the `shared` stack: the outputs `program._export_shared` exports.
             ref = str(state.get("name") or args.resource_id or name)
-            outputs = shared_stack_outputs(ref)
+            team = self.stack[len("team-") :] if self.stack.startswith("team-") else None
+            outputs = shared_stack_outputs(ref, [team] if team else [])
             return ref, {"name": ref, "outputs": outputs, "secretOutputNames": sorted(SHARED_SECRET_OUTPUTS)}
         return state.get("id") or f"{name}-id", state
 

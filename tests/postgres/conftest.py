@@ -113,7 +113,18 @@ def pg(pg_dsn: str) -> Iterator[PgServer]:
     """The server, restored after the test to the databases and roles it had before."""
     server = PgServer(pg_dsn)
     databases, roles = server.databases(), server.roles()
+    # The plans revoke PUBLIC's CONNECT on the server's own databases: given back afterwards.
+    public_connect = {
+        name for (name,) in server.rows(
+            "SELECT datname FROM pg_database WHERE datname IN ('postgres', 'template1')"
+            " AND has_database_privilege('public', datname, 'CONNECT')"
+        )
+    }  # fmt: skip
     yield server
+    for name in sorted(public_connect):
+        if not server.scalar("SELECT has_database_privilege('public', %s, 'CONNECT')", (name,)):
+            with server.admin() as conn:
+                conn.execute(f"GRANT CONNECT, TEMPORARY ON DATABASE {quote_ident(name)} TO PUBLIC".encode())
     for name in sorted(server.databases() - databases):
         server.drop_database(name)
     for name in sorted(server.roles() - roles):

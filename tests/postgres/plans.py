@@ -68,18 +68,22 @@ def roles(run: harness.PlannedRun) -> dict[str, PlannedRole]:
     out = {}
     for r in run.of_type(ROLE_TYPE):
         i = _inputs(r)
-        out[i["name"]] = PlannedRole(i["name"], i["password"])
+        if i.get("login"):  # the group roles pg_hba.conf admits by have no password and no login
+            out[i["name"]] = PlannedRole(i["name"], i["password"])
     return out
 
 
 def databases(run: harness.PlannedRun) -> list[PlannedDatabase]:
     return [
-        PlannedDatabase(
-            r.urn, i["name"], i["owner"], i.get("template") or "template0", bool(i.get("isTemplate", False))
-        )
+        PlannedDatabase(r.urn, i["name"], i["owner"], i.get("template") or "template0", _is_team_template(i["name"]))
         for r in run.of_type(DATABASE_TYPE)
         for i in [_inputs(r)]
     ]
+
+
+def _is_team_template(name: str) -> bool:
+    """Team templates are not marked IS_TEMPLATE (any CREATEDB role could copy them): known by name."""
+    return name.startswith("oduflow_template_")
 
 
 def environment_databases(run: harness.PlannedRun) -> list[PlannedDatabase]:

@@ -115,6 +115,8 @@ class RoleSpec:
     roles: frozenset[str] = frozenset()
     skip_drop_role: bool = False
     skip_reassign_owned: bool = False
+    statement_timeout: int = 0
+    idle_in_transaction_session_timeout: int = 0
 
     KEYS = (
         "name",
@@ -132,6 +134,8 @@ class RoleSpec:
         "roles",
         "skipDropRole",
         "skipReassignOwned",
+        "statementTimeout",
+        "idleInTransactionSessionTimeout",
     )
 
     @classmethod
@@ -153,6 +157,8 @@ class RoleSpec:
             roles=frozenset(inputs.get("roles", [])),
             skip_drop_role=bool(inputs.get("skipDropRole", False)),
             skip_reassign_owned=bool(inputs.get("skipReassignOwned", False)),
+            statement_timeout=int(inputs.get("statementTimeout", 0)),
+            idle_in_transaction_session_timeout=int(inputs.get("idleInTransactionSessionTimeout", 0)),
         )
 
 
@@ -441,6 +447,17 @@ def role_create(server: Server, spec: RoleSpec) -> None:
         for granted in sorted(spec.roles):
             server.execute(conn, f"GRANT {quote_ident(granted)} TO {quote_ident(spec.name)}")
         server.execute(conn, f"ALTER ROLE {quote_ident(spec.name)} SET search_path TO DEFAULT")
+        # setStatementTimeout, setIdleInTransactionSessionTimeout: only when set (HasChange on create)
+        for key, value in _role_timeouts(spec).items():
+            if value:
+                server.execute(conn, f"ALTER ROLE {quote_ident(spec.name)} SET {key} TO {value}")
+
+
+ROLE_TIMEOUTS = ("statement_timeout", "idle_in_transaction_session_timeout")
+
+
+def _role_timeouts(spec: RoleSpec) -> dict[str, int]:
+    return {key: getattr(spec, key) for key in ROLE_TIMEOUTS}
 
 
 @dataclass(frozen=True)
@@ -454,6 +471,16 @@ class RoleState:
     replication: bool
     bypass_rls: bool
     roles: frozenset[str]
+    statement_timeout: int = 0
+    idle_in_transaction_session_timeout: int = 0
+
+
+def _read_timeout(config: Sequence[str], key: str) -> int:
+    """readStatementTimeout / readIdleInTransactionSessionTimeout: the `key=` entry of rolconfig."""
+    for entry in config:
+        if entry.startswith(f"{key}="):
+            return int(entry[len(key) + 1 :].split(", ")[0])
+    return 0
 
 
 def role_read(server: Server, name: str) -> RoleState | None:
@@ -463,14 +490,19 @@ def role_read(server: Server, name: str) -> RoleState | None:
     rows = server.query(
         "SELECT rolcanlogin, rolconnlimit, rolsuper, rolcreatedb, rolcreaterole, rolinherit,"
         " rolreplication, rolbypassrls,"
-        " ARRAY(SELECT pg_get_userbyid(roleid) FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid)"
+        " ARRAY(SELECT pg_get_userbyid(roleid) FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid),"
+        " rolconfig"
         " FROM pg_catalog.pg_roles r WHERE rolname = %s",
         (name,),
     )
     if not rows:
         return None
     r = rows[0]
-    return RoleState(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], frozenset(r[8]))
+    config = list(r[9] or [])
+    return RoleState(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], frozenset(r[8]),
+        _read_timeout(config, "statement_timeout"), _read_timeout(config, "idle_in_transaction_session_timeout"),
+    )  # fmt: skip
 
 
 def role_drift(spec: RoleSpec, live: RoleState) -> list[str]:
@@ -484,6 +516,8 @@ def role_drift(spec: RoleSpec, live: RoleState) -> list[str]:
         spec.replication,
         spec.bypass_rls,
         spec.roles,
+        spec.statement_timeout,
+        spec.idle_in_transaction_session_timeout,
     )
     return [f for f in RoleState.__dataclass_fields__ if getattr(want, f) != getattr(live, f)]
 
@@ -521,6 +555,11 @@ def role_update(server: Server, old: RoleSpec | None, spec: RoleSpec, drift: Seq
                 server.execute(conn, f"REVOKE {quote_ident(granted[0])} FROM {name}")
             for granted_name in sorted(spec.roles):
                 server.execute(conn, f"GRANT {quote_ident(granted_name)} TO {name}")
+        # setStatementTimeout, setIdleInTransactionSessionTimeout (after the memberships and search_path)
+        for key, value in _role_timeouts(spec).items():
+            if key in drift:
+                sql = f"ALTER ROLE {name} SET {key} TO {value}" if value else f"ALTER ROLE {name} RESET {key}"
+                server.execute(conn, sql)
 
 
 def role_delete(server: Server, spec: RoleSpec) -> None:

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from oduflow_iac import naming
+from oduflow_iac.components.shared_infra import SERVER_DATABASES
 from oduflow_iac.offline import harness
 from tests.postgres import plans
 from tests.postgres.conftest import PgServer
@@ -97,13 +98,18 @@ def test_other_teams_and_new_roles_are_refused(pg: PgServer, applier: Applier, r
 
     with pg.admin() as conn:
         conn.execute("CREATE ROLE oduflow_stranger LOGIN PASSWORD 'stranger'")
+        conn.execute("CREATE DATABASE oduflow_control")
     # Control: the stranger can log in where PUBLIC keeps its default CONNECT ...
-    with pg.login("oduflow_stranger", "stranger", "postgres") as conn:
+    with pg.login("oduflow_stranger", "stranger", "oduflow_control") as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
-    # ... and nowhere the plan revoked it, templates included.
-    for db in plans.databases(run):
-        assert denied(pg, "oduflow_stranger", "stranger", db.name), db.name
-        assert pg.scalar("SELECT has_database_privilege('public', %s, 'CONNECT')", (db.name,)) is False
+    # ... and nowhere the plan revoked it, templates included, nor on the server's own databases.
+    for name in [*(db.name for db in plans.databases(run)), *SERVER_DATABASES]:
+        assert denied(pg, "oduflow_stranger", "stranger", name), name
+        assert pg.scalar("SELECT has_database_privilege('public', %s, 'CONNECT')", (name,)) is False
+    # the team roles neither: `postgres` and `template1` are closed to every team
+    for role in roles:
+        for name in SERVER_DATABASES:
+            assert denied(pg, role, roles[role].password, name), (role, name)
 
 
 def test_every_database_has_its_grant_wired_to_it(run: harness.PlannedRun) -> None:
@@ -139,6 +145,8 @@ def test_role_passwords_survive_the_providers_quoting(run: harness.PlannedRun) -
     RandomPassword resources whose alphabet has no backslash."""
     by_urn = run.by_urn()
     for role in run.of_type(ROLE_TYPE):
+        if not harness.reveal(role.inputs).get("login"):
+            continue  # a group role: no password
         sources = role.property_dependencies.get("password", [])
         assert sources, f"{role.name}: password not generated"
         for source in sources:
@@ -289,7 +297,10 @@ def test_removing_an_environment_drops_only_its_database(
 
     deleted = result.urns("delete")
     assert len(deleted) == 2 and all("feature-login" in u for u in deleted), deleted
-    assert not [s for s in result.steps if s.op != "delete"], "nothing else changes"
+    # Nothing else changes but the team role's connection limit, derived from its environments:
+    # an in-place ALTER ROLE.
+    others = [s for s in result.steps if s.op != "delete"]
+    assert [st.sql for s in others for st in s.statements] == ['ALTER ROLE "oduflow_team_1" CONNECTION LIMIT 30']
     assert gone not in pg.databases()
     for name in survivors:
         assert dict(pg.rows("SELECT datname, oid FROM pg_database"))[name] == oids[name], f"{name} re-created"
