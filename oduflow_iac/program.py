@@ -78,6 +78,11 @@ def secret_input(value: SecretValue | None) -> pulumi.Output[str] | None:
     return as_secret(value.reveal())
 
 
+# The stack output with each environment's Odoo admin account (read by `env credentials`).
+ODOO_ADMIN_OUTPUT = "odooAdmin"
+ODOO_ADMIN_LOGIN = "admin"
+
+
 def build(config: Config, settings: ProgramSettings) -> None:
     """Declare the platform for `config` (called by __main__.py and by the offline plan)."""
     problem = settings.problem(config)
@@ -86,6 +91,7 @@ def build(config: Config, settings: ProgramSettings) -> None:
     dns_token = secret_input(config.dns.api_token) if config.dns else None
 
     team_roles: dict[str, TeamRole] = {}
+    admins: dict[str, dict[str, pulumi.Input[str]]] = {}
     if settings.layout == "team":
         assert settings.team is not None  # checked by settings.problem
         refs, team_roles[settings.team] = _refs_from_shared_stack(config, settings, dns_token)
@@ -128,10 +134,15 @@ def build(config: Config, settings: ProgramSettings) -> None:
             branch: {"url": env.url, "database": env.database_name, "hostPort": env.host_port}
             for branch, env in stack.environments.items()
         }
+        for branch, env in stack.environments.items():
+            admins[f"{team_id}/{branch}"] = {"login": ODOO_ADMIN_LOGIN, "password": env.admin_user_password.result}
         if stack.backup_restore_credentials is not None:
             restore_keys[team_id] = stack.backup_restore_credentials
     if team_ids:
         pulumi.export("environments", environments)
+        # Each environment's Odoo admin account (`oduflow-iac env credentials`): secret, and in the
+        # per-team layout only in that team's stack.
+        pulumi.export(ODOO_ADMIN_OUTPUT, pulumi.Output.secret(admins))
     if restore_keys:
         # Read-only keys for restores ([backup] restore_user): secret, held by no container.
         pulumi.export("backupRestore", restore_keys)

@@ -512,3 +512,20 @@ def test_urns_are_unique() -> None:
     for stack in ("local", "cloud"):
         urns = [r.urn for r in planned(stack).resources]
         assert len(urns) == len(set(urns))
+
+
+def test_each_environment_has_its_own_admin_password_as_a_secret_output() -> None:
+    from oduflow_iac import automation, program
+
+    assert automation.ADMIN_OUTPUT == program.ODOO_ADMIN_OUTPUT
+    admins = planned("local").outputs[program.ODOO_ADMIN_OUTPUT]
+    assert isinstance(admins, Secret)
+    table = admins.value
+    assert (
+        set(table)
+        == {"1/main", "1/staging", "1/feature/login", "1/feature/invoicing", "2/main", "2/staging", "2/fix/rounding"}
+        or len(table) == 7
+    )
+    passwords = [entry["password"] for entry in table.values()]
+    assert all(entry["login"] == "admin" for entry in table.values())
+    assert len(set(passwords)) == len(passwords) and all(len(p) >= 16 and p != "admin" for p in passwords)
