@@ -66,9 +66,10 @@ def env_db_name(team_id: str, branch: str) -> str:
 
 
 def template_db_name(team_id: str, name: str) -> str:
-    """Template database: `oduflow_template_{team}_{name}`, the name slugged like a branch (`/` turned
-    into `-`; a valid Oduflow template name is unchanged)."""
-    return fit_identifier(f"oduflow_template_{team_id}_{slugify_branch(name)}")
+    """Template database: `oduflow_template_{team}_{name}` with `/` turned into `-` and the case and
+    dots kept, as Oduflow names it (`Big-Client_2` stays `Big-Client_2`), so an existing Oduflow
+    template database is adopted, not copied. The config allows only Oduflow's characters."""
+    return fit_identifier(f"oduflow_template_{team_id}_{name.replace('/', '-')}")
 
 
 def team_role_name(team_id: str) -> str:

@@ -475,3 +475,15 @@ def test_default_images_are_pinned_by_digest() -> None:
             assert floating_tag(image) == "16"
         else:
             assert "@sha256:" in image and floating_tag(image) is None, key
+
+
+def test_an_oduflow_template_name_keeps_its_case(write_config: WriteConfig) -> None:
+    from oduflow_iac import naming
+
+    path = write_config(
+        SEED + '\n[team.1.templates.Big-Client_2]\nodoo_image = "odoo:17.0"\n'
+        '[[team.1.environments]]\nbranch = "main"\ntype = "production"\ntemplate = "Big-Client_2"\n'
+    )
+    config = load_config(path)
+    assert list(config.team["1"].templates) == ["Big-Client_2"]
+    assert naming.template_db_name("1", "Big-Client_2") == "oduflow_template_1_Big-Client_2"

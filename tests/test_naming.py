@@ -13,6 +13,9 @@ def test_names_from_the_product_docs() -> None:
     assert naming.env_db_name("1", "feature/login") == "oduflow_1_feature-login"
     assert naming.template_db_name("1", "default") == "oduflow_template_1_default"
     assert naming.template_db_name("2", "client/v17") == "oduflow_template_2_client-v17"
+    # Oduflow keeps the case and dots of a template name: an existing template database is adopted.
+    assert naming.template_db_name("1", "Big-Client_2") == "oduflow_template_1_Big-Client_2"
+    assert naming.template_db_name("1", "v17.0/Base") == "oduflow_template_1_v17.0-Base"
     assert naming.env_container_name("1", "feature/login") == "oduflow-1-feature-login-odoo"
     assert naming.team_network_name("2") == "oduflow-2-net"
     assert naming.SHARED_NETWORK == "oduflow-net"
