@@ -67,6 +67,9 @@ APPLETS = (
     "sed",
     "mktemp",
     "tail",
+    "awk",
+    "chmod",
+    "mv",
 )
 # The programs the plan's commands and healthchecks call in the real images.
 PROGRAMS = (
@@ -85,6 +88,7 @@ PROGRAMS = (
     "gzip",
     "docker-entrypoint.sh",
     "entrypoint.sh",
+    "gosu",
 )
 
 RUN = r"""#!/bin/sh
@@ -130,7 +134,15 @@ PROGRAM = r"""#!/bin/sh
 # Stand-in for a program of the real image: succeeds (or exits ODUFLOW_STANDIN_EXIT), except a
 # long-running scheduler, which idles like the image's main process.
 case "${0##*/}" in
-    go-cron) exec /standin/run ;;
+    # The image's main process: the PostgreSQL image's entrypoint (which the platform's wrapper
+    # execs) and Odoo as a server (as a one-shot it runs with --stop-after-init).
+    go-cron | docker-entrypoint.sh) exec /standin/run ;;
+    odoo)
+        case " $* " in
+            *" --stop-after-init "*) ;;
+            *) exec /standin/run ;;
+        esac
+        ;;
 esac
 exit "${ODUFLOW_STANDIN_EXIT:-0}"
 """
@@ -211,6 +223,8 @@ def rootfs(busybox: Path) -> bytes:
             "mnt/extra-addons",
             "root",
             "run",
+            "var/run",
+            "var/run/postgresql",
             "proc",
             "sys",
             "dev",
