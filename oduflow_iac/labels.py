@@ -31,6 +31,13 @@ def oduflow_labels(team_id: str, branch: str | None, role: str) -> dict[str, str
     return labels
 
 
+def shared_labels(role: str) -> dict[str, str]:
+    """Labels of what every team shares (no `oduflow.team`)."""
+    values = oduflow_labels("", None, role)
+    del values[naming.LABEL_TEAM]
+    return values
+
+
 def _router(name: str, rule: str, route: Route, service: str) -> dict[str, str]:
     r = f"traefik.http.routers.{name}"
     labels = {

@@ -6,8 +6,9 @@ from typing import Any, cast
 
 import pulumi
 import pulumi_docker as docker
+import pulumi_random as random
 
-from oduflow_iac import docker_form, odoo_init
+from oduflow_iac import docker_form, labels, odoo_init
 
 
 def label_args(values: dict[str, str]) -> list[pulumi.Input[docker.ContainerLabelArgsDict]]:
@@ -109,6 +110,17 @@ def init_uploads(script: str) -> list[docker.ContainerUploadArgsDict]:
         docker.ContainerUploadArgsDict(file=odoo_init.INIT_SCRIPT_PATH, content=script),
         docker.ContainerUploadArgsDict(file=odoo_init.HELPER_PATH, content=odoo_init.HELPER),
     ]
+
+
+def stable_basic_auth(
+    resource_name: str, password: pulumi.Input[str], cost: int, opts: pulumi.ResourceOptions
+) -> pulumi.Output[str]:
+    """Traefik's `user:bcrypt-hash` for `password`, salted from a stored RandomString: a new salt
+    on every run would change the label, and labels force a new container."""
+    seed = random.RandomString(resource_name, length=21, special=False, opts=opts)
+    return pulumi.Output.all(as_secret(password), seed.result).apply(
+        lambda v: labels.basic_auth_users(v[0], v[1], cost)
+    )
 
 
 def one_shot_failure(container_name: str, code: int) -> str:

@@ -21,7 +21,7 @@ import pulumi_postgresql as postgresql
 import pulumi_random as random
 
 from oduflow_iac import docker_form, labels, naming, postgres_server
-from oduflow_iac.components.common import as_secret, hardening, label_args, secret_env
+from oduflow_iac.components.common import as_secret, hardening, label_args, secret_env, stable_basic_auth
 from oduflow_iac.components.refs import SharedRefs
 from oduflow_iac.config import Backup, Dns, Platform
 
@@ -81,8 +81,7 @@ def docker_proxy_command() -> list[str]:
 
 def traefik_labels(platform: Platform, dashboard_users: bool) -> dict[str, str]:
     """Traefik's own routers: the dashboard on the loopback entrypoint, behind basic auth."""
-    values = labels.oduflow_labels("", None, "proxy")
-    del values[naming.LABEL_TEAM]
+    values = labels.shared_labels("proxy")
     if platform.dashboard and dashboard_users:
         router = f"traefik.http.routers.{DASHBOARD_ROUTER}"
         values |= {
@@ -178,8 +177,7 @@ class SharedInfra(pulumi.ComponentResource):
 
         self.docker_provider = docker.Provider(f"{name}-docker", host=args.docker_host, opts=child)
         on_docker = pulumi.ResourceOptions(parent=self, provider=self.docker_provider)
-        managed = labels.oduflow_labels("", None, "shared")
-        del managed[naming.LABEL_TEAM]
+        managed = labels.shared_labels("shared")
 
         # The database network: PostgreSQL and the teams' PostgreSQL proxies, nothing else. Not
         # `internal`: the engine publishes no port of a container on internal networks only, and the
@@ -263,10 +261,8 @@ class SharedInfra(pulumi.ComponentResource):
             traefik_envs.append(secret_env("CF_DNS_API_TOKEN", args.dns_api_token))
         traefik_label_args = label_args(traefik_labels(platform, args.dashboard_password is not None))
         if platform.dashboard and args.dashboard_password is not None:
-            seed = random.RandomString(f"{name}-dashboard-auth-salt", length=21, special=False, opts=child)
-            cost = platform.basic_auth_cost
-            users = pulumi.Output.all(as_secret(args.dashboard_password), seed.result).apply(
-                lambda v: labels.basic_auth_users(v[0], v[1], cost)
+            users = stable_basic_auth(
+                f"{name}-dashboard-auth-salt", args.dashboard_password, platform.basic_auth_cost, child
             )
             traefik_label_args.append(
                 docker.ContainerLabelArgsDict(

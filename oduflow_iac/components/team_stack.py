@@ -15,7 +15,6 @@ import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 import pulumi_docker as docker
 import pulumi_postgresql as postgresql
-import pulumi_random as random
 
 from oduflow_iac import (
     addons_fetch,
@@ -30,12 +29,12 @@ from oduflow_iac import (
 )
 from oduflow_iac.cascade import resolve_addons
 from oduflow_iac.components.common import (
-    as_secret,
     hardening,
     init_uploads,
     label_args,
     one_shot,
     secret_env,
+    stable_basic_auth,
     succeeded,
 )
 from oduflow_iac.components.odoo_environment import (
@@ -212,10 +211,8 @@ class TeamStack(pulumi.ComponentResource):
 
         basic_auth: pulumi.Output[str] | None = None
         if args.ui_password is not None:
-            seed = random.RandomString(f"{name}-basic-auth-salt", length=21, special=False, opts=child)
-            cost = config.platform.basic_auth_cost
-            basic_auth = pulumi.Output.all(as_secret(args.ui_password), seed.result).apply(
-                lambda v: labels.basic_auth_users(v[0], v[1], cost)
+            basic_auth = stable_basic_auth(
+                f"{name}-basic-auth-salt", args.ui_password, config.platform.basic_auth_cost, child
             )
 
         git_credentials = addons_fetch.GitCredentials(
