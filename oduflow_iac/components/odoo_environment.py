@@ -283,7 +283,8 @@ class OdooEnvironment(pulumi.ComponentResource):
                 **hardening(limits.memory_mb, ODOO_GRACE_SECONDS),
             )
 
-        self.ready = pulumi.Output.all(*gates)
+        # What a copy of this environment waits for (its one-shots, succeeded).
+        self.ready: list[pulumi.Output[docker.Container]] = list(gates)
         self.register_outputs(
             {
                 "url": self.url,

@@ -354,7 +354,7 @@ class TeamStack(pulumi.ComponentResource):
             database=source.database_name,
             filestore=source.filestore.name,
             generation=config.env_revisions(team_id, env.branch).refresh,
-            ready=[source.ready],
+            ready=list(source.ready),
         )
 
     def _mail_catcher(

@@ -456,7 +456,8 @@ def clone_problems(team_id: str, team: Team) -> list[tuple[str, str]]:
         elif env.type == "production":
             out.append((key, "a production environment is never overwritten by a copy of another environment"))
         else:
-            chain, branch = [env.branch], source
+            chain: list[str] = [env.branch]
+            branch: str | None = source
             while branch is not None and branch not in chain and branch in index:
                 chain.append(branch)
                 branch = envs[index[branch]].clone_from

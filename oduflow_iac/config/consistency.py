@@ -22,7 +22,7 @@ def consistency_problems(config: Config, shown: str) -> list[Problem]:
 
     problems: list[Problem] = []
     for team_id, team in config.teams:
-        for i, env in enumerate(team.environments):
+        for i in range(len(team.environments)):
             problems.extend(_clone_version(config, team_id, i, shown))
     for team_id, team in config.teams:
         for i, env in enumerate(team.environments):
