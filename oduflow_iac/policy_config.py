@@ -55,5 +55,6 @@ def render_policy_config(config: Config) -> dict[str, Any]:
         },
         "backups": {"configured": config.backup is not None, "production": production},
         "production-protected": {"production": production},
+        "mail-caught": {"production": production},
         "inline-secrets": {"paths": config.inline_secrets()},
     }
