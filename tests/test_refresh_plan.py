@@ -340,3 +340,28 @@ def test_the_program_gives_the_catcher_to_non_production_only(write_config: Call
     assert confs["team-1-staging-odoo"]["smtp_server"] == naming.team_mail_catcher_container_name("1")
     assert confs["team-1-feature-x-odoo"]["smtp_port"] == "1025"
     assert "smtp_server" not in confs["team-1-main-odoo"] and "smtp_server" not in confs["team-2-main-odoo"]
+
+
+def test_a_failed_refresh_is_retried_by_the_next_up() -> None:
+    from oduflow_iac import automation
+
+    urn = (
+        "urn:pulumi:local::oduflow::oduflow:index:TeamStack$oduflow:index:OdooEnvironment"
+        "$docker:index/container:Container::team-1-staging-refresh"
+    )
+    deployment = {
+        "resources": [
+            {
+                "urn": urn,
+                "type": CONTAINER,
+                "inputs": {"name": "oduflow-1-staging-refresh"},
+                "outputs": {
+                    "name": "oduflow-1-staging-refresh",
+                    "exitCode": 3,
+                    "labels": [{"label": "oduflow.role", "value": "refresh"}, {"label": "oduflow.team", "value": "1"}],
+                },
+            }
+        ]
+    }
+    (failed,) = automation.failed_one_shots(deployment)
+    assert (failed.name, failed.role, failed.exit_code) == ("oduflow-1-staging-refresh", "refresh", 3)
