@@ -332,9 +332,7 @@ def server_demand(config: Config, server: str) -> ServerDemand:
     teams_here = [t for t, _ in config.teams if server in config.team_servers(t)]
     per_team = platform.proxy_memory_mb + (config.backup.memory_mb if config.backup is not None else 0)
     services = platform.postgres_memory_mb + platform.traefik_memory_mb + platform.proxy_memory_mb
-    disk = sum(
-        team.quota.disk_gb or 0 for t, team in config.teams if config.team_server(t) == server
-    )
+    disk = sum(team.quota.disk_gb or 0 for t, team in config.teams if config.team_server(t) == server)
     return ServerDemand(
         environments=len(placed),
         cpu=cpu,
