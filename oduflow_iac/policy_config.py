@@ -82,6 +82,7 @@ def render_policy_config(config: Config) -> dict[str, Any]:
         },
         "backups": {"configured": config.backup is not None, "production": production},
         "production-protected": {"production": production},
+        "mail-caught": {"production": production},
         "inline-secrets": {"paths": config.inline_secrets()},
         "capacity": {"servers": capacity_servers(config)},
     }

@@ -208,6 +208,11 @@ class Platform(_Model):
     dashboard: bool = False
     # Basic auth of Traefik's dashboard (user `oduflow`), required with `dashboard = true`.
     dashboard_password: SecretValue | None = None
+    # Each team's mail catcher (Mailpit): what its non-production environments' mail goes to.
+    mail_catcher_image: str = (
+        "axllent/mailpit:v1.31.2@sha256:74d609a42ec279aa63c6b4622a6fa9b5408d1ad5b1d76a1c4be40a265ce0863d"
+    )
+    mail_catcher_memory_mb: int = Field(default=128, gt=0)
     # Debian's git and ssh in a Docker Official Image (alpine/git re-pushes its version tags weekly).
     addons_fetch_image: str = (
         "buildpack-deps:bookworm-scm@sha256:ccb9f3efc3b2262f3cb7bebd9881e670f858f0fdb6208cfeb320f3adf4f48ae8"
@@ -433,6 +438,12 @@ class Environment(_Model):
         return _check_cpus(value)
 
     protect: bool | None = None
+    # Another environment of the same team this one is a neutralised copy of (lifecycle/refresh.py),
+    # copied again at each refresh generation of the revision lock.
+    clone_from: str | None = None
+    # The Odoo version of the image when its tag does not tell (a digest-only or custom image);
+    # `clone_from` needs to know it (`odoo neutralize` ships from Odoo 16.0).
+    odoo_version: str | None = Field(default=None, pattern=r"^\d{1,3}\.\d{1,2}$")
     backup: bool = True
     disabled: bool = False
     networks: list[str] = []
@@ -661,6 +672,29 @@ class Config(_Model):
         a ForceNew upload, and replacing the proxy cuts every connection of the team."""
         quota = self.team[team_id].quota.db_connections
         return quota if quota is not None else self.platform.postgres_max_connections
+
+    def env_revisions(self, team_id: str, branch: str) -> Any:
+        """The environment's entry of the revision lock. Until the lock (`<stem>.revisions.json`,
+        oduflow_iac/revisions.py) is read here, no entry: no pinned repositories, refresh
+        generation 0."""
+        from types import SimpleNamespace
+
+        del team_id, branch
+        return SimpleNamespace(repos={}, refresh=0)
+
+    def env_odoo_version(self, team_id: str, env: Environment) -> str | None:
+        """The environment's Odoo version (`17.0`): its `odoo_version`, else its image's tag's."""
+        from oduflow_iac.cascade import odoo_version
+
+        return env.odoo_version or odoo_version(self.env_image(team_id, env))
+
+    def mail_catcher_hostname(self, team_id: str) -> str | None:
+        """The web UI of the team's mail catcher, or None: a team has one when it has a
+        non-production environment (production sends real mail)."""
+        team = self.team[team_id]
+        if all(e.type == "production" for e in team.environments):
+            return None
+        return naming.team_mail_catcher_hostname(team.base.lower())
 
     def env_image(self, team_id: str, env: Environment) -> str:
         if env.odoo_image:
