@@ -7,7 +7,9 @@ PostgreSQL in tests/postgres/test_backup.py).
 Proves: the script's uploads (single-part and multipart) work with nothing but s3:PutObject and
 s3:AbortMultipartUpload; the key cannot read, list or delete; a locked version
 cannot be deleted even by an operator allowed s3:*; every run writes keys of its own; a failed
-run and a stale one make the healthcheck fail.
+run and a stale one make the healthcheck fail; every run records its result as an object under
+status/ that the key can write but not read, list, delete or rewrite; a run for one database
+backs up that one only.
 """
 
 from __future__ import annotations
@@ -182,9 +184,9 @@ class Job:
     script: Path
     healthcheck: Path
 
-    def run(self, **extra: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["sh", str(self.script)], env={**self.env, **extra}, capture_output=True, text=True, timeout=300
+            ["sh", str(self.script), *args], env={**self.env, **extra}, capture_output=True, text=True, timeout=300
         )
 
     def health(self) -> subprocess.CompletedProcess[str]:
@@ -351,3 +353,66 @@ def test_a_second_run_while_one_is_going_changes_nothing(s3_server: S3Server, tm
     assert done.returncode == 75 and "another backup run is in progress" in done.stderr
     assert not (tmp_path / "oduflow-backup.status").exists()
     assert (tmp_path / "oduflow-backup.lock").is_dir()  # the running one's lock is left alone
+
+
+def _status_objects(s3: S3Server) -> dict[str, bytes]:
+    operator = s3.client(s3.operator)
+    found = {}
+    for key in _keys(s3):
+        if key.startswith(backup_storage.STATUS_PREFIX):
+            found[key] = operator.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    return found
+
+
+def test_every_run_records_its_result_in_the_bucket(s3_server: S3Server, tmp_path: Path) -> None:
+    s3 = s3_server
+    before = set(_status_objects(s3))
+    job = _job(s3, tmp_path, ["oduflow_1_st_ok", "oduflow_1_st_broken"])
+    assert job.run().returncode == 0
+    time.sleep(1.1)
+    assert job.run(FAIL_DB="oduflow_1_st_broken").returncode == 1
+    new = {k: v for k, v in _status_objects(s3).items() if k not in before}
+    assert sorted(k.rsplit(".", 1)[1] for k in new) == ["failed", "ok"], new
+    ok = next(v for k, v in new.items() if k.endswith(".ok"))
+    failed_key, failed = next((k, v) for k, v in new.items() if k.endswith(".failed"))
+    assert ok.decode().split("\n")[:2] == ["ok oduflow_1_st_ok", "ok oduflow_1_st_broken"]
+    assert "failed oduflow_1_st_broken" in failed.decode() and "ok oduflow_1_st_ok" in failed.decode()
+    assert not (tmp_path / "oduflow-backup.results").exists()
+
+    # The job key writes results, and only that: no read, no list, no delete.
+    writer = s3.client(s3.job)
+    assert _denied(writer.get_object, Bucket=BUCKET, Key=failed_key) == "AccessDenied"
+    assert _denied(writer.list_objects_v2, Bucket=BUCKET, Prefix="status/") == "AccessDenied"
+    assert _denied(writer.delete_object, Bucket=BUCKET, Key=failed_key) == "AccessDenied"
+    # A stolen key "rewriting" a failed run as ok only adds a version: the recorded one stays.
+    writer.put_object(Bucket=BUCKET, Key=failed_key, Body=b"ok oduflow_1_st_broken\n")
+    versions = _keys(s3)[failed_key]
+    assert len(versions) == 2
+    operator = s3.client(s3.operator)
+    bodies = {operator.get_object(Bucket=BUCKET, Key=failed_key, VersionId=v)["Body"].read() for v in versions}
+    assert failed in bodies
+    first = min(versions, key=lambda v: operator.head_object(Bucket=BUCKET, Key=failed_key, VersionId=v)["LastModified"])
+    assert _denied(writer.delete_object, Bucket=BUCKET, Key=failed_key, VersionId=first) == "AccessDenied"
+    # Nothing outside the tiers and status/.
+    assert _denied(writer.put_object, Bucket=BUCKET, Key="statusx/1.ok", Body=b"x") == "AccessDenied"
+
+
+def test_a_run_for_one_database_backs_up_that_one(s3_server: S3Server, tmp_path: Path) -> None:
+    s3 = s3_server
+    job = _job(s3, tmp_path, ["oduflow_1_one_a", "oduflow_1_one_b"])
+    before = set(_status_objects(s3))
+    done = job.run("oduflow_1_one_b")
+    assert done.returncode == 0, done.stderr
+    assert "backed up oduflow_1_one_b" in done.stdout and "oduflow_1_one_a" not in done.stdout
+    keys = _keys(s3)
+    assert not [k for k in keys if "/oduflow_1_one_a/" in k]
+    assert len([k for k in keys if k.startswith("daily/oduflow_1_one_b/")]) == 2
+    new = {k: v for k, v in _status_objects(s3).items() if k not in before}
+    assert list(new.values()) == [b"ok oduflow_1_one_b\n"]
+
+    # A database the job does not back up: refused before anything is locked or recorded.
+    refused = job.run("oduflow_2_main")
+    assert refused.returncode == backup.EXIT_UNKNOWN_DATABASE
+    assert "does not back up database oduflow_2_main" in refused.stderr
+    assert set(_status_objects(s3)) == before | set(new)
+    assert not (tmp_path / "oduflow-backup.lock").exists()
