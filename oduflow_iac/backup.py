@@ -199,7 +199,8 @@ SELECT line FROM (
    WHERE s.setdatabase = 0 OR d.datname IS NOT NULL
   UNION ALL
   SELECT 5, r.rolname, g.rolname,
-         format('GRANT %I TO %I%s;', g.rolname, r.rolname, CASE WHEN m.admin_option THEN ' WITH ADMIN OPTION' ELSE '' END)
+         format('GRANT %I TO %I%s;', g.rolname, r.rolname,
+                CASE WHEN m.admin_option THEN ' WITH ADMIN OPTION' ELSE '' END)
     FROM r JOIN pg_catalog.pg_auth_members m ON m.member = r.oid
     JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
 ) AS definitions
@@ -219,7 +220,9 @@ def roles_psql(database_word: str) -> str:
     return "psql -X -q -A -t -v ON_ERROR_STOP=1 --dbname=" + database_word
 
 
-def roles_dump_lines(database_word: str, roles: Sequence[str], output: str, tail: str = "", head: str = "") -> list[str]:
+def roles_dump_lines(
+    database_word: str, roles: Sequence[str], output: str, tail: str = "", head: str = ""
+) -> list[str]:
     """Shell lines of one compound command writing the roles' definitions to `output`, between
     `head` (e.g. `if `) and `tail` (e.g. ` && upload ...; then`)."""
     return [
@@ -299,7 +302,8 @@ def backup_script(
             ),
             f'  echo "backed up the role definitions"; echo "ok {ROLES_DIR}" >> {RESULTS_FILE}',
             "else",
-            f'  echo "backup of the role definitions FAILED" >&2; failed=1; echo "failed {ROLES_DIR}" >> {RESULTS_FILE}',
+            '  echo "backup of the role definitions FAILED" >&2; failed=1; '
+            f'echo "failed {ROLES_DIR}" >> {RESULTS_FILE}',
             "fi",
             f"rm -f {shlex.quote(sql)}",
         ]

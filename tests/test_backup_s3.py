@@ -391,7 +391,8 @@ def test_every_run_records_its_result_in_the_bucket(s3_server: S3Server, tmp_pat
     operator = s3.client(s3.operator)
     bodies = {operator.get_object(Bucket=BUCKET, Key=failed_key, VersionId=v)["Body"].read() for v in versions}
     assert failed in bodies
-    first = min(versions, key=lambda v: operator.head_object(Bucket=BUCKET, Key=failed_key, VersionId=v)["LastModified"])
+    written = {v: operator.head_object(Bucket=BUCKET, Key=failed_key, VersionId=v)["LastModified"] for v in versions}
+    first = min(versions, key=lambda v: written[v])
     assert _denied(writer.delete_object, Bucket=BUCKET, Key=failed_key, VersionId=first) == "AccessDenied"
     # Nothing outside the tiers and status/.
     assert _denied(writer.put_object, Bucket=BUCKET, Key="statusx/1.ok", Body=b"x") == "AccessDenied"
