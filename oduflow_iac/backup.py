@@ -95,10 +95,12 @@ def tier_selection(tiers: Sequence[str]) -> list[str]:
 
 
 def upload_function(bucket: str) -> list[str]:
-    """`upload FILE KEY`: copy a file to every tier of tonight (names are [a-z0-9._-]: safe in quotes)."""
+    """`upload FILE KEY`: copy a file to every tier of tonight (names are [a-z0-9._-]: safe in quotes),
+    saying each key written (`oduflow-iac backup now` reports them)."""
     return [
         "upload() {",
-        f'  for tier in $tiers; do aws s3 cp --only-show-errors "$1" "s3://{bucket}/$tier/$2" || return 1; done',
+        f'  for tier in $tiers; do aws s3 cp --only-show-errors "$1" "s3://{bucket}/$tier/$2" || return 1; '
+        f'echo "wrote s3://{bucket}/$tier/$2"; done',
         "}",
     ]
 
@@ -125,8 +127,9 @@ def status_recording(bucket: str | None = None) -> list[str]:
         upload = [
             '  run="${stamp:-$(date -u +%Y%m%dT%H%M%SZ)}"',
             f"  [ -e {RESULTS_FILE} ] || : > {RESULTS_FILE}",
-            f'  aws s3 cp --only-show-errors {RESULTS_FILE} "s3://{bucket}/{STATUS_PREFIX}$run.$result" '
-            '|| echo "could not record the run\'s result in the bucket" >&2',
+            f'  if aws s3 cp --only-show-errors {RESULTS_FILE} "s3://{bucket}/{STATUS_PREFIX}$run.$result"; '
+            f'then echo "wrote s3://{bucket}/{STATUS_PREFIX}$run.$result"; '
+            'else echo "could not record the run\'s result in the bucket" >&2; fi',
         ]
     return [
         f"if ! mkdir {LOCK_DIR} 2>/dev/null; then",

@@ -120,17 +120,19 @@ def test_backup_script_never_reads_or_lists_the_bucket() -> None:
     # run's result under status/, and the backups under each tier.
     assert len(aws_calls) == 2
     assert re.fullmatch(
-        r'aws s3 cp --only-show-errors /tmp/oduflow-backup.results "s3://acme-team-1/status/\$run.\$result" '
-        r'\|\| echo "could not record the run\'s result in the bucket" >&2',
+        r'if aws s3 cp --only-show-errors /tmp/oduflow-backup.results "s3://acme-team-1/status/\$run.\$result"; '
+        r'then echo "wrote s3://acme-team-1/status/\$run.\$result"; '
+        r'else echo "could not record the run\'s result in the bucket" >&2; fi',
         aws_calls[0],
     )
     assert re.fullmatch(
         r'for tier in \$tiers; do aws s3 cp --only-show-errors "\$1" "s3://acme-team-1/\$tier/\$2" '
-        r"\|\| return 1; done",
+        r'\|\| return 1; echo "wrote s3://acme-team-1/\$tier/\$2"; done',
         aws_calls[1],
     )
     for call in aws_calls:
-        assert not re.search(r"\b(ls|sync|rm|mv|s3api|presign|get-object|head-object)\b", call.split("||")[0])
+        command = call.removeprefix("if ").split(";")[0].split("||")[0]
+        assert not re.search(r"\b(ls|sync|rm|mv|s3api|presign|get-object|head-object)\b", command)
     # Keys carry the run's timestamp.
     assert 'upload /tmp/oduflow-backup/oduflow_1_main.dump "oduflow_1_main/$stamp.dump"' in script
 
