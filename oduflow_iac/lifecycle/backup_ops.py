@@ -359,7 +359,9 @@ class S3Store:
         return list(self._call(f"list {prefix}", run))
 
     def read(self, key: str) -> bytes:
-        return bytes(self._call(f"read {key}", lambda: self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()))
+        return bytes(
+            self._call(f"read {key}", lambda: self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        )
 
     def download(self, key: str, path: Path) -> None:
         self._call(f"download {key}", lambda: self._client.download_file(self.bucket, key, str(path)))
@@ -497,9 +499,7 @@ class NowResult:
         return None
 
 
-def backup_now(
-    config: Config, team_id: str, branch: str, docker: DockerRun, docker_host: str
-) -> NowResult:
+def backup_now(config: Config, team_id: str, branch: str, docker: DockerRun, docker_host: str) -> NowResult:
     """Run the team's job for one environment now (its container, its credentials, its script)."""
     require_backups(config)
     env = environment(config, team_id, branch)
@@ -515,7 +515,9 @@ def backup_now(
         return NowResult(True, keys, output, f"backed up {database} ({len(keys)} objects written)")
     reasons = {
         backup.EXIT_BUSY: "another run of the job is in progress; try again when it ends",
-        backup.EXIT_UNKNOWN_DATABASE: "the deployed job does not back up this database yet: deploy first (`oduflow-iac up`)",
+        backup.EXIT_UNKNOWN_DATABASE: (
+            "the deployed job does not back up this database yet: deploy first (`oduflow-iac up`)"
+        ),
     }
     reason = reasons.get(result.code, f"the backup job failed (exit {result.code})")
     return NowResult(False, keys, output, f"backup of {database} failed: {reason}")
