@@ -14,6 +14,7 @@ backs up that one only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -68,6 +69,8 @@ class S3Server:
     endpoint: str
     job: Keys
     operator: Keys
+    restore: Keys
+    bucket: str = BUCKET
 
     def client(self, keys: Keys) -> Any:
         return boto3.client(
@@ -87,8 +90,10 @@ def _iam_user(iam: Any, name: str, document: str) -> Keys:
     return Keys(key["AccessKeyId"], key["SecretAccessKey"])
 
 
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[S3Server]:
+@contextlib.contextmanager
+def serve_s3(bucket: str = BUCKET, team: str = "1") -> Iterator[S3Server]:
+    """moto in server mode on loopback, enforcing IAM, with the team's bucket as TeamStack declares
+    it and three keys: the job's (write-only), the restore key (read-only) and an operator's (s3:*)."""
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
@@ -114,23 +119,21 @@ def s3_server() -> Iterator[S3Server]:
         iam = boto3.client("iam", **setup)
         # The bucket as TeamStack declares it: Object Lock on, versioned, a default retention.
         s3.create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}, ObjectLockEnabledForBucket=True
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}, ObjectLockEnabledForBucket=True
         )
-        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         rule = backup_storage.object_lock_rule("GOVERNANCE", 7)["default_retention"]
         assert isinstance(rule, dict)
         s3.put_object_lock_configuration(
-            Bucket=BUCKET,
+            Bucket=bucket,
             ObjectLockConfiguration={
                 "ObjectLockEnabled": "Enabled",
                 "Rule": {"DefaultRetention": {"Mode": rule["mode"], "Days": rule["days"]}},
             },
         )
-        job = _iam_user(
-            iam,
-            "oduflow-1-backup",
-            backup_storage.job_policy_document(backup_storage.bucket_arn(BUCKET, REGION), TIERS),
-        )
+        arn = backup_storage.bucket_arn(bucket, REGION)
+        job = _iam_user(iam, f"oduflow-{team}-backup", backup_storage.job_policy_document(arn, TIERS))
+        restore = _iam_user(iam, f"oduflow-{team}-backup-restore", backup_storage.restore_policy_document(arn))
         everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
         operator = _iam_user(iam, "operator", json.dumps(everything))
         # From now on every request is authenticated and authorised against IAM.
@@ -138,7 +141,7 @@ def s3_server() -> Iterator[S3Server]:
             f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
         )
         urllib.request.urlopen(request, timeout=10).close()
-        yield S3Server(endpoint, job, operator)
+        yield S3Server(endpoint, job, operator, restore, bucket)
     finally:
         proc.terminate()
         try:
@@ -146,6 +149,12 @@ def s3_server() -> Iterator[S3Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[S3Server]:
+    with serve_s3() as server:
+        yield server
 
 
 def _stub(directory: Path, name: str, text: str) -> None:
@@ -198,6 +207,7 @@ class Job:
 
 
 def _job(s3: S3Server, root: Path, databases: list[str], max_age: int = 3600) -> Job:
+    """The job's script for `databases` with stand-ins for pg_dump and tar, the real AWS CLI."""
     aws = _aws_cli()
     if aws is None:
         pytest.skip("the AWS CLI (dev extra awscli) is not installed")
@@ -208,7 +218,7 @@ def _job(s3: S3Server, root: Path, databases: list[str], max_age: int = 3600) ->
     os.symlink(aws, bindir / "aws")
     targets = [backup.BackupTarget(db, f"{db}-filestore") for db in databases]
     script = root / "backup.sh"
-    script.write_text(_relocated(backup.backup_script(BUCKET, targets, TIERS), root))
+    script.write_text(_relocated(backup.backup_script(s3.bucket, targets, TIERS), root))
     health = root / "healthcheck.sh"
     health.write_text(_relocated(backup.healthcheck_script(max_age), root))
     env = {
@@ -417,3 +427,80 @@ def test_a_run_for_one_database_backs_up_that_one(s3_server: S3Server, tmp_path:
     assert "does not back up database oduflow_2_main" in refused.stderr
     assert set(_status_objects(s3)) == before | set(new)
     assert not (tmp_path / "oduflow-backup.lock").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# `oduflow-iac backup list`, with the restore key
+
+
+@pytest.fixture
+def example_config(tmp_path: Path) -> Path:
+    path = tmp_path / "oduflow.toml"
+    text = (Path(__file__).resolve().parents[1] / "examples" / "oduflow.toml").read_text(encoding="utf-8")
+    path.write_text(text + '\n[backup]\nbucket_prefix = "oduflow-test"\nregion = "eu-west-1"\n', encoding="utf-8")
+    return path
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "oduflow_iac.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_backup_list_shows_pairs_and_the_failed_last_run(
+    example_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oduflow_iac.config import load_config
+    from oduflow_iac.lifecycle import backup_ops
+
+    config = load_config(example_config)
+    bucket = backup_ops.bucket_of(config, "1")
+    with serve_s3(bucket) as s3:
+        (tmp_path / "job").mkdir()
+        job = _job(s3, tmp_path / "job", ["oduflow_1_main", "oduflow_1_staging"])
+        assert job.run().returncode == 0
+        time.sleep(1.1)
+        assert job.run(FAIL_DB="oduflow_1_staging").returncode == 1
+
+        monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+        key = backup_ops.RestoreKey(s3.restore.access_key_id, s3.restore.secret_access_key, REGION)
+        store = backup_ops.S3Store(bucket, REGION, key)
+        listing = backup_ops.listing(config, "1", store)
+        assert listing.last_run is not None and listing.last_run_failed
+        assert listing.last_run.failed_targets == ["oduflow_1_staging"]
+        assert "FAILED" in listing.last_run_line() and "oduflow_1_staging" in listing.last_run_line()
+        main = [b for b in listing.sets if b.database == "oduflow_1_main"]
+        staging = [b for b in listing.sets if b.database == "oduflow_1_staging"]
+        assert len(main) == 2 and all(b.complete for b in main) and main[0].stamp > main[1].stamp
+        assert len(staging) == 1  # the failed run wrote nothing for it
+        assert main[0].tiers[0] == "daily" and main[0].dump_size == 1000
+        # For one branch: the last run covering it, and whether IT failed there.
+        assert not backup_ops.listing(config, "1", store, "main").last_run_failed
+        assert backup_ops.listing(config, "1", store, "staging").last_run_failed
+
+        # The command line, as an operator runs it with the restore key in the environment.
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+            "AWS_ACCESS_KEY_ID": s3.restore.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": s3.restore.secret_access_key,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ENDPOINT_URL": s3.endpoint,
+            "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+            "COLUMNS": "200",
+        }
+        args = ["backup", "list", "--config", str(example_config), "--team", "1", "--ambient-credentials"]
+        done = _cli([*args, "--json"], env)
+        assert done.returncode == 0, done.stderr
+        data = json.loads(done.stdout)
+        assert data["lastRun"]["ok"] is False and data["lastRun"]["failed"] == ["oduflow_1_staging"]
+        assert {b["database"] for b in data["backups"]} == {"oduflow_1_main", "oduflow_1_staging"}
+        table = _cli(args, env)
+        assert table.returncode == 0 and "last run: FAILED" in table.stdout and "oduflow_1_main" in table.stdout
+
+        # The job's write-only key as "operator" credentials: refused, one line, exit 2, no secret.
+        job_env = {**env, "AWS_ACCESS_KEY_ID": s3.job.access_key_id, "AWS_SECRET_ACCESS_KEY": s3.job.secret_access_key}
+        refused = _cli(args, job_env)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "write-only" in refused.stderr or "may not read" in refused.stderr
+        assert s3.job.secret_access_key not in refused.stderr + refused.stdout

@@ -207,6 +207,17 @@ class Listing:
     sets: list[BackupSet]
     last_run: RunStatus | None
     now: datetime
+    database: str | None = None  # `--branch`: the last run that covered this database
+
+    @property
+    def last_run_failed(self) -> bool:
+        """The last run failed (for `--branch`: failed to back up that environment)."""
+        run = self.last_run
+        if run is None:
+            return False
+        if self.database is not None and self.database in run.results:
+            return not run.results[self.database]
+        return not run.ok
 
     def to_json(self) -> dict[str, Any]:
         last = None
@@ -214,7 +225,8 @@ class Listing:
             last = {
                 "stamp": self.last_run.stamp,
                 "at": self.last_run.at.isoformat(),
-                "ok": self.last_run.ok,
+                "ok": not self.last_run_failed,
+                "runOk": self.last_run.ok,
                 "failed": self.last_run.failed_targets,
             }
         return {
@@ -244,7 +256,7 @@ class Listing:
         if run is None:
             return "last run: none recorded in the bucket"
         when = f"{run.stamp} ({human_age((self.now - run.at).total_seconds())} ago)"
-        if run.ok:
+        if not self.last_run_failed:
             return f"last run: ok, {when}"
         failed = ", ".join(run.failed_targets) or "see the job's log: docker logs " + naming.team_backup_container_name(
             self.team
@@ -430,7 +442,7 @@ def listing(
         objects += store.list(f"{tier}/{database}/" if database else f"{tier}/")
     sets = group_backups(objects, tiers)
     last = last_run_for(read_statuses(store, database), database)
-    return Listing(team_id, store.bucket, databases, sets, last, now or datetime.now(timezone.utc))
+    return Listing(team_id, store.bucket, databases, sets, last, now or datetime.now(timezone.utc), database)
 
 
 def print_listing(result: Listing) -> None:
@@ -459,7 +471,7 @@ def print_listing(result: Listing) -> None:
     else:
         console.print(f"no backups in s3://{escape(result.bucket)}")
     line = escape(result.last_run_line())
-    failed = result.last_run is not None and not result.last_run.ok
+    failed = result.last_run_failed
     console.print(f"[bold red]{line}[/bold red]" if failed else line)
 
 
