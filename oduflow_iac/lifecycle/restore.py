@@ -152,6 +152,8 @@ def restore_prelude_sql() -> str:
     return "\n".join(
         [
             "BEGIN;",
+            # The DROP ... CASCADE notices list every table: noise in the operator's output.
+            "SET LOCAL client_min_messages = warning;",
             f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}';",
             # The team role's defaults would end a long COPY; the restore is one long transaction.
             "SET LOCAL statement_timeout = 0;",
@@ -357,6 +359,12 @@ def container_env(docker: DockerRun, host: str, container: str, names: Sequence[
     return values
 
 
+def container_image(docker: DockerRun, host: str, container: str) -> str | None:
+    """The id of the image a container runs (None when there is no such container)."""
+    found = docker(["inspect", "--format", "{{.Image}}", container], _docker_env(host))
+    return str(found.output).strip() or None if found.code == 0 else None
+
+
 @dataclass
 class OneShotNeutraliser:
     """The target's Odoo image, on the team network, with the target container's volumes (its
@@ -371,6 +379,8 @@ class OneShotNeutraliser:
     def neutralise(self, plan: RestorePlan) -> tuple[int, str]:
         name = naming.env_restore_container_name(plan.team_id, plan.target_branch, "neutralize")
         secrets = container_env(self.docker, self.docker_host, plan.container, PG_VARIABLES)
+        # Exactly the image the target runs (its Odoo, its addons' Python dependencies), by id.
+        image = container_image(self.docker, self.docker_host, plan.container) or plan.odoo_image
         secrets[odoo_init.ADMIN_PASSWORD_ENV] = self.admin_password()
         env = _docker_env(self.docker_host, secrets)
         script = neutralize_script(plan.target_db)
@@ -395,7 +405,7 @@ class OneShotNeutraliser:
                     *[arg for variable in sorted(secrets) for arg in ("-e", variable)],
                     "--entrypoint",
                     "/bin/sh",
-                    plan.odoo_image,
+                    image,
                     NEUTRALIZE_SCRIPT_PATH,
                 ],
                 ["cp", str(conf), f"{name}:{odoo_conf.ODOO_CONF_PATH}"],
@@ -406,7 +416,7 @@ class OneShotNeutraliser:
             try:
                 for args in steps:
                     result = self.docker(args, env)
-                    if result.output:
+                    if result.output and args[0] != "create":  # not the new container's id
                         output.append(str(result.output))
                     if result.code != 0:
                         return result.code, "\n".join(output)
@@ -532,6 +542,9 @@ class Restorer:
     def _filestore(self, plan: RestorePlan, archive: Path) -> tuple[int, str]:
         name = naming.env_restore_container_name(plan.team_id, plan.target_branch, "filestore")
         script = filestore_restore_script(plan.source_db, plan.target_db)
+        # The image the team's job runs (it wrote the archive with its tar), by id when it runs.
+        job = naming.team_backup_container_name(plan.team_id)
+        image = container_image(self.docker, self.docker_host, job) or plan.backup_image
         self._docker("rm", "-f", name)
         steps = [
             (
@@ -550,7 +563,7 @@ class Restorer:
                 f"{plan.filestore_volume}:{FILESTORE_MOUNT}",
                 "--entrypoint",
                 "/bin/sh",
-                plan.backup_image,
+                image,
                 "-c",
                 script,
             ),
@@ -561,7 +574,7 @@ class Restorer:
         try:
             for args in steps:
                 done = self._docker(*args)
-                if done.output:
+                if done.output and args[0] != "create":  # not the new container's id
                     output.append(str(done.output))
                 if done.code != 0:
                     return done.code, "\n".join(output)

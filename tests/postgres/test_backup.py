@@ -180,13 +180,12 @@ def test_templates_and_role_definitions_are_backed_up(
     assert other_roles, "the example has other teams"
     for other in other_roles:
         assert other not in text
-    assert 'ALTER ROLE oduflow_team_1 WITH NOSUPERUSER' in text
+    assert "ALTER ROLE oduflow_team_1 WITH NOSUPERUSER" in text
     assert "GRANT oduflow_tenants TO oduflow_team_1;" in text
 
     # The file puts back what changed since: limit, settings, memberships.
     state = (
-        "SELECT rolconnlimit, rolcreatedb, array(SELECT unnest(rolconfig) ORDER BY 1)"
-        " FROM pg_roles WHERE rolname = %s"
+        "SELECT rolconnlimit, rolcreatedb, array(SELECT unnest(rolconfig) ORDER BY 1) FROM pg_roles WHERE rolname = %s"
     )
     before = pg.rows(state, ("oduflow_team_1",))
     with pg.admin() as conn:
