@@ -150,6 +150,11 @@ def env_init_container_name(team_id: str, branch: str) -> str:
     return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-init")
 
 
+def env_restore_container_name(team_id: str, branch: str, step: str) -> str:
+    """A one-shot of `oduflow-iac restore` (step `filestore` or `neutralize`), removed when done."""
+    return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-restore-{step}")
+
+
 def template_init_container_name(team_id: str, name: str) -> str:
     return fit_identifier(f"oduflow-{team_id}-template-{slugify_branch(name)}-init")
 
