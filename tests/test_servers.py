@@ -353,3 +353,13 @@ def test_the_connection_budget_is_per_server(write_config: WriteConfig) -> None:
         "platform.postgres_max_connections: 60 minus 5 reserved leaves 55 connections on server 's2'"
     )
     assert "team.3: 14" in found[0]
+
+
+def test_a_copy_of_the_config_recomputes_the_placement(write_config: WriteConfig) -> None:
+    config = load_config(write_config(PLACED))
+    assert [t for t, _ in config.server_environments("s2")] == ["1", "2"]
+    team = config.team["2"].model_copy(update={"server": "default"})
+    copy = config.model_copy(update={"team": {**config.team, "2": team}})
+    assert [t for t, _ in copy.server_environments("s2")] == ["1"]
+    assert [t for t, _ in config.server_environments("s2")] == ["1", "2"]
+    assert copy.environment_port("2", "main") == config.environment_port("2", "main")  # the rest is kept

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -670,6 +671,13 @@ class Config(_Model):
 
     # ----------------------------------------------------------------------------------------
     # Servers and moves (config/servers.py, oduflow_iac/moves.py)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Config:
+        # The placement caches describe the original; a copy with other teams or servers recomputes.
+        copy = super().model_copy(update=update, deep=deep)
+        copy._servers = None
+        copy._placement = None
+        return copy
 
     @property
     def servers(self) -> dict[str, Server]:
