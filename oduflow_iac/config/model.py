@@ -700,7 +700,7 @@ class Config(_Model):
         environments are placed on (during a move, both ends), sorted."""
         own = self.team_server(team_id)
         others = {s for env in self.team[team_id].environments for s in self.env_servers(team_id, env)}
-        others |= {m.to_server for m in self._moves if m.team == team_id and m.branch is None}
+        others |= {m.to for m in self._moves if m.team == team_id and m.branch is None}
         return [own, *sorted(others - {own})]
 
     def server_environments(self, server: str) -> list[tuple[str, Environment]]:
@@ -731,14 +731,14 @@ class Config(_Model):
     def env_servers(self, team_id: str, env: Environment) -> list[str]:
         """The servers an environment is declared on: its server, or [from, to] while it moves."""
         move = self._move_of(team_id, env)
-        return [move.from_server, move.to_server] if move is not None else [self.env_server(team_id, env)]
+        return [move.from_server, move.to] if move is not None else [self.env_server(team_id, env)]
 
     def env_dns_server(self, team_id: str, env: Environment) -> str:
         """The server an environment's DNS records point at: `from` until a move is switched."""
         move = self._move_of(team_id, env)
         if move is None:
             return self.env_server(team_id, env)
-        return move.to_server if move.phase == "switched" else move.from_server
+        return move.to if move.phase == "switched" else move.from_server
 
     def inline_secrets(self) -> list[str]:
         """Key paths of secrets written inline in the file (a policy flags them)."""
