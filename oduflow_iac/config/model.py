@@ -584,7 +584,7 @@ class Config(_Model):
     # index are computed once, on first use.
     _moves: list[Any] = PrivateAttr(default_factory=list)  # moves.Move
     _servers: dict[str, Server] | None = PrivateAttr(default=None)
-    _placement: dict[str, list[tuple[str, Environment]]] | None = PrivateAttr(default=None)
+    _placement: placement.PlacementIndex | None = PrivateAttr(default=None)
 
     @property
     def path(self) -> Path:
@@ -629,7 +629,9 @@ class Config(_Model):
     def env_limits(self, env: Environment) -> TypeDefaults:
         """CPU, memory and workers of an environment: its own values, else its type's defaults."""
         d = self.platform.environment_defaults[env.type]
-        return TypeDefaults(
+        # Both sources were validated when the file loaded; validating again (the CPU round trip
+        # through the provider's decimal form) costs more than the whole lookup, once per environment.
+        return TypeDefaults.model_construct(
             cpu=env.cpu if env.cpu is not None else d.cpu,
             memory_mb=env.memory_mb if env.memory_mb is not None else d.memory_mb,
             workers=env.workers if env.workers is not None else d.workers,
@@ -698,22 +700,17 @@ class Config(_Model):
     def team_servers(self, team_id: str) -> list[str]:
         """Every server the team has a footprint on: its own first, then the other servers its
         environments are placed on (during a move, both ends), sorted."""
-        own = self.team_server(team_id)
-        others = {s for env in self.team[team_id].environments for s in self.env_servers(team_id, env)}
-        others |= {m.to for m in self._moves if m.team == team_id and m.branch is None}
-        return [own, *sorted(others - {own})]
+        return list(self._placement_index().team_servers[team_id])
 
     def server_environments(self, server: str) -> list[tuple[str, Environment]]:
         """(team id, environment) of every environment on `server`, in file order; an environment
         being moved is on both servers of its move."""
+        return list(self._placement_index().by_server.get(server, []))
+
+    def _placement_index(self) -> placement.PlacementIndex:
         if self._placement is None:
-            index: dict[str, list[tuple[str, Environment]]] = {}
-            for team_id, team in self.teams:
-                for env in team.environments:
-                    for name in self.env_servers(team_id, env):
-                        index.setdefault(name, []).append((team_id, env))
-            self._placement = index
-        return list(self._placement.get(server, []))
+            self._placement = placement.placement_index(self)
+        return self._placement
 
     @property
     def moves(self) -> list[Any]:
@@ -721,7 +718,10 @@ class Config(_Model):
         return list(self._moves)
 
     def _move_of(self, team_id: str, env: Environment) -> Any:
-        for move in self._moves:
+        moves = self._moves
+        if not moves:
+            return None
+        for move in moves:
             if move.team == team_id and (
                 move.branch == env.branch or (move.branch is None and env.server is None)
             ):
