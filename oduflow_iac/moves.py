@@ -23,6 +23,7 @@ file and the key. `write_moves` writes it sorted, so diffs are minimal.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -154,7 +155,11 @@ def write_moves(path: Path, moves: list[Move]) -> bool:
     text = json.dumps({"version": MOVES_VERSION, "moves": [m.to_json() for m in ordered]}, indent=2) + "\n"
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
-    path.write_text(text, encoding="utf-8")
+    # Written aside then renamed: an interrupted move must leave the old file or the new one,
+    # never half of one (the next run would refuse a damaged file).
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
     return True
 
 

@@ -56,6 +56,7 @@ def test_write_then_read_round_trips_sorted(tmp_path: Path) -> None:
     data = json.loads(path.read_text())
     assert data["version"] == 1
     assert data["moves"][0] == {"team": "2", "branch": None, "from": "s2", "to": "s3", "phase": "copying"}
+    assert [p.name for p in tmp_path.iterdir()] == ["oduflow.moves.json"]  # nothing left aside
     # the last move done: the file goes
     assert moves.write_moves(path, []) is True and not path.exists()
     assert moves.write_moves(path, []) is False
