@@ -28,6 +28,7 @@ from oduflow_iac.config.values import (
     refname_problem,
     repo_url_problem,
 )
+from oduflow_iac.moves import Move
 from oduflow_iac.postgres_server import default_team_connections
 
 EnvType = Literal["development", "staging", "production"]
@@ -582,7 +583,7 @@ class Config(_Model):
     _notices: list[Any] = PrivateAttr(default_factory=list)  # errors.Problem: accepted, not honoured
     # Servers and moves (config/servers.py, moves.py): the effective servers and the placement
     # index are computed once, on first use.
-    _moves: list[Any] = PrivateAttr(default_factory=list)  # moves.Move
+    _moves: list[Move] = PrivateAttr(default_factory=list)
     _servers: dict[str, Server] | None = PrivateAttr(default=None)
     _placement: placement.PlacementIndex | None = PrivateAttr(default=None)
 
@@ -713,11 +714,11 @@ class Config(_Model):
         return self._placement
 
     @property
-    def moves(self) -> list[Any]:
+    def moves(self) -> list[Move]:
         """The moves in progress (`moves.Move`), from `<stem>.moves.json` beside the file."""
         return list(self._moves)
 
-    def _move_of(self, team_id: str, env: Environment) -> Any:
+    def _move_of(self, team_id: str, env: Environment) -> Move | None:
         moves = self._moves
         if not moves:
             return None
