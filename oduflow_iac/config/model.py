@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ from oduflow_iac.config.values import (
     refname_problem,
     repo_url_problem,
 )
+from oduflow_iac.moves import Move
 from oduflow_iac.postgres_server import default_team_connections
 
 EnvType = Literal["development", "staging", "production"]
@@ -592,9 +594,9 @@ class Config(_Model):
     _notices: list[Any] = PrivateAttr(default_factory=list)  # errors.Problem: accepted, not honoured
     # Servers and moves (config/servers.py, moves.py): the effective servers and the placement
     # index are computed once, on first use.
-    _moves: list[Any] = PrivateAttr(default_factory=list)  # moves.Move
+    _moves: list[Move] = PrivateAttr(default_factory=list)
     _servers: dict[str, Server] | None = PrivateAttr(default=None)
-    _placement: dict[str, list[tuple[str, Environment]]] | None = PrivateAttr(default=None)
+    _placement: placement.PlacementIndex | None = PrivateAttr(default=None)
 
     @property
     def path(self) -> Path:
@@ -639,7 +641,9 @@ class Config(_Model):
     def env_limits(self, env: Environment) -> TypeDefaults:
         """CPU, memory and workers of an environment: its own values, else its type's defaults."""
         d = self.platform.environment_defaults[env.type]
-        return TypeDefaults(
+        # Both sources were validated when the file loaded; validating again (the CPU round trip
+        # through the provider's decimal form) costs more than the whole lookup, once per environment.
+        return TypeDefaults.model_construct(
             cpu=env.cpu if env.cpu is not None else d.cpu,
             memory_mb=env.memory_mb if env.memory_mb is not None else d.memory_mb,
             workers=env.workers if env.workers is not None else d.workers,
@@ -705,6 +709,13 @@ class Config(_Model):
     # ----------------------------------------------------------------------------------------
     # Servers and moves (config/servers.py, oduflow_iac/moves.py)
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Config:
+        # The placement caches describe the original; a copy with other teams or servers recomputes.
+        copy = super().model_copy(update=update, deep=deep)
+        copy._servers = None
+        copy._placement = None
+        return copy
+
     @property
     def servers(self) -> dict[str, Server]:
         """The declared servers by name, or `{"default": ...}` (platform.docker_host, dns.target)
@@ -724,30 +735,28 @@ class Config(_Model):
     def team_servers(self, team_id: str) -> list[str]:
         """Every server the team has a footprint on: its own first, then the other servers its
         environments are placed on (during a move, both ends), sorted."""
-        own = self.team_server(team_id)
-        others = {s for env in self.team[team_id].environments for s in self.env_servers(team_id, env)}
-        others |= {m.to_server for m in self._moves if m.team == team_id and m.branch is None}
-        return [own, *sorted(others - {own})]
+        return list(self._placement_index().team_servers[team_id])
 
     def server_environments(self, server: str) -> list[tuple[str, Environment]]:
         """(team id, environment) of every environment on `server`, in file order; an environment
         being moved is on both servers of its move."""
+        return list(self._placement_index().by_server.get(server, []))
+
+    def _placement_index(self) -> placement.PlacementIndex:
         if self._placement is None:
-            index: dict[str, list[tuple[str, Environment]]] = {}
-            for team_id, team in self.teams:
-                for env in team.environments:
-                    for name in self.env_servers(team_id, env):
-                        index.setdefault(name, []).append((team_id, env))
-            self._placement = index
-        return list(self._placement.get(server, []))
+            self._placement = placement.placement_index(self)
+        return self._placement
 
     @property
-    def moves(self) -> list[Any]:
+    def moves(self) -> list[Move]:
         """The moves in progress (`moves.Move`), from `<stem>.moves.json` beside the file."""
         return list(self._moves)
 
-    def _move_of(self, team_id: str, env: Environment) -> Any:
-        for move in self._moves:
+    def _move_of(self, team_id: str, env: Environment) -> Move | None:
+        moves = self._moves
+        if not moves:
+            return None
+        for move in moves:
             if move.team == team_id and (
                 move.branch == env.branch or (move.branch is None and env.server is None)
             ):
@@ -757,14 +766,14 @@ class Config(_Model):
     def env_servers(self, team_id: str, env: Environment) -> list[str]:
         """The servers an environment is declared on: its server, or [from, to] while it moves."""
         move = self._move_of(team_id, env)
-        return [move.from_server, move.to_server] if move is not None else [self.env_server(team_id, env)]
+        return [move.from_server, move.to] if move is not None else [self.env_server(team_id, env)]
 
     def env_dns_server(self, team_id: str, env: Environment) -> str:
         """The server an environment's DNS records point at: `from` until a move is switched."""
         move = self._move_of(team_id, env)
         if move is None:
             return self.env_server(team_id, env)
-        return move.to_server if move.phase == "switched" else move.from_server
+        return move.to if move.phase == "switched" else move.from_server
 
     def inline_secrets(self) -> list[str]:
         """Key paths of secrets written inline in the file (a policy flags them)."""
