@@ -15,6 +15,10 @@ import re
 MAX_IDENTIFIER_BYTES = 63
 DIGEST_CHARS = 8
 
+# The server of a file that declares none ([server.NAME], config/servers.py): its resources keep
+# the logical names they had before servers existed.
+DEFAULT_SERVER = "default"
+
 SHARED_NETWORK = "oduflow-net"
 SHARED_DB_CONTAINER = "oduflow-db"
 SHARED_TRAEFIK_CONTAINER = "oduflow-traefik"
@@ -144,6 +148,11 @@ def env_router_name(team_id: str, branch: str, kind: str = "http") -> str:
 
 def env_init_container_name(team_id: str, branch: str) -> str:
     return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-init")
+
+
+def env_restore_container_name(team_id: str, branch: str, step: str) -> str:
+    """A one-shot of `oduflow-iac restore` (step `filestore` or `neutralize`), removed when done."""
+    return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-restore-{step}")
 
 
 def template_init_container_name(team_id: str, name: str) -> str:

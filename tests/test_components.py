@@ -389,7 +389,7 @@ def test_backup_user_only_writes_new_objects_in_its_bucket() -> None:
                     "Sid": "WriteNewBackups",
                     "Effect": "Allow",
                     "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
-                    "Resource": [f"{bucket}/daily/*", f"{bucket}/weekly/*", f"{bucket}/monthly/*"],
+                    "Resource": [f"{bucket}/{prefix}/*" for prefix in ("daily", "weekly", "monthly", "status")],
                 }
             ],
         }

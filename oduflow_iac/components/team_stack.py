@@ -503,7 +503,22 @@ class TeamStack(pulumi.ComponentResource):
             for e in team.environments
             if e.backup
         ]
-        envs_by_db = {naming.env_db_name(team_id, e.branch): self.environments[e.branch] for e in team.environments}
+        # The templates too: recreating one means re-installing its modules, and environments
+        # created later from it must get the same data.
+        targets += [
+            backup.BackupTarget(naming.template_db_name(team_id, t), naming.template_filestore_volume_name(team_id, t))
+            for t in sorted(team.templates)
+        ]
+        volumes_by_db: dict[str, pulumi.Input[str]] = {
+            naming.env_db_name(team_id, e.branch): self.environments[e.branch].filestore.name
+            for e in team.environments
+        }
+        volumes_by_db.update(
+            {naming.template_db_name(team_id, t): v.name for t, v in self.template_filestores.items()}
+        )
+        # The team's own roles, whose definitions every run saves (the provisioning role exists
+        # in the per-team layout only: the job's query selects the roles that exist).
+        roles = [naming.team_role_name(team_id), naming.team_db_admin_role_name(team_id)]
         docker.Container(
             f"{name}-backup",
             name=naming.team_backup_container_name(team_id),
@@ -513,7 +528,7 @@ class TeamStack(pulumi.ComponentResource):
             uploads=[
                 docker.ContainerUploadArgsDict(
                     file=backup.SCRIPT_PATH,
-                    content=backup.backup_script(bucket_name, targets, tier_names),
+                    content=backup.backup_script(bucket_name, targets, tier_names, roles),
                 ),
                 docker.ContainerUploadArgsDict(
                     file=backup.ENTRYPOINT_PATH, content=backup.entrypoint_script(plan.schedule)
@@ -531,7 +546,7 @@ class TeamStack(pulumi.ComponentResource):
             ],
             volumes=[
                 docker.ContainerVolumeArgsDict(
-                    volume_name=envs_by_db[t.database].filestore.name,
+                    volume_name=volumes_by_db[t.database],
                     container_path=backup.filestore_mount(t.database),
                     read_only=True,
                 )

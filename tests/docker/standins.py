@@ -70,6 +70,8 @@ APPLETS = (
     "awk",
     "chmod",
     "mv",
+    # `oduflow-iac restore` swaps a filestore in with tar, in a one-shot of the backup image.
+    "tar",
 )
 # The programs the plan's commands and healthchecks call in the real images.
 PROGRAMS = (
@@ -140,6 +142,7 @@ case "${0##*/}" in
     # such as `odoo neutralize`).
     go-cron | docker-entrypoint.sh) exec /standin/run ;;
     odoo)
+        # A server, except as a one-shot: --stop-after-init, or a subcommand that ends (neutralize).
         case " $* " in
             *" --stop-after-init "* | " neutralize "*) ;;
             *) exec /standin/run ;;
