@@ -365,3 +365,14 @@ def test_a_failed_refresh_is_retried_by_the_next_up() -> None:
     }
     (failed,) = automation.failed_one_shots(deployment)
     assert (failed.name, failed.role, failed.exit_code) == ("oduflow-1-staging-refresh", "refresh", 3)
+
+
+def test_a_copy_across_servers_is_refused(write_config: Callable[..., Path]) -> None:
+    servers = (
+        '[server.default]\ndocker_host = "unix:///var/run/docker.sock"\n'
+        '[server.prod]\ndocker_host = "ssh://deploy@prod.example.com"\n'
+    )
+    text = servers + _set(CLONED, "main", 'server = "prod"')
+    text = text.replace("[team.1]\n", '[team.1]\nserver = "default"\n', 1)
+    shown = _problem(write_config, text.replace("[team.2]\n", '[team.2]\nserver = "default"\n', 1))
+    assert "environments[1].clone_from: 'main' runs on server 'prod' and this environment on 'default'" in shown
