@@ -90,7 +90,9 @@ def test_pick_refuses_what_cannot_be_restored() -> None:
         restore.pick_backup(SETS, DB, key="daily/oduflow_1_staging/20261102T030000Z.dump")
     with pytest.raises(UsageError, match="no such backup"):
         restore.pick_backup(SETS, DB, key=f"weekly/{DB}/20261102T030000Z.dump")
-    assert restore.pick_backup(SETS, DB, key=f"daily/{DB}/20261101T030000Z.filestore.tar.gz").stamp == "20261101T030000Z"
+    assert (
+        restore.pick_backup(SETS, DB, key=f"daily/{DB}/20261101T030000Z.filestore.tar.gz").stamp == "20261101T030000Z"
+    )
     with pytest.raises(UsageError, match="not a time"):
         restore.parse_time("yesterday")
 
@@ -184,12 +186,16 @@ def test_plan_names_everything_from_naming(config_path: Path) -> None:
     same = restore.plan_restore(config, "1", "main", SETS)
     assert not same.neutralise and not any("neutralise" in s for s in same.steps())
     with pytest.raises(UsageError, match="production environment"):
-        restore.plan_restore(config, "1", "staging", [_set("20261101T030000Z", database="oduflow_1_staging")], into="main")
+        restore.plan_restore(
+            config, "1", "staging", [_set("20261101T030000Z", database="oduflow_1_staging")], into="main"
+        )
     with pytest.raises(UsageError, match="no environment for branch 'nope'"):
         restore.plan_restore(config, "1", "nope", SETS)
 
 
-def test_restore_of_a_config_without_backups_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_restore_of_a_config_without_backups_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "oduflow.toml"
     path.write_text((ROOT / "examples" / "oduflow.toml").read_text(encoding="utf-8"), encoding="utf-8")
     for args in (["backup", "list"], ["backup", "now", "--branch", "main"], ["restore", "--branch", "main"]):

@@ -20,8 +20,10 @@ What a restore does, in this order (docs/operations.md, "Restoring a backup"):
 5. The filestore of the same backup, staged beside the live one and swapped in (a failed
    extraction leaves the live files as they were), by a one-shot container of the backup image
    with the environment's filestore volume (`filestore_restore_script`).
-6. `--into` only: Odoo's neutralisation of the copy (lifecycle/neutralize.py), in a one-shot of the
-   target's Odoo image with the target container's volumes, odoo.conf and database variables.
+6. `--into` only: Odoo's neutralisation of the copy (lifecycle/neutralize.py, the same lines a
+   staging refresh runs: `odoo neutralize`, its own uuid, secret and admin password, its own
+   `web.base.url`), in a one-shot of the target's Odoo image with the target container's volumes,
+   odoo.conf and database variables.
 7. Start the container again (`docker start`, never re-created).
 
 Where pg_restore runs: in the team's backup job container (`docker exec`), not on the operator's
@@ -50,15 +52,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from oduflow_iac import naming, odoo_conf, odoo_init
+from oduflow_iac.automation import environment_info
 from oduflow_iac.config import Config
 from oduflow_iac.errors import UsageError
 from oduflow_iac.lifecycle import backup_ops
 from oduflow_iac.lifecycle.backup_ops import BackupSet, DockerRun, Store
-
-try:  # Owned by the staging-refresh work; until it is on main, the minimal version below stands in.
-    from oduflow_iac.lifecycle.neutralize import neutralize_script  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - replaced when lifecycle/neutralize.py lands
-    from oduflow_iac.lifecycle._neutralize_local import neutralize_script
+from oduflow_iac.lifecycle.neutralize import neutralize_script
 
 # Where the files travel inside the containers.
 JOB_DUMP_PATH = "/tmp/oduflow-restore.dump"
@@ -241,6 +240,8 @@ class RestorePlan:
     odoo_image: str
     backup_image: str
     backup_first: bool
+    # The target's own URL: `web.base.url` of a neutralised copy (links in its mail and reports).
+    base_url: str | None = None
 
     @property
     def neutralise(self) -> bool:
@@ -304,6 +305,7 @@ def plan_restore(
         odoo_image=config.env_image(team_id, target),
         backup_image=config.platform.backup_image,
         backup_first=backup_first,
+        base_url=environment_info(config, team_id, target.branch).url,
     )
 
 
@@ -383,7 +385,7 @@ class OneShotNeutraliser:
         image = container_image(self.docker, self.docker_host, plan.container) or plan.odoo_image
         secrets[odoo_init.ADMIN_PASSWORD_ENV] = self.admin_password()
         env = _docker_env(self.docker_host, secrets)
-        script = neutralize_script(plan.target_db)
+        script = neutralize_script(plan.target_db, base_url=plan.base_url)
         with tempfile.TemporaryDirectory(prefix="oduflow-neutralize-") as tmp:
             conf, script_file = Path(tmp) / "odoo.conf", Path(tmp) / "neutralize.sh"
             script_file.write_text("#!/bin/sh\nset -eu\n" + script, encoding="utf-8")
