@@ -313,3 +313,20 @@ def test_backup_now_runs_the_jobs_script_for_one_database(config_path: Path) -> 
         ["exec", "oduflow-1-backup", "/bin/sh", backup.SCRIPT_PATH, naming.env_db_name("1", "feature/login")]
     ]
     assert not result.ok and "another run of the job is in progress" in result.message
+
+
+def test_commands_go_to_the_docker_host_of_the_environments_server(config_path: Path) -> None:
+    import tomlkit
+
+    config = load_config(config_path)
+    assert backup_ops.env_docker_host(config, "1", "main", "ssh://stack-host") == "ssh://stack-host"
+    document = tomlkit.parse(config_path.read_text(encoding="utf-8"))
+    document["server"] = {"s1": {"docker_host": "unix:///run/s1.sock"}, "s2": {"docker_host": "ssh://deploy@s2"}}
+    document["team"]["1"]["server"] = "s1"  # type: ignore[index]
+    document["team"]["2"]["server"] = "s1"  # type: ignore[index]
+    staging = next(e for e in document["team"]["1"]["environments"] if e["branch"] == "staging")  # type: ignore[index,union-attr]
+    staging["server"] = "s2"
+    config_path.write_text(tomlkit.dumps(document), encoding="utf-8")
+    config = load_config(config_path)
+    assert backup_ops.env_docker_host(config, "1", "main", "ssh://stack-host") == "unix:///run/s1.sock"
+    assert backup_ops.env_docker_host(config, "1", "staging", "ssh://stack-host") == "ssh://deploy@s2"
