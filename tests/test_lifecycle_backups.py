@@ -255,6 +255,10 @@ class FakeDatabase:
         self.calls.append(database)
         return self.code, ""
 
+    def empty(self, database: str) -> tuple[int, str]:
+        self.calls.append(f"empty {database}")
+        return 0, ""
+
 
 def _run(config_path: Path, docker: FakeDocker, database: FakeDatabase, now_ok: bool = True) -> restore.RestoreResult:
     config = load_config(config_path)
@@ -330,3 +334,29 @@ def test_commands_go_to_the_docker_host_of_the_environments_server(config_path: 
     config = load_config(config_path)
     assert backup_ops.env_docker_host(config, "1", "main", "ssh://stack-host") == "unix:///run/s1.sock"
     assert backup_ops.env_docker_host(config, "1", "staging", "ssh://stack-host") == "ssh://deploy@s2"
+
+
+def test_a_copy_whose_neutralisation_fails_is_emptied_and_not_started(config_path: Path) -> None:
+    config = load_config(config_path)
+    plan = restore.plan_restore(config, "1", "main", SETS, into="staging")
+    docker, database = FakeDocker(), FakeDatabase()
+
+    class Failing:
+        def neutralise(self, plan: restore.RestorePlan) -> tuple[int, str]:
+            return 1, "odoo neutralize failed"
+
+    now = backup_ops.NowResult(True, ["daily/oduflow_1_staging/20261104T030000Z.dump"], "", "ok")
+    result = restore.Restorer(FakeStore(), docker, "unix:///x", database, lambda: now, neutraliser=Failing()).run(plan)
+    assert not result.ok and result.state.startswith("NOT NEUTRALISED") and "EMPTY" in result.state
+    assert database.calls == ["oduflow_1_staging", "empty oduflow_1_staging"]
+    assert not docker.running
+    assert not any(c[:2] == ["start", naming.env_container_name("1", "staging")] for c in docker.calls)
+    # And a restore into another environment never runs without its neutralisation.
+    with pytest.raises(UsageError, match="neutralised"):
+        restore.Restorer(FakeStore(), docker, "unix:///x", database, lambda: now).run(plan)
+
+
+def test_the_empty_script_is_one_transaction() -> None:
+    script = restore.database_empty_script("oduflow_1_staging")
+    assert subprocess.run(["sh", "-n"], input=script, text=True, check=False).returncode == 0
+    assert script.index("BEGIN;") < script.index("DROP SCHEMA") < script.index("COMMIT;")

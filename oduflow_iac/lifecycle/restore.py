@@ -36,8 +36,9 @@ layout the operator's stack does not even hold that password. The dump travels S
 `docker cp`: the read-only restore key never leaves the operator's machine.
 
 A failure after the container was stopped says what state things are in and starts it again,
-with one exception: when the neutralisation of a copy failed, the container stays stopped (starting
-it would run production's mail servers and crons against a copy).
+with one exception: when the neutralisation of a copy failed, the copy is emptied again and the
+container stays stopped (starting it, or a later `up` starting it, would run production's mail
+servers and crons against the copy).
 """
 
 from __future__ import annotations
@@ -195,6 +196,22 @@ def database_restore_script(database: str, dump: str) -> str:
     )
 
 
+def database_empty_script(database: str) -> str:
+    """POSIX sh: empty `database` (the same emptying, in one transaction, and nothing replayed).
+    What a copy whose neutralisation failed gets: no un-neutralised copy of production is left for
+    a later start (`oduflow-iac up` starts a stopped Odoo container) to run."""
+    return "\n".join(
+        [
+            "set -eu",
+            f"{shlex.join(psql_args(database))} <<'ODUFLOW_SQL'",
+            restore_prelude_sql(),
+            "COMMIT;",
+            "ODUFLOW_SQL",
+            f"echo {shlex.quote(f'database {database} emptied')}",
+        ]
+    )
+
+
 def filestore_restore_script(
     source_db: str, target_db: str, archive: str = ARCHIVE_PATH, root: str = FILESTORE_MOUNT
 ) -> str:
@@ -314,9 +331,12 @@ def plan_restore(
 
 
 class DatabaseRunner(Protocol):
-    """Runs `database_restore_script` where the PostgreSQL client tools and the team role are."""
+    """Runs `database_restore_script` (and `database_empty_script`) where the PostgreSQL client
+    tools and the team role are."""
 
     def restore(self, database: str, dump: Path) -> tuple[int, str]: ...
+
+    def empty(self, database: str) -> tuple[int, str]: ...
 
 
 class Neutraliser(Protocol):
@@ -346,6 +366,13 @@ class JobContainerDatabase:
             return done.code, str(done.output)
         finally:
             self.docker(["exec", job, "rm", "-f", JOB_DUMP_PATH], env)
+
+    def empty(self, database: str) -> tuple[int, str]:
+        job = naming.team_backup_container_name(self.team_id)
+        done = self.docker(
+            ["exec", job, "/bin/sh", "-c", database_empty_script(database)], _docker_env(self.docker_host)
+        )
+        return done.code, str(done.output)
 
 
 def container_env(docker: DockerRun, host: str, container: str, names: Sequence[str]) -> dict[str, str]:
@@ -464,6 +491,8 @@ class Restorer:
         return str(found.output).strip() == "true"
 
     def run(self, plan: RestorePlan) -> RestoreResult:
+        if plan.neutralise and self.neutraliser is None:
+            raise UsageError("a restore into another environment is neutralised: no neutralisation was given")
         result = RestoreResult(ok=False)
         for line in plan.steps():
             self._say(result, line)
@@ -512,24 +541,33 @@ class Restorer:
                     f"not be restored (exit {code}) and still holds the files from before the restore{undo}"
                 )
                 return result
-            if plan.neutralise:
-                if self.neutraliser is None:
-                    raise UsageError("a restore into another environment needs its neutralisation")
+            if plan.neutralise and self.neutraliser is not None:
                 code, output = self.neutraliser.neutralise(plan)
                 if output:
                     self._say(result, output)
                 if code != 0:
+                    # Fail closed: no copy of production with its mail servers and crons on.
                     keep_stopped = True
+                    emptied, said = self.database.empty(plan.target_db)
+                    if said:
+                        self._say(result, said)
+                    now = "is now EMPTY" if emptied == 0 else "could NOT be emptied: do not start it"
                     result.state = (
-                        f"NOT NEUTRALISED: {plan.target_db} holds a copy of {plan.source_db} (backup "
-                        f"{plan.backup.stamp}) whose neutralisation failed (exit {code}); {plan.container} is "
-                        "left STOPPED so it never runs that copy's mail servers and crons: fix the cause and "
-                        f"run the restore again{undo}"
+                        f"NOT NEUTRALISED: the neutralisation of the copy of {plan.source_db} in {plan.target_db} "
+                        f"failed (exit {code}); the database {now} and {plan.container} is left STOPPED: fix the "
+                        f"cause and run the restore again{undo}"
                     )
                     return result
             result.ok = True
             result.state = f"{plan.target_db} and its filestore hold backup {plan.backup.stamp} of {plan.source_db}"
             return result
+        except BaseException as exc:  # Ctrl-C, a missing docker client...: say where things stand
+            result.state = (
+                f"INTERRUPTED ({exc.__class__.__name__}) after {plan.container} was stopped: the database "
+                "restore is one transaction (committed only if a line above says it was restored), the "
+                f"filestore is swapped in one step (restored only if a line above says so){undo}"
+            )
+            raise
         finally:
             if result.state:
                 self._say(result, result.state)

@@ -206,7 +206,12 @@ class LocalDatabase:
         self.scripts: list[str] = []
 
     def restore(self, database: str, dump: Path) -> tuple[int, str]:
-        script = restore.database_restore_script(database, str(dump))
+        return self._run(restore.database_restore_script(database, str(dump)))
+
+    def empty(self, database: str) -> tuple[int, str]:
+        return self._run(restore.database_empty_script(database))
+
+    def _run(self, script: str) -> tuple[int, str]:
         self.scripts.append(script)
         done = subprocess.run(["sh", "-c", script], env=self.env, capture_output=True, text=True, timeout=300)
         return done.returncode, (done.stdout + done.stderr).strip()
