@@ -360,3 +360,20 @@ def test_the_empty_script_is_one_transaction() -> None:
     script = restore.database_empty_script("oduflow_1_staging")
     assert subprocess.run(["sh", "-n"], input=script, text=True, check=False).returncode == 0
     assert script.index("BEGIN;") < script.index("DROP SCHEMA") < script.index("COMMIT;")
+
+
+def test_an_interrupted_copy_is_emptied_and_not_started(config_path: Path) -> None:
+    config = load_config(config_path)
+    plan = restore.plan_restore(config, "1", "main", SETS, into="staging")
+    docker, database = FakeDocker(), FakeDatabase()
+
+    class Interrupted:
+        def neutralise(self, plan: restore.RestorePlan) -> tuple[int, str]:
+            raise KeyboardInterrupt
+
+    now = backup_ops.NowResult(True, [], "", "ok")
+    restorer = restore.Restorer(FakeStore(), docker, "unix:///x", database, lambda: now, neutraliser=Interrupted())
+    with pytest.raises(KeyboardInterrupt):
+        restorer.run(plan)
+    assert database.calls == ["oduflow_1_staging", "empty oduflow_1_staging"]
+    assert not docker.running

@@ -43,6 +43,7 @@ servers and crons against the copy).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import tempfile
@@ -407,7 +408,10 @@ class OneShotNeutraliser:
 
     def neutralise(self, plan: RestorePlan) -> tuple[int, str]:
         name = naming.env_restore_container_name(plan.team_id, plan.target_branch, "neutralize")
-        secrets = container_env(self.docker, self.docker_host, plan.container, PG_VARIABLES)
+        try:
+            secrets = container_env(self.docker, self.docker_host, plan.container, PG_VARIABLES)
+        except (RuntimeError, ValueError) as exc:  # no such container, unreadable answer
+            return 1, str(exc)
         # Exactly the image the target runs (its Odoo, its addons' Python dependencies), by id.
         image = container_image(self.docker, self.docker_host, plan.container) or plan.odoo_image
         secrets[odoo_init.ADMIN_PASSWORD_ENV] = self.admin_password()
@@ -525,6 +529,7 @@ class Restorer:
         else:
             self._say(result, f"{plan.container} is not running; it is left stopped")
         keep_stopped = False
+        copy_in_place = False  # an un-neutralised copy of another environment is in the database
         try:
             code, output = self.database.restore(plan.target_db, dump)
             if output:
@@ -532,6 +537,7 @@ class Restorer:
             if code != 0:
                 result.state = f"nothing was changed: the database restore failed and was rolled back (exit {code})"
                 return result
+            copy_in_place = plan.neutralise
             code, output = self._filestore(plan, archive)
             if output:
                 self._say(result, output)
@@ -558,10 +564,15 @@ class Restorer:
                         f"cause and run the restore again{undo}"
                     )
                     return result
+            copy_in_place = False
             result.ok = True
             result.state = f"{plan.target_db} and its filestore hold backup {plan.backup.stamp} of {plan.source_db}"
             return result
         except BaseException as exc:  # Ctrl-C, a missing docker client...: say where things stand
+            if copy_in_place:  # fail closed, as when the neutralisation fails
+                keep_stopped = True
+                with contextlib.suppress(Exception):
+                    self.database.empty(plan.target_db)
             result.state = (
                 f"INTERRUPTED ({exc.__class__.__name__}) after {plan.container} was stopped: the database "
                 "restore is one transaction (committed only if a line above says it was restored), the "
