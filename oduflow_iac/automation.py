@@ -141,7 +141,7 @@ def _tunnel_target(settings: StackSettings, config: Config) -> tunnel.SshTarget 
 
 CONTAINER_TYPE = "docker:index/container:Container"
 POSTGRESQL_PROVIDER_TYPE = "pulumi:providers:postgresql"
-ONE_SHOT_ROLES = ("init", "template-init", "addons-fetch")
+ONE_SHOT_ROLES = ("init", "template-init", "addons-fetch", "upgrade")
 
 
 @dataclass(frozen=True)
@@ -687,8 +687,10 @@ def expected_containers(config: Config, team_id: str) -> set[str]:
     """Names of the containers the program declares for a team."""
     team = config.team[team_id]
     names = {naming.fit_identifier(f"oduflow-{team_id}-template-{t}-init") for t in team.templates}
+    names |= {naming.template_upgrade_container_name(team_id, t) for t in team.templates}
     for env in team.environments:
         names.add(naming.env_addons_fetch_container_name(team_id, env.branch))
+        names.add(naming.env_upgrade_container_name(team_id, env.branch))
         if not env.disabled:
             names.add(naming.env_container_name(team_id, env.branch))
     if config.backup is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,9 @@ from oduflow_iac.config.values import (
     repo_url_problem,
 )
 from oduflow_iac.postgres_server import default_team_connections
+
+if TYPE_CHECKING:
+    from oduflow_iac.revisions import EnvRevisions
 
 EnvType = Literal["development", "staging", "production"]
 ENV_TYPES: tuple[EnvType, ...] = ("development", "staging", "production")
@@ -561,6 +564,7 @@ class Config(_Model):
     _ports: dict[str, dict[str, int]] = PrivateAttr(default_factory=dict)
     _unlocked: list[str] = PrivateAttr(default_factory=list)
     _notices: list[Any] = PrivateAttr(default_factory=list)  # errors.Problem: accepted, not honoured
+    _revisions: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)  # revisions.Lock
 
     @property
     def path(self) -> Path:
@@ -586,6 +590,14 @@ class Config(_Model):
         """`team/branch` of environments without a pinned port or an entry in the port lock: their
         ports can still move when environments listed before them are removed."""
         return self._unlocked
+
+    def env_revisions(self, team_id: str, branch: str) -> EnvRevisions:
+        """The environment's pinned revisions and refresh generation from the revision lock
+        (`revisions.EnvRevisions`; empty when the lock has no entry for it)."""
+        from oduflow_iac.revisions import EnvRevisions  # at run time here: the lock module reads this model
+
+        found: EnvRevisions | None = self._revisions.get(team_id, {}).get(branch)
+        return found if found is not None else EnvRevisions()
 
     def environment_port(self, team_id: str, branch: str) -> int:
         return self._ports[team_id][branch]

@@ -30,7 +30,7 @@ UNKNOWN_TEXT = "[unknown]"
 PROTECT_PATH = "(protect)"
 CONTAINER = "docker:index/container:Container"
 TEAM_STACK = "oduflow:index:TeamStack"
-ONE_SHOT_ROLES = frozenset({"init", "template-init", "addons-fetch"})
+ONE_SHOT_ROLES = frozenset({"init", "template-init", "addons-fetch", "upgrade"})
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HOST = re.compile(r"Host\(`([^`]+)`\)")
