@@ -32,6 +32,7 @@ from oduflow_iac import backup, naming, ports, teams, tunnel
 from oduflow_iac.config import SECRETS_NAMESPACE, Config, EnvType, branch_problem, load_config
 from oduflow_iac.editing import ConfigEdit, TomlValue
 from oduflow_iac.errors import ConfigError, OduflowError, PulumiCliMissing, UsageError
+from oduflow_iac.lifecycle import pause
 from oduflow_iac.stack_settings import StackSettings, read_stack_settings
 
 Operation = Literal["preview", "up", "destroy", "refresh"]
@@ -345,6 +346,7 @@ class Runner:
         self.env_vars = dict(env_vars or {})
         self.parallel = max(1, parallel)
         self._tunnel_lock = threading.Lock()  # parallel team stacks: one port choice at a time
+        self.docker: DockerRunner = run_docker  # stops and starts Odoo around upgrades
 
     def out(self, line: str) -> None:
         with self._lock:
@@ -418,7 +420,18 @@ class Runner:
                     kwargs = {**kwargs, "replace": [f.urn for f in retried]}
             with self._tunnel(operation, config, target, deployment, prefix) as env:
                 stack.workspace.env_vars = {**self.env_vars, **env}
-                result = self._engine(operation, stack, name, kwargs)
+                if operation == "up":
+                    # Odoo stopped around upgrades and refreshes (lifecycle/pause.py).
+                    docker_env = {"DOCKER_HOST": stack_docker_host(selection.settings, config)}
+                    result = pause.up_paused(
+                        stack,
+                        kwargs,
+                        lambda: self._engine(operation, stack, name, kwargs),
+                        lambda args: self.docker(args, docker_env),
+                        lambda line: self.out(prefix + line),
+                    )
+                else:
+                    result = self._engine(operation, stack, name, kwargs)
             result.retried = [f.name for f in retried]
             return result
         except StackNotFoundError:

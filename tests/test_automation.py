@@ -109,7 +109,7 @@ def fake_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCli:
     fake = FakeCli(tmp_path / "pulumi-calls.jsonl", tmp_path / "pulumi-state.json")
     monkeypatch.setenv("FAKE_PULUMI_LOG", str(fake.log))
     monkeypatch.setenv("FAKE_PULUMI_STATE", str(fake.state))
-    for name in ("FAKE_PULUMI_FAIL", "FAKE_PULUMI_SLEEP", "FAKE_PULUMI_SECRETS"):
+    for name in ("FAKE_PULUMI_FAIL", "FAKE_PULUMI_SLEEP", "FAKE_PULUMI_SECRETS", "FAKE_PULUMI_STEPS"):
         monkeypatch.delenv(name, raising=False)
     return fake
 
