@@ -239,9 +239,7 @@ def render(lock: Lock) -> str:
     body = {
         "version": LOCK_VERSION,
         "teams": {
-            t: {b: _env_doc(lock[t][b]) for b in sorted(lock[t])}
-            for t in sorted(lock, key=_team_key)
-            if lock[t]
+            t: {b: _env_doc(lock[t][b]) for b in sorted(lock[t])} for t in sorted(lock, key=_team_key) if lock[t]
         },
     }
     return json.dumps(body, indent=2) + "\n"
@@ -294,3 +292,118 @@ def changed_modules(before: Mapping[str, ModuleRevision], after: Mapping[str, Mo
     """Modules present after whose tree or manifest version differs from before (a new module is
     listed too: where it is already installed from elsewhere, its code changed)."""
     return sorted(m for m, r in after.items() if before.get(m) != r)
+
+
+# --------------------------------------------------------------------------------------------
+# The plan: what each environment runs, and what moves between two plans
+
+
+def plan_section(config: Config) -> dict[str, Any]:
+    """Per environment (`team/branch`): its image, refresh generation and, per repository of its
+    cascade, the branch, the pinned commit (None: the branch head at fetch time) and the modules.
+    The JSON plan carries it, so a diff of two plans needs no network and no lock of the base."""
+    out: dict[str, Any] = {}
+    for team_id, team in config.teams:
+        for env in team.environments:
+            pinned = config.env_revisions(team_id, env.branch)
+            repos: dict[str, Any] = {}
+            for addon in env_addons(config, team_id, env):
+                repo = pinned.repos.get(addon.name)
+                repos[addon.name] = {
+                    "branch": addon.branch,
+                    "commit": repo.commit if repo else None,
+                    "modules": {m: {"tree": r.tree, "version": r.version} for m, r in sorted(repo.modules.items())}
+                    if repo
+                    else {},
+                }
+            out[f"{team_id}/{env.branch}"] = {
+                "image": config.env_image(team_id, env),
+                "refresh": pinned.refresh,
+                "repos": repos,
+            }
+    return out
+
+
+def unpinned(section: Mapping[str, Any]) -> list[str]:
+    """`team/branch` of environments with a repository the lock does not pin."""
+    return [
+        where
+        for where, env in section.items()
+        if any(repo.get("commit") is None for repo in (env.get("repos") or {}).values())
+    ]
+
+
+def _modules_of(repo: Mapping[str, Any] | None) -> dict[str, ModuleRevision]:
+    out = {}
+    for name, m in ((repo or {}).get("modules") or {}).items():
+        if isinstance(m, Mapping):
+            out[name] = ModuleRevision(str(m.get("tree")), m.get("version"))
+    return out
+
+
+def plan_moves(base: Mapping[str, Any], head: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What an apply of `head` over `base` changes in the code each environment runs: per
+    environment in both, the repositories whose commit moves and the modules the upgrade
+    one-shot will upgrade where installed (tree or version changed), or every installed module
+    when the image changed."""
+    out: list[dict[str, Any]] = []
+    for where in sorted(set(base) & set(head)):
+        old, new = base[where], head[where]
+        if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+            continue
+        repos = []
+        old_modules: dict[str, ModuleRevision] = {}
+        new_modules: dict[str, ModuleRevision] = {}
+        for name in sorted(set(old.get("repos") or {}) | set(new.get("repos") or {})):
+            a, b = (old.get("repos") or {}).get(name), (new.get("repos") or {}).get(name)
+            old_modules |= _modules_of(a)
+            new_modules |= _modules_of(b)
+            if (a or {}).get("commit") != (b or {}).get("commit"):
+                repos.append({"repo": name, "from": (a or {}).get("commit"), "to": (b or {}).get("commit")})
+        image_changed = old.get("image") != new.get("image")
+        refresh = (old.get("refresh", 0), new.get("refresh", 0))
+        if not repos and not image_changed and refresh[0] == refresh[1]:
+            continue
+        changed = changed_modules(old_modules, new_modules)
+        entry: dict[str, Any] = {"environment": where, "repos": repos}
+        if image_changed:
+            entry["image"] = {"from": old.get("image"), "to": new.get("image")}
+        entry["upgrade"] = "all" if image_changed else changed
+        entry["versions"] = {
+            m: {"from": old_modules[m].version if m in old_modules else None, "to": new_modules[m].version}
+            for m in changed
+            if m not in old_modules or old_modules[m].version != new_modules[m].version
+        }
+        if refresh[0] != refresh[1]:
+            entry["refresh"] = {"from": refresh[0], "to": refresh[1]}
+        out.append(entry)
+    return out
+
+
+def describe_move(move: Mapping[str, Any]) -> str:
+    """One line for people: `1/main: team-a-addons 0123456789ab -> 89abcdef0123; upgrades sale_x
+    (17.0.1.0.0 -> 17.0.1.1.0: migration scripts run), stock_y (code changed)`."""
+    parts = []
+    for r in move.get("repos") or []:
+        frm = r["from"][:12] if r.get("from") else "branch head"
+        to = r["to"][:12] if r.get("to") else "branch head"
+        parts.append(f"{r['repo']} {frm} -> {to}")
+    if "image" in move:
+        parts.append(f"image {move['image']['from']} -> {move['image']['to']}")
+    upgrade = move.get("upgrade")
+    if upgrade == "all":
+        what = "upgrades every installed module (-u all: the image changed)"
+    elif upgrade:
+        versions = move.get("versions") or {}
+        shown = []
+        for m in upgrade:
+            v = versions.get(m)
+            shown.append(
+                f"{m} ({v['from'] or 'new'} -> {v['to']}: migration scripts run)" if v else f"{m} (code changed)"
+            )
+        what = "upgrades where installed: " + ", ".join(shown)
+    else:
+        what = "no module to upgrade"
+    if "refresh" in move:
+        parts.append(f"refresh {move['refresh']['from']} -> {move['refresh']['to']}")
+    return f"{move['environment']}: {'; '.join(parts)}; {what}"

@@ -64,7 +64,7 @@ def test_json_contract_on_the_example() -> None:
     result = run_cli("--stack", "local", "--format", "json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert set(doc) == {"formatVersion", "project", "stack", "resources", "violations", "notes", "summary"}
+    assert set(doc) == {"formatVersion", "project", "stack", "resources", "revisions", "violations", "notes", "summary"}
     assert doc["formatVersion"] == 2
     assert (doc["project"], doc["stack"]) == ("oduflow", "local")
     urns = {r["urn"] for r in doc["resources"]}

@@ -552,3 +552,65 @@ def test_the_upgrade_one_shot_of_production_backs_up_and_others_do_not(tmp_path:
         "odoo:17.0", {"sale_x": revisions.ModuleRevision(T1, "17.0.1.0.0")}
     )
     assert reveal(r.inputs)["mustRun"] is False and "labels" not in r.ignore_changes
+
+
+def test_the_plan_diff_says_which_repositories_move_and_which_modules_are_upgraded(tmp_path: Path) -> None:
+    base_entry = env_entry()
+    base_entry["repos"]["team-a-addons"]["modules"]["stock_y"] = {"tree": T1, "version": "1.0"}
+    moved = json.loads(json.dumps(base_entry))
+    moved["repos"]["team-a-addons"]["commit"] = B
+    moved["repos"]["team-a-addons"]["modules"]["sale_x"] = {"tree": T2, "version": "17.0.1.1.0"}
+    moved["repos"]["team-a-addons"]["modules"]["stock_y"] = {"tree": T2, "version": "1.0"}
+    base = plan_doc(write(tmp_path, lock_doc({"main": base_entry, "staging": base_entry}), "base"))
+    head = plan_doc(write(tmp_path, lock_doc({"main": moved, "staging": base_entry}), "head"))
+    d = changes.diff_plans(base, head, "base")
+    (move,) = d.revisions
+    assert move == {
+        "environment": "1/main",
+        "repos": [{"repo": "team-a-addons", "from": A, "to": B}],
+        "upgrade": ["sale_x", "stock_y"],
+        "versions": {"sale_x": {"from": "17.0.1.0.0", "to": "17.0.1.1.0"}},
+    }
+    line = revisions.describe_move(move)
+    assert line == (
+        f"1/main: team-a-addons {A[:12]} -> {B[:12]}; upgrades where installed: "
+        "sale_x (17.0.1.0.0 -> 17.0.1.1.0: migration scripts run), stock_y (code changed)"
+    )
+    assert changes.summary_doc(d)["revisions"] == [move]
+    assert ("yellow", f"  revision: {line}") in changes.text_lines(d)
+    assert any("📌 **revision**: 1/main: team-a-addons" in row for row in changes.markdown_lines(d, 60_000, "local"))
+    # An image bump is an upgrade of every installed module.
+    bumped = plan_doc(write(tmp_path, lock_doc({"main": base_entry, "staging": base_entry}), "bumped"))
+    bumped["revisions"]["1/staging"]["image"] = "odoo:17.0.1"
+    (image_move,) = changes.diff_plans(base, bumped, "base").revisions
+    assert image_move["upgrade"] == "all" and "-u all" in revisions.describe_move(image_move)
+
+
+def test_unpinned_environments_are_a_plan_warning(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, lock_doc({"main": env_entry()})))
+    run, missing = plan_run(config, None)
+    doc = json.loads(render_json(PlanResult(config, run, [], missing)))
+    (note,) = [n for n in doc["notes"] if n["kind"] == "unpinned"]
+    # main pins team-a-addons, but not oca-web.
+    assert note["environments"] == ["1/main", "1/staging", "1/feature/x"]
+    assert "env update --team N --branch B" in note["message"]
+    assert doc["revisions"]["1/main"]["repos"]["team-a-addons"]["commit"] == A
+    assert doc["revisions"]["1/main"]["repos"]["oca-web"] == {"branch": "17.0", "commit": None, "modules": {}}
+
+
+@needs_git
+def test_base_ref_reads_the_revision_lock_of_the_base(tmp_path: Path) -> None:
+    from oduflow_iac.offline.plan import base_plan_at
+
+    top = tmp_path / "repo"
+    top.mkdir()
+    git(top, "init", "-q", "-b", "main")
+    path = write(top, lock_doc({"main": env_entry()}))
+    git(top, "add", ".")
+    git(top, "commit", "-q", "-m", "base")
+    (top / "oduflow.revisions.json").write_text(json.dumps(lock_doc({"main": env_entry(commit=B, tree=T2)})))
+    doc, label, _types = base_plan_at("HEAD", path, None, top)  # type: ignore[arg-type]
+    assert doc["revisions"]["1/main"]["repos"]["team-a-addons"]["commit"] == A  # the base's, not the work tree's
+    head = plan_doc(path)
+    (move,) = changes.diff_plans(doc, head, label).revisions
+    assert move["repos"] == [{"repo": "team-a-addons", "from": A, "to": B}] and move["upgrade"] == ["sale_x"]
