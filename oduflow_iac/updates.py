@@ -118,9 +118,7 @@ def write_entry(config: Config, team_id: str, branch: str, entry: revisions.EnvR
 def next_refresh(config: Config, team_id: str, branch: str) -> Update:
     """A new refresh generation for an environment copied from another (`clone_from`)."""
     env = find_environment(config, team_id, branch)
-    # `clone_from` belongs to the staging-refresh change; read defensively until it is everywhere.
-    source = getattr(env, "clone_from", None)
-    if not source:
+    if not env.clone_from:
         raise UsageError(
             f"{config.path}: team.{team_id}: environment {branch!r} has no `clone_from`: only an environment "
             "copied from another one can be refreshed"

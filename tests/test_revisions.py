@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from oduflow_iac import cli, git_revisions, naming, ops_cli, revisions, updates
+from oduflow_iac import cli, git_revisions, naming, ops_cli, revisions
 from oduflow_iac.cascade import ResolvedAddon
 from oduflow_iac.config import load_config
 from oduflow_iac.errors import ConfigError, UsageError
@@ -390,19 +390,13 @@ def test_env_update_records_heads_and_modules_then_moves_one_environment(
 
 
 def test_env_refresh_needs_clone_from_and_increments_the_generation(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write(tmp_path, lock_doc({"staging": env_entry(refresh=3)}))
     assert cli.run(["env", "refresh", "--config", str(path), "--team", "1", "--branch", "staging", "--no-deploy"]) == 2
     assert "has no `clone_from`" in capsys.readouterr().err
-    # With a `clone_from` (the staging-refresh change's key), the generation moves; repos stay.
-    real = updates.find_environment
-
-    def with_clone_from(config: Any, team_id: str, branch: str) -> Any:
-        env = real(config, team_id, branch)
-        return type("Env", (), {"clone_from": "main", "branch": env.branch})()
-
-    monkeypatch.setattr(updates, "find_environment", with_clone_from)
+    # A copy of production (`clone_from`): the generation moves; its repositories stay.
+    path.write_text(path.read_text().replace('type = "staging"', 'type = "staging"\nclone_from = "main"'))
     assert cli.run(["env", "refresh", "--config", str(path), "--team", "1", "--branch", "staging", "--no-deploy"]) == 0
     assert "1/staging: refresh 3 -> 4" in capsys.readouterr().out
     entry = json.loads((tmp_path / "oduflow.revisions.json").read_text())["teams"]["1"]["staging"]

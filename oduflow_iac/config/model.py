@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,13 +19,16 @@ from pydantic import (
 )
 
 from oduflow_iac import docker_form, naming
+from oduflow_iac.config import servers as placement
 from oduflow_iac.config.oduflow_compat import SERVER_SECTIONS
+from oduflow_iac.config.servers import Server, validate_server_key
 from oduflow_iac.config.values import (
     addon_repo_name_problem,
     module_name_problem,
     refname_problem,
     repo_url_problem,
 )
+from oduflow_iac.moves import Move
 from oduflow_iac.postgres_server import default_team_connections
 
 if TYPE_CHECKING:
@@ -209,6 +213,11 @@ class Platform(_Model):
     dashboard: bool = False
     # Basic auth of Traefik's dashboard (user `oduflow`), required with `dashboard = true`.
     dashboard_password: SecretValue | None = None
+    # Each team's mail catcher (Mailpit): what its non-production environments' mail goes to.
+    mail_catcher_image: str = (
+        "axllent/mailpit:v1.31.2@sha256:74d609a42ec279aa63c6b4622a6fa9b5408d1ad5b1d76a1c4be40a265ce0863d"
+    )
+    mail_catcher_memory_mb: int = Field(default=128, gt=0)
     # Debian's git and ssh in a Docker Official Image (alpine/git re-pushes its version tags weekly).
     addons_fetch_image: str = (
         "buildpack-deps:bookworm-scm@sha256:ccb9f3efc3b2262f3cb7bebd9881e670f858f0fdb6208cfeb320f3adf4f48ae8"
@@ -434,11 +443,24 @@ class Environment(_Model):
         return _check_cpus(value)
 
     protect: bool | None = None
+    # Another environment of the same team this one is a neutralised copy of (lifecycle/refresh.py),
+    # copied again at each refresh generation of the revision lock.
+    clone_from: str | None = None
+    # The Odoo version of the image when its tag does not tell (a digest-only or custom image);
+    # `clone_from` needs to know it (`odoo neutralize` ships from Odoo 16.0).
+    odoo_version: str | None = Field(default=None, pattern=r"^\d{1,3}\.\d{1,2}$")
     backup: bool = True
     disabled: bool = False
     networks: list[str] = []
     odoo_options: dict[str, str | int | float | bool] = {}
     addons: dict[str, AddonOverride] = {}
+    # The server this environment runs on when not its team's (config/servers.py).
+    server: str | None = None
+
+    @field_validator("server", mode="before")
+    @classmethod
+    def _server_name(cls, value: Any) -> Any:
+        return validate_server_key(value)
 
     @field_validator("hostname")
     @classmethod
@@ -500,6 +522,13 @@ class Team(_Model):
     templates: dict[str, Template] = {}
     addons: list[AddonRepo] = []
     environments: list[Environment] = []
+    # The server the team is placed on (config/servers.py); required when several are declared.
+    server: str | None = None
+
+    @field_validator("server", mode="before")
+    @classmethod
+    def _server_name(cls, value: Any) -> Any:
+        return validate_server_key(value)
 
     @field_validator("auth_token", "ui_password", "production_token", "git_token", "git_ssh_key", mode="before")
     @classmethod
@@ -559,12 +588,19 @@ class Config(_Model):
     dns: Dns | None = None
     backup: Backup | None = None
     team: dict[str, Team] = {}
+    # The Docker hosts (config/servers.py); none declared is the implicit `default`.
+    server: dict[str, Server] = {}
 
     _path: Path = PrivateAttr(default=Path("oduflow.toml"))
     _ports: dict[str, dict[str, int]] = PrivateAttr(default_factory=dict)
     _unlocked: list[str] = PrivateAttr(default_factory=list)
     _notices: list[Any] = PrivateAttr(default_factory=list)  # errors.Problem: accepted, not honoured
     _revisions: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)  # revisions.Lock
+    # Servers and moves (config/servers.py, moves.py): the effective servers and the placement
+    # index are computed once, on first use.
+    _moves: list[Move] = PrivateAttr(default_factory=list)
+    _servers: dict[str, Server] | None = PrivateAttr(default=None)
+    _placement: placement.PlacementIndex | None = PrivateAttr(default=None)
 
     @property
     def path(self) -> Path:
@@ -617,7 +653,9 @@ class Config(_Model):
     def env_limits(self, env: Environment) -> TypeDefaults:
         """CPU, memory and workers of an environment: its own values, else its type's defaults."""
         d = self.platform.environment_defaults[env.type]
-        return TypeDefaults(
+        # Both sources were validated when the file loaded; validating again (the CPU round trip
+        # through the provider's decimal form) costs more than the whole lookup, once per environment.
+        return TypeDefaults.model_construct(
             cpu=env.cpu if env.cpu is not None else d.cpu,
             memory_mb=env.memory_mb if env.memory_mb is not None else d.memory_mb,
             workers=env.workers if env.workers is not None else d.workers,
@@ -651,11 +689,94 @@ class Config(_Model):
         quota = self.team[team_id].quota.db_connections
         return quota if quota is not None else self.platform.postgres_max_connections
 
+    def env_odoo_version(self, team_id: str, env: Environment) -> str | None:
+        """The environment's Odoo version (`17.0`): its `odoo_version`, else its image's tag's."""
+        from oduflow_iac.cascade import odoo_version
+
+        return env.odoo_version or odoo_version(self.env_image(team_id, env))
+
+    def mail_catcher_hostname(self, team_id: str) -> str | None:
+        """The web UI of the team's mail catcher, or None: a team has one when it has a
+        non-production environment (production sends real mail)."""
+        team = self.team[team_id]
+        if all(e.type == "production" for e in team.environments):
+            return None
+        return naming.team_mail_catcher_hostname(team.base.lower())
+
     def env_image(self, team_id: str, env: Environment) -> str:
         if env.odoo_image:
             return env.odoo_image
         assert env.template is not None  # validated: an environment has an image or a template
         return self.team[team_id].templates[env.template].odoo_image
+
+    # ----------------------------------------------------------------------------------------
+    # Servers and moves (config/servers.py, oduflow_iac/moves.py)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Config:
+        # The placement caches describe the original; a copy with other teams or servers recomputes.
+        copy = super().model_copy(update=update, deep=deep)
+        copy._servers = None
+        copy._placement = None
+        return copy
+
+    @property
+    def servers(self) -> dict[str, Server]:
+        """The declared servers by name, or `{"default": ...}` (platform.docker_host, dns.target)
+        when the file declares none."""
+        if self._servers is None:
+            self._servers = placement.effective_servers(self)
+        return self._servers
+
+    def team_server(self, team_id: str) -> str:
+        """The server a team is placed on: `team.N.server`, else the only server."""
+        return placement.configured_team_server(self, team_id)
+
+    def env_server(self, team_id: str, env: Environment) -> str:
+        """The server an environment is placed on: its own `server`, else its team's."""
+        return placement.configured_env_server(self, team_id, env)
+
+    def team_servers(self, team_id: str) -> list[str]:
+        """Every server the team has a footprint on: its own first, then the other servers its
+        environments are placed on (during a move, both ends), sorted."""
+        return list(self._placement_index().team_servers[team_id])
+
+    def server_environments(self, server: str) -> list[tuple[str, Environment]]:
+        """(team id, environment) of every environment on `server`, in file order; an environment
+        being moved is on both servers of its move."""
+        return list(self._placement_index().by_server.get(server, []))
+
+    def _placement_index(self) -> placement.PlacementIndex:
+        if self._placement is None:
+            self._placement = placement.placement_index(self)
+        return self._placement
+
+    @property
+    def moves(self) -> list[Move]:
+        """The moves in progress (`moves.Move`), from `<stem>.moves.json` beside the file."""
+        return list(self._moves)
+
+    def _move_of(self, team_id: str, env: Environment) -> Move | None:
+        moves = self._moves
+        if not moves:
+            return None
+        for move in moves:
+            if move.team == team_id and (
+                move.branch == env.branch or (move.branch is None and env.server is None)
+            ):
+                return move
+        return None
+
+    def env_servers(self, team_id: str, env: Environment) -> list[str]:
+        """The servers an environment is declared on: its server, or [from, to] while it moves."""
+        move = self._move_of(team_id, env)
+        return [move.from_server, move.to] if move is not None else [self.env_server(team_id, env)]
+
+    def env_dns_server(self, team_id: str, env: Environment) -> str:
+        """The server an environment's DNS records point at: `from` until a move is switched."""
+        move = self._move_of(team_id, env)
+        if move is None:
+            return self.env_server(team_id, env)
+        return move.to if move.phase == "switched" else move.from_server
 
     def inline_secrets(self) -> list[str]:
         """Key paths of secrets written inline in the file (a policy flags them)."""

@@ -1,4 +1,4 @@
-"""Every rule of the oduflow policy pack: port ranges, quotas, tenant isolation, Odoo hardening,
+"""Every rule of the oduflow policy pack: port ranges, quotas, server capacity, tenant isolation, Odoo hardening,
 pinned images, backups, and advisory guardrails.
 
 `POLICIES` is the one list of rules. `policies/__main__.py` hands it to the Pulumi engine
@@ -32,6 +32,7 @@ from oduflow_iac.policy.advisories import (
 
 # What tests and the offline bridge read from the pack, re-exported so `policy.X` keeps one meaning.
 from oduflow_iac.policy.backups import dumped_databases, validate_backups
+from oduflow_iac.policy.capacity import validate_capacity
 from oduflow_iac.policy.common import (
     CONTAINER,
     DATABASE,
@@ -45,7 +46,7 @@ from oduflow_iac.policy.common import (
     VOLUME,
     SecretAwareArgs,
 )
-from oduflow_iac.policy.hardening import validate_odoo_hardening
+from oduflow_iac.policy.hardening import validate_mail_caught, validate_odoo_hardening
 from oduflow_iac.policy.images import (
     floating_tag,
     image_problem,
@@ -58,6 +59,7 @@ from oduflow_iac.policy.ports import validate_ports
 from oduflow_iac.policy.quotas import validate_quotas
 from oduflow_iac.policy.schemas import (
     BACKUPS_SCHEMA,
+    CAPACITY_SCHEMA,
     INLINE_SECRETS_SCHEMA,
     ISOLATION_SCHEMA,
     PORTS_SCHEMA,
@@ -89,6 +91,14 @@ POLICIES: list[Policy] = [
         config_schema=QUOTAS_SCHEMA,
     ),
     StackValidationPolicy(
+        name="capacity",
+        description="What is placed on each server with a declared capacity (its environments' CPU and memory "
+        "limits, the platform's own services there, the teams' disk reservations) fits that capacity.",
+        validate=validate_capacity,
+        enforcement_level=MANDATORY,
+        config_schema=CAPACITY_SCHEMA,
+    ),
+    StackValidationPolicy(
         name="isolation",
         description="Team databases are owned by the team's role and closed to PUBLIC; team containers join "
         "only their team's network (its PostgreSQL proxy also the database network), never another team's, "
@@ -104,6 +114,15 @@ POLICIES: list[Policy] = [
         "policies which values are secret, so that check runs only in the offline plan).",
         validate=validate_odoo_hardening,
         enforcement_level=MANDATORY,
+    ),
+    StackValidationPolicy(
+        name="mail-caught",
+        description="No non-production environment has an outgoing mail server of its own: its odoo.conf (in "
+        "any spelling Odoo reads) sends to its team's mail catcher, its command line names no --smtp option; "
+        "production is left alone.",
+        validate=validate_mail_caught,
+        enforcement_level=MANDATORY,
+        config_schema=PRODUCTION_SCHEMA,
     ),
     ResourceValidationPolicy(
         name="images-pinned",

@@ -53,6 +53,21 @@ QUOTAS_SCHEMA = PolicyConfigSchema(
     properties={
         "teams": {"type": "object", "description": "Each team's quota.", "additionalProperties": _QUOTA},
         "organisation": _QUOTA,
+        "environments": {
+            "type": "object",
+            "description": "Every Odoo container of oduflow.toml (on every server) with its team and limits; "
+            "those not in the stack count with these figures.",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "team": {"type": "string"},
+                    "cpu": {"type": "number", "minimum": 0},
+                    "memory_mb": {"type": "integer", "minimum": 0},
+                },
+                "required": ["team", "cpu", "memory_mb"],
+                "additionalProperties": False,
+            },
+        },
     }
 )
 ISOLATION_SCHEMA = PolicyConfigSchema(
@@ -74,6 +89,52 @@ INLINE_SECRETS_SCHEMA = PolicyConfigSchema(
             "type": "array",
             "description": "Key paths of oduflow.toml whose secret is written inline.",
             "items": {"type": "string"},
+        }
+    }
+)
+_FIGURES = {
+    "type": "object",
+    "properties": {"cpu": {"type": "number", "minimum": 0}, "memory_mb": {"type": "integer", "minimum": 0}},
+    "required": ["cpu", "memory_mb"],
+    "additionalProperties": False,
+}
+CAPACITY_SCHEMA = PolicyConfigSchema(
+    properties={
+        "servers": {
+            "type": "object",
+            "description": "Each server with a capacity, and what oduflow.toml places on it.",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "capacity": {
+                        "type": "object",
+                        "properties": {
+                            "cpu": {"type": "number", "minimum": 0},
+                            "memory_mb": {"type": "integer", "minimum": 1},
+                            "disk_gb": {"type": "integer", "minimum": 1},
+                        },
+                        "required": ["cpu", "memory_mb", "disk_gb"],
+                        "additionalProperties": False,
+                    },
+                    "environments": {
+                        "type": "object",
+                        "description": "The Odoo containers placed on the server, with their configured limits.",
+                        "additionalProperties": _FIGURES,
+                    },
+                    "services_memory_mb": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "Memory of the platform's own services on the server.",
+                    },
+                    "disk_gb": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "Disk reserved by the teams whose own server it is.",
+                    },
+                },
+                "required": ["capacity", "environments", "services_memory_mb", "disk_gb"],
+                "additionalProperties": False,
+            },
         }
     }
 )
