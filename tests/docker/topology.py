@@ -41,8 +41,19 @@ DEFAULT_BRIDGE = "oduflow-test-default-bridge"
 
 # Roles whose containers run a team's own code (its addons, its git remotes, its database dumps):
 # the sources of the reachability matrix, all treated as hostile.
-TENANT_ROLES = ("odoo", "init", "template-init", "addons-fetch", "backup")
-ALL_ROLES = ("odoo", "init", "template-init", "addons-fetch", "backup", "database", "proxy", "db-proxy", "docker-proxy")
+TENANT_ROLES = ("odoo", "init", "template-init", "addons-fetch", "upgrade", "backup")
+ALL_ROLES = (
+    "odoo",
+    "init",
+    "template-init",
+    "addons-fetch",
+    "upgrade",
+    "backup",
+    "database",
+    "proxy",
+    "db-proxy",
+    "docker-proxy",
+)
 
 # What the real images listen on (their programs' defaults, not the plan's topology).
 IMAGE_PORTS = {"odoo": (naming.ODOO_HTTP_PORT, naming.ODOO_LONGPOLLING_PORT), "database": (5432,)}
