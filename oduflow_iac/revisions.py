@@ -281,10 +281,13 @@ def upgrade_state(image: str, modules: Mapping[str, ModuleRevision]) -> dict[str
     }
 
 
-def upgrade_digest(image: str, modules: Mapping[str, ModuleRevision]) -> str:
+def upgrade_digest(image: str, modules: Mapping[str, ModuleRevision], refresh: int | None = None) -> str:
     """A short digest of `upgrade_state`: the upgrade one-shot's label, so the provider re-creates
-    it exactly when the image or a pinned module's code or version changes (labels are ForceNew)."""
-    text = json.dumps(upgrade_state(image, modules), sort_keys=True, separators=(",", ":"))
+    it exactly when the image or a pinned module's code or version changes (labels are ForceNew).
+    A copy (`clone_from`) adds its refresh generation: a new copy brings its source's database,
+    recorded state included, which its own code must be upgraded from again."""
+    state = upgrade_state(image, modules) | ({"refresh": refresh} if refresh is not None else {})
+    text = json.dumps(state, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -608,3 +608,16 @@ def test_base_ref_reads_the_revision_lock_of_the_base(tmp_path: Path) -> None:
     head = plan_doc(path)
     (move,) = changes.diff_plans(doc, head, label).revisions
     assert move["repos"] == [{"repo": "team-a-addons", "from": A, "to": B}] and move["upgrade"] == ["sale_x"]
+
+
+def test_a_new_refresh_generation_upgrades_the_copy_again(tmp_path: Path) -> None:
+    # The copy brings its source's database and recorded state: its own code is upgraded from there.
+    def config_with(refresh: int, name: str) -> Path:
+        path = write(tmp_path, lock_doc({"staging": env_entry(refresh=refresh)}), name)
+        path.write_text(path.read_text().replace('type = "staging"', 'type = "staging"\nclone_from = "main"'))
+        return path
+
+    d = changes.diff_plans(plan_doc(config_with(3, "base")), plan_doc(config_with(4, "head")), "base")
+    replaced = {(c.name, c.role) for c in d.changed if c.action == "replace" and c.role in ("upgrade", "refresh")}
+    assert replaced == {("team-1-staging-upgrade", "upgrade"), ("team-1-staging-refresh", "refresh")}
+    assert not [c for c in d.changed if c.role == "upgrade" and "staging" not in c.name]

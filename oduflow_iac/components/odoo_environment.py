@@ -407,7 +407,9 @@ class OdooEnvironment(pulumi.ComponentResource):
         state = revisions.upgrade_state(args.image, args.modules)
         script = upgrade.upgrade_script(self.database_name, container_name, production=args.env_type == "production")
         label_values = labels.oduflow_labels(team, branch, "upgrade") | {
-            upgrade.LABEL_DIGEST: revisions.upgrade_digest(args.image, args.modules)
+            upgrade.LABEL_DIGEST: revisions.upgrade_digest(
+                args.image, args.modules, args.clone.generation if args.clone is not None else None
+            )
         }
         container = one_shot(
             f"{name}-upgrade",
