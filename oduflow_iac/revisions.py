@@ -364,9 +364,8 @@ def plan_moves(base: Mapping[str, Any], head: Mapping[str, Any]) -> list[dict[st
             if (a or {}).get("commit") != (b or {}).get("commit"):
                 repos.append({"repo": name, "from": (a or {}).get("commit"), "to": (b or {}).get("commit")})
         image_changed = old.get("image") != new.get("image")
-        refresh = (old.get("refresh", 0), new.get("refresh", 0))
-        if not repos and not image_changed and refresh[0] == refresh[1]:
-            continue
+        if not repos and not image_changed:
+            continue  # a new refresh generation alone is the refresh's own note (lifecycle/refresh.py)
         changed = changed_modules(old_modules, new_modules)
         entry: dict[str, Any] = {"environment": where, "repos": repos}
         if image_changed:
@@ -377,8 +376,6 @@ def plan_moves(base: Mapping[str, Any], head: Mapping[str, Any]) -> list[dict[st
             for m in changed
             if m not in old_modules or old_modules[m].version != new_modules[m].version
         }
-        if refresh[0] != refresh[1]:
-            entry["refresh"] = {"from": refresh[0], "to": refresh[1]}
         out.append(entry)
     return out
 
@@ -407,6 +404,4 @@ def describe_move(move: Mapping[str, Any]) -> str:
         what = "upgrades where installed: " + ", ".join(shown)
     else:
         what = "no module to upgrade"
-    if "refresh" in move:
-        parts.append(f"refresh {move['refresh']['from']} -> {move['refresh']['to']}")
     return f"{move['environment']}: {'; '.join(parts)}; {what}"
