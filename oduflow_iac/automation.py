@@ -32,6 +32,7 @@ from oduflow_iac import backup, naming, ports, teams, tunnel
 from oduflow_iac.config import SECRETS_NAMESPACE, Config, EnvType, branch_problem, load_config
 from oduflow_iac.editing import ConfigEdit, TomlValue
 from oduflow_iac.errors import ConfigError, OduflowError, PulumiCliMissing, UsageError
+from oduflow_iac.lifecycle import pause
 from oduflow_iac.stack_settings import StackSettings, read_stack_settings
 
 Operation = Literal["preview", "up", "destroy", "refresh"]
@@ -141,7 +142,7 @@ def _tunnel_target(settings: StackSettings, config: Config) -> tunnel.SshTarget 
 
 CONTAINER_TYPE = "docker:index/container:Container"
 POSTGRESQL_PROVIDER_TYPE = "pulumi:providers:postgresql"
-ONE_SHOT_ROLES = ("init", "template-init", "addons-fetch", "refresh")
+ONE_SHOT_ROLES = ("init", "template-init", "addons-fetch", "refresh", "upgrade")
 
 
 @dataclass(frozen=True)
@@ -345,6 +346,7 @@ class Runner:
         self.env_vars = dict(env_vars or {})
         self.parallel = max(1, parallel)
         self._tunnel_lock = threading.Lock()  # parallel team stacks: one port choice at a time
+        self.docker: DockerRunner = run_docker  # stops and starts Odoo around upgrades
 
     def out(self, line: str) -> None:
         with self._lock:
@@ -418,7 +420,18 @@ class Runner:
                     kwargs = {**kwargs, "replace": [f.urn for f in retried]}
             with self._tunnel(operation, config, target, deployment, prefix) as env:
                 stack.workspace.env_vars = {**self.env_vars, **env}
-                result = self._engine(operation, stack, name, kwargs)
+                if operation == "up":
+                    # Odoo stopped around upgrades and refreshes (lifecycle/pause.py).
+                    docker_env = {"DOCKER_HOST": stack_docker_host(selection.settings, config)}
+                    result = pause.up_paused(
+                        stack,
+                        kwargs,
+                        lambda: self._engine(operation, stack, name, kwargs),
+                        lambda args: self.docker(args, docker_env),
+                        lambda line: self.out(prefix + line),
+                    )
+                else:
+                    result = self._engine(operation, stack, name, kwargs)
             result.retried = [f.name for f in retried]
             return result
         except StackNotFoundError:
@@ -687,8 +700,10 @@ def expected_containers(config: Config, team_id: str) -> set[str]:
     """Names of the containers the program declares for a team."""
     team = config.team[team_id]
     names = {naming.fit_identifier(f"oduflow-{team_id}-template-{t}-init") for t in team.templates}
+    names |= {naming.template_upgrade_container_name(team_id, t) for t in team.templates}
     for env in team.environments:
         names.add(naming.env_addons_fetch_container_name(team_id, env.branch))
+        names.add(naming.env_upgrade_container_name(team_id, env.branch))
         if not env.disabled:
             names.add(naming.env_container_name(team_id, env.branch))
     if config.backup is not None:

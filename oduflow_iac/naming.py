@@ -118,6 +118,26 @@ def env_addons_fetch_container_name(team_id: str, branch: str) -> str:
     return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-addons-fetch")
 
 
+def env_upgrade_container_name(team_id: str, branch: str) -> str:
+    """The module-upgrade one-shot of an environment (lifecycle/upgrade.py)."""
+    return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-upgrade")
+
+
+def template_upgrade_container_name(team_id: str, name: str) -> str:
+    """The module-upgrade one-shot of a template (an image bump of the template)."""
+    return fit_identifier(f"oduflow-{team_id}-template-{slugify_branch(name)}-upgrade")
+
+
+COMMIT_DIR_CHARS = 12
+
+
+def addons_checkout_dir(repo: str, commit: str | None) -> str:
+    """The directory of one repository under the addons root: `{repo}@{commit[:12]}` for a pinned
+    commit (one directory per revision, so the running Odoo keeps its code while the next revision
+    is upgraded), `{repo}` for an unpinned branch head. `@` is in no repository name."""
+    return f"{repo}@{commit[:COMMIT_DIR_CHARS]}" if commit else repo
+
+
 def env_refresh_container_name(team_id: str, branch: str) -> str:
     """The refresh one-shot of an environment with `clone_from` (lifecycle/refresh.py)."""
     return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-refresh")

@@ -126,7 +126,9 @@ def test_the_tunnel_reuses_the_port_the_state_records(fake_cli: FakeCli, fake_ss
     assert run_cli(project, "up", "--stack", "remote") == 0
     assert run_cli(project, "refresh", "--stack", "remote") == 0
     ports = [int(c["env"][tunnel.ENV_ADMIN_PORT]) for c in fake_cli.engine()]
-    assert ports == [recorded, recorded]
+    # `up` previews first (which Odoo to stop around upgrades: lifecycle/pause.py), in the same tunnel.
+    assert [c["args"][0] for c in fake_cli.engine()] == ["preview", "up", "refresh"]
+    assert ports == [recorded, recorded, recorded]
 
 
 def test_a_busy_recorded_port_moves_up_but_stops_refresh(

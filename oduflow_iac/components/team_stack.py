@@ -26,8 +26,8 @@ from oduflow_iac import (
     naming,
     odoo_conf,
     odoo_init,
+    revisions,
 )
-from oduflow_iac.cascade import resolve_addons
 from oduflow_iac.components.common import (
     hardening,
     init_uploads,
@@ -48,6 +48,7 @@ from oduflow_iac.components.odoo_environment import (
 )
 from oduflow_iac.components.refs import SharedRefs, TeamDatabaseAccess, TeamRole
 from oduflow_iac.config import Config, Environment
+from oduflow_iac.lifecycle import upgrade
 
 DB_PROXY_GRACE_SECONDS = 10
 BACKUP_GRACE_SECONDS = 30
@@ -246,8 +247,37 @@ class TeamStack(pulumi.ComponentResource):
                     on_docker, pulumi.ResourceOptions(depends_on=[db, revoke, self.db_proxy])
                 ),
             )
+            # An image bump of the template upgrades its modules (lifecycle/upgrade.py); environments
+            # cloned from it afterwards start from the upgraded database.
+            upgrade_name = naming.template_upgrade_container_name(team_id, tname)
+            template_upgrade = one_shot(
+                f"{tkey}-upgrade",
+                container_name=upgrade_name,
+                image=template.odoo_image,
+                entrypoints=["/bin/sh"],
+                command=[upgrade.SCRIPT_PATH],
+                uploads=[
+                    docker.ContainerUploadArgsDict(file=f, content=c)
+                    for f, c in upgrade.uploads(
+                        upgrade.upgrade_script(db_name, upgrade_name, production=False, conf=False),
+                        revisions.upgrade_state(template.odoo_image, {}),
+                    )
+                ],
+                envs=[*self.db_access.libpq_envs, f"PGDATABASE={db_name}"],
+                volumes=[
+                    docker.ContainerVolumeArgsDict(volume_name=filestore.name, container_path=odoo_conf.FILESTORE_PATH)
+                ],
+                networks=[self.network.name],
+                labels=label_args(
+                    labels.oduflow_labels(team_id, None, "upgrade")
+                    | {upgrade.LABEL_DIGEST: revisions.upgrade_digest(template.odoo_image, {})}
+                ),
+                opts=pulumi.ResourceOptions.merge(
+                    on_docker, pulumi.ResourceOptions(depends_on=[succeeded(init, init_name)])
+                ),
+            )
             self.templates[tname] = db
-            self.templates_ready[tname] = succeeded(init, init_name)
+            self.templates_ready[tname] = succeeded(template_upgrade, upgrade_name)
             self.template_filestores[tname] = filestore
 
         basic_auth: pulumi.Output[str] | None = None
@@ -265,11 +295,6 @@ class TeamStack(pulumi.ComponentResource):
         if args.git_ssh_key is not None:
             git_envs.append(secret_env(addons_fetch.SSH_KEY_ENV, args.git_ssh_key))
         self.environments = {}
-        levels = [
-            ("platform", config.platform.addons),
-            ("organisation", config.organisation.addons),
-            ("project", team.addons),
-        ]
         tls = config.platform.tls
         mail_host = config.mail_catcher_hostname(team_id)
         self.mail_catcher: docker.Container | None = None
@@ -285,6 +310,7 @@ class TeamStack(pulumi.ComponentResource):
                 template_filestore = self.template_filestores[env.template].name
                 depends.append(self.templates_ready[env.template])
             host = config.env_hostname(team_id, env)
+            pinned = config.env_revisions(team_id, env.branch)
             env_name = naming.resource_name(name, env.slug)
             self.environments[env.branch] = OdooEnvironment(
                 env_name,
@@ -308,12 +334,14 @@ class TeamStack(pulumi.ComponentResource):
                     ),
                     template_filestore=template_filestore,
                     tls_resolver=tls_resolver_for(config, host),
-                    addons=resolve_addons(levels, env.type, image, env.addons),  # type: ignore[arg-type]
+                    addons=revisions.env_addons(config, team_id, env),
                     addons_fetch_image=config.platform.addons_fetch_image,
                     extra_networks=list(env.networks),
                     odoo_options=dict(env.odoo_options),
                     git_credentials=git_credentials,
                     git_envs=git_envs,
+                    pins={repo: r.commit for repo, r in pinned.repos.items()},
+                    modules=pinned.modules(),
                     protect=env.is_protected,
                     disabled=env.disabled,
                     depends_on=depends,

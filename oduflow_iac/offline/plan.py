@@ -190,6 +190,7 @@ def to_json(result: PlanResult, diff: PlanDiff | None = None) -> dict[str, Any]:
     if diff is not None:
         doc["changes"] = [changes.change_doc(c) for c in changes.ordered(diff)]
     doc["resources"] = [_resource_doc(r, whole_numbers(redact(r.inputs))) for r in run.resources]
+    doc["revisions"] = _revisions(result.config)
     doc["violations"] = [_violation_doc(v) for v in result.violations]
     doc["notes"] = plan_notes(result)
     doc["summary"] = _summary_doc(result, diff)
@@ -208,6 +209,37 @@ def whole_numbers(value: Any) -> Any:
     if isinstance(value, Secret):
         return Secret(whole_numbers(value.value))
     return value
+
+
+def _revisions(config: Config) -> dict[str, Any]:
+    """What each environment runs (revisions.plan_section): what `--diff-against` compares."""
+    from oduflow_iac import revisions
+
+    return revisions.plan_section(config)
+
+
+def _revisions_json(config: Config) -> str:
+    """One environment per line, like resources."""
+    section = _revisions(config)
+    if not section:
+        return "{}"
+    rows = [f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in section.items()]
+    return "{\n" + ",\n".join(rows) + "\n  }"
+
+
+def _unpinned_note(config: Config) -> str | None:
+    from oduflow_iac import revisions
+
+    envs = revisions.unpinned(_revisions(config))
+    if not envs:
+        return None
+    shown = ", ".join(envs[:5]) + (f" and {len(envs) - 5} more" if len(envs) > 5 else "")
+    return (
+        f"{plural(len(envs), 'environment')} {'runs' if len(envs) == 1 else 'run'} unpinned addon repositories "
+        f"({shown}): the fetcher takes each branch head when it runs and no module is upgraded; "
+        "`oduflow-iac env update --team N --branch B` pins them in "
+        f"{revisions.lock_path_for(config.path).name}"
+    )
 
 
 def plan_notes(result: PlanResult) -> list[dict[str, Any]]:
@@ -237,6 +269,12 @@ def plan_notes(result: PlanResult) -> list[dict[str, Any]]:
                 "message": _refresh_note(team, branch, source, generation),
             }
         )
+    unpinned = _unpinned_note(result.config)
+    if unpinned:
+        from oduflow_iac import revisions
+
+        envs = revisions.unpinned(_revisions(result.config))
+        notes.append({"kind": "unpinned", "environments": envs, "message": unpinned})
     return notes
 
 
@@ -345,6 +383,7 @@ def render_json(result: PlanResult, diff: PlanDiff | None = None) -> str:
         lines.append(f'  "changes": {array([json.dumps(changes.change_doc(c)) for c in changes.ordered(diff)])}')
     lines += [
         f'  "resources": {array(resources)}',
+        f'  "revisions": {_revisions_json(result.config)}',
         f'  "violations": {array(violations)}',
         f'  "notes": {array(notes)}',
         f'  "summary": {summary}',
@@ -430,6 +469,9 @@ def render_table(result: PlanResult, out: Any = None, diff: PlanDiff | None = No
         console.print(f"[yellow]note:[/yellow] {_escape(_missing_note(result))}", soft_wrap=True)
     for copy in _copies(result.config):
         console.print(f"[yellow]note:[/yellow] {_escape(_refresh_note(*copy))}", soft_wrap=True)
+    unpinned = _unpinned_note(result.config)
+    if unpinned:
+        console.print(f"[yellow]warning:[/yellow] {_escape(unpinned)}", soft_wrap=True)
     console.print(_summary_line(result), soft_wrap=True)
 
 
@@ -538,6 +580,9 @@ def render_markdown(result: PlanResult, limit: int = COMMENT_LIMIT, diff: PlanDi
         notes += [f"> note: the stack has no value yet for {keys}; `pulumi up` needs them.", ""]
     for copy in _copies(result.config):
         notes += [f"> note: {_md(_refresh_note(*copy))}", ""]
+    unpinned = _unpinned_note(result.config)
+    if unpinned:
+        notes += [f"> warning: {_md(unpinned)}", ""]
     violations = _md_violations(result)
     listed, counted = _md_teams(result, teams, listed=True), _md_teams(result, teams, listed=False)
     by_type = _md_resource_types(run)

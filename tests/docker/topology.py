@@ -41,13 +41,14 @@ DEFAULT_BRIDGE = "oduflow-test-default-bridge"
 
 # Roles whose containers run a team's own code (its addons, its git remotes, its database dumps):
 # the sources of the reachability matrix, all treated as hostile.
-TENANT_ROLES = ("odoo", "init", "template-init", "addons-fetch", "refresh", "backup")
+TENANT_ROLES = ("odoo", "init", "template-init", "addons-fetch", "refresh", "upgrade", "backup")
 ALL_ROLES = (
     "odoo",
     "init",
     "template-init",
     "addons-fetch",
     "refresh",
+    "upgrade",
     "backup",
     "mail-catcher",
     "database",
