@@ -416,6 +416,7 @@ AddonOverride = str | Literal[False]
 
 class Environment(_Model):
     branch: str
+    server: str | None = None  # placement override (local stand-in of the servers model)
     type: EnvType = "development"
     odoo_image: str | None = None
     template: str | None = None
@@ -497,6 +498,7 @@ class Team(_Model):
     templates: dict[str, Template] = {}
     addons: list[AddonRepo] = []
     environments: list[Environment] = []
+    server: str | None = None  # placement (local stand-in of the servers model)
 
     @field_validator("auth_token", "ui_password", "production_token", "git_token", "git_ssh_key", mode="before")
     @classmethod
@@ -548,6 +550,28 @@ class Team(_Model):
         return self.base_domain or self.hostname
 
 
+# ---- Local stand-in of the servers model (Capacity, Server, Config.server and its placement
+# API); the servers model of the config replaces this block.
+class Capacity(_Model):
+    cpu: float = Field(gt=0)
+    memory_mb: int = Field(gt=0)
+    disk_gb: int = Field(gt=0)
+
+
+class Server(_Model):
+    docker_host: str
+    address: str | None = None
+    capacity: Capacity | None = None
+
+
+class Move(_Model):
+    team: str
+    branch: str | None = None
+    from_: str = Field(alias="from")
+    to: str
+    phase: Literal["copying", "switched"] = "copying"
+
+
 class Config(_Model):
     """A whole oduflow.toml, validated, with the stable host port of every environment."""
 
@@ -556,11 +580,59 @@ class Config(_Model):
     dns: Dns | None = None
     backup: Backup | None = None
     team: dict[str, Team] = {}
+    server: dict[str, Server] = {}
 
     _path: Path = PrivateAttr(default=Path("oduflow.toml"))
     _ports: dict[str, dict[str, int]] = PrivateAttr(default_factory=dict)
     _unlocked: list[str] = PrivateAttr(default_factory=list)
     _notices: list[Any] = PrivateAttr(default_factory=list)  # errors.Problem: accepted, not honoured
+    _moves: list[Move] = PrivateAttr(default_factory=list)
+
+    @property
+    def servers(self) -> dict[str, Server]:
+        if self.server:
+            return dict(self.server)
+        return {
+            naming.DEFAULT_SERVER: Server(
+                docker_host=self.platform.docker_host, address=self.dns.target if self.dns else None
+            )
+        }
+
+    @property
+    def moves(self) -> list[Move]:
+        return self._moves
+
+    def team_server(self, team_id: str) -> str:
+        own = self.team[team_id].server
+        return own if own is not None else next(iter(self.servers))
+
+    def env_server(self, team_id: str, env: Environment) -> str:
+        return env.server if env.server is not None else self.team_server(team_id)
+
+    def _move_of(self, team_id: str, env: Environment) -> Move | None:
+        for move in self._moves:
+            if move.team == team_id and move.branch in (None, env.branch):
+                return move
+        return None
+
+    def env_servers(self, team_id: str, env: Environment) -> list[str]:
+        move = self._move_of(team_id, env)
+        return [move.from_, move.to] if move is not None else [self.env_server(team_id, env)]
+
+    def env_dns_server(self, team_id: str, env: Environment) -> str:
+        move = self._move_of(team_id, env)
+        if move is None:
+            return self.env_server(team_id, env)
+        return move.from_ if move.phase == "copying" else move.to
+
+    def team_servers(self, team_id: str) -> list[str]:
+        own = self.team_server(team_id)
+        others = {s for e in self.team[team_id].environments for s in self.env_servers(team_id, e)}
+        return [own, *sorted(others - {own})]
+
+    def server_environments(self, server: str) -> list[tuple[str, Environment]]:
+        return [(t, e) for t, team in self.teams for e in team.environments if server in self.env_servers(t, e)]
+    # ---- end of the stand-in
 
     @property
     def path(self) -> Path:

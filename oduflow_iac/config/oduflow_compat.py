@@ -81,6 +81,10 @@ def adapt(raw: dict[str, Any], shown: str) -> tuple[dict[str, Any], list[Problem
     notices for what is accepted but not honoured. `raw` is not modified."""
     notices: list[Problem] = []
     owned = {k: v for k, v in raw.items() if k not in SERVER_SECTIONS}
+    # Local stand-in: `[server.NAME]` tables with a docker_host are oduflow-iac's servers.
+    fleet = raw.get("server")
+    if isinstance(fleet, dict) and fleet and all(isinstance(v, dict) and "docker_host" in v for v in fleet.values()):
+        owned["server"] = fleet
 
     routing = raw.get("routing")
     if isinstance(routing, dict) and isinstance(routing.get("acme_email"), str) and routing["acme_email"]:

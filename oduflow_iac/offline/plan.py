@@ -111,17 +111,14 @@ def plan_run(
 ) -> tuple[PlannedRun, list[str]]:
     """Run the program for `config` under mocks, with the stack's settings."""
     project = settings.project if settings else "oduflow"
-    program_settings = ProgramSettings(
-        docker_host=(settings.get("dockerHost") if settings else None) or config.platform.docker_host,
-        layout=(settings.get("layout") if settings else None) or "all",
-        team=(settings.get("team") if settings else None) or None,
-        shared_stack=(settings.get("sharedStack") if settings else None) or None,
-    )
+    program_settings = ProgramSettings.from_values(config, settings.get if settings else lambda _key: None)
     problem = program_settings.problem(config)
     if problem:
         where = f"{settings.stack_file}: " if settings else ""
         raise UsageError(f"{where}{problem}")
-    deployed = {"all": None, "shared": [], "team": [program_settings.team or ""]}.get(program_settings.layout)
+    deployed = {"all": None, "shared": [], "server": [], "team": [program_settings.team or ""]}.get(
+        program_settings.layout
+    )
     values, keys, missing = secret_config(config, settings, deployed)
     run = run_offline(
         partial(build, config, program_settings),  # not a lambda: one frame less in every stack the SDK captures
