@@ -15,6 +15,7 @@ import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 import pulumi_docker as docker
 import pulumi_postgresql as postgresql
+from pulumi.resource import create_urn
 
 from oduflow_iac import (
     addons_fetch,
@@ -78,7 +79,7 @@ def dns_record_names(config: Config, team_id: str, server: str | None = None) ->
     assert config.dns is not None
     zone = config.dns.zone.lower().rstrip(".")
     team = config.team[team_id]
-    own = config.team_server(team_id)
+    own = team_dns_server(config, team_id)
     names = [team.hostname.lower(), f"*.{team.base.lower()}"] if server in (None, own) else []
     suffix = f".{team.base.lower()}"
     for env in team.environments:
@@ -90,6 +91,15 @@ def dns_record_names(config: Config, team_id: str, server: str | None = None) ->
         if (not inside_wildcard or at != own) and host not in names:
             names.append(host)
     return [n for n in names if n == zone or n.endswith(f".{zone}")]
+
+
+def team_dns_server(config: Config, team_id: str) -> str:
+    """Where the team's own records (its hostname and wildcard) point: its server, and while the
+    whole team moves, where its environments are served (`from` while copying, then `to`)."""
+    for move in config.moves:
+        if move.team == team_id and move.branch is None:
+            return move.from_ if move.phase == "copying" else move.to
+    return config.team_server(team_id)
 
 
 def dns_address(config: Config, server: str) -> str:
@@ -373,7 +383,28 @@ class TeamStack(pulumi.ComponentResource):
     def _backup_storage(self, name: str, config: Config, team_id: str, shared: SharedRefs) -> None:
         plan = config.backup
         assert plan is not None
-        opts = pulumi.ResourceOptions(parent=self, provider=shared.aws_provider)
+        # The bucket and its users are the team's, not a server's: when the team's own server
+        # changes, they are the same resources under its TeamStack there (aliases from every other
+        # server's TeamStack name), never a new bucket beside a protected one.
+        others = [
+            naming.team_component_name(team_id, s)
+            for s in config.servers
+            if naming.team_component_name(team_id, s) != name
+        ]
+
+        def same_elsewhere(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult:
+            suffix = args.name[len(name) :]
+            aliases = [
+                pulumi.Alias(name=f"{other}{suffix}", parent=create_urn(other, "oduflow:index:TeamStack"))
+                for other in others
+            ]
+            return pulumi.ResourceTransformationResult(
+                args.props, pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(aliases=aliases))
+            )
+
+        opts = pulumi.ResourceOptions(
+            parent=self, provider=shared.aws_provider, transformations=[same_elsewhere] if others else None
+        )
         bucket_name = naming.team_backup_bucket_name(plan.bucket_prefix, team_id)
         tiers = plan.retention.tiers()
         tier_names = [t for t, _ in tiers]

@@ -72,6 +72,15 @@ def load_config(path: str | Path, *, lock_path: str | Path | None = None, move_p
         for env in team.environments
         if env.port is None and lock.get(team_id, {}).get(env.branch) != config._ports[team_id][env.branch]
     ]
+    # Local stand-in of the moves file (`<stem>.moves.json` beside the config), replaced by the
+    # servers model's own loading.
+    moves_file = path.with_name(f"{path.stem}.moves.json")
+    if moves_file.is_file():
+        import json
+
+        from oduflow_iac.config.model import Move
+
+        config._moves = [Move.model_validate(m) for m in json.loads(moves_file.read_text())["moves"]]
     return config
 
 
