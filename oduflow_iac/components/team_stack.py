@@ -98,7 +98,7 @@ def team_dns_server(config: Config, team_id: str) -> str:
     whole team moves, where its environments are served (`from` while copying, then `to`)."""
     for move in config.moves:
         if move.team == team_id and move.branch is None:
-            return move.from_ if move.phase == "copying" else move.to
+            return move.to_server if move.phase == "switched" else move.from_server
     return config.team_server(team_id)
 
 
