@@ -65,6 +65,10 @@ def component_server(run: PlannedRun, r: PlannedResource) -> tuple[str | None, s
     return None, None
 
 
+def create_urn_of(team_stack: str) -> str:
+    return f"urn:pulumi:local::oduflow::oduflow:index:TeamStack::{team_stack}"
+
+
 def provider_servers(run: PlannedRun) -> dict[str, str]:
     """Each provider reference (`URN::ID`) -> the server whose SharedInfra declares it."""
     out = {}
@@ -178,6 +182,16 @@ def test_backups_one_bucket_per_team_a_job_per_server_it_serves_on(fleet_run: Pl
     on_default = jobs[("default", "1")].inputs["uploads"][0]["content"]
     assert "oduflow_1_main" in on_s3 and "oduflow_1_staging" not in on_s3
     assert "oduflow_1_main" not in on_default and "oduflow_1_staging" in on_default
+    # the bucket and its users are the team's: the same resources if its own server changes
+    bucket = next(r for r in fleet_run.of_type("aws:s3/bucket:Bucket") if r.name == "team-1-backup-bucket")
+    assert bucket.aliases == [
+        ("team-1@s2-backup-bucket", "urn:pulumi:local::oduflow::oduflow:index:TeamStack::team-1@s2"),
+        ("team-1@s3-backup-bucket", "urn:pulumi:local::oduflow::oduflow:index:TeamStack::team-1@s3"),
+    ]
+    users = [r for r in fleet_run.of_type("aws:iam/user:User") if r.name.startswith("team-2@s2-")]
+    assert users and all(
+        ("team-2" + r.name.removeprefix("team-2@s2"), create_urn_of("team-2")) in r.aliases for r in users
+    )
     # both with the team's one job key (from its own server's stack)
     key = next(r.urn for r in fleet_run.of_type("aws:iam/accessKey:AccessKey") if r.name == "team-1-backup-key")
     assert key in jobs[("s3", "1")].dependencies
@@ -451,3 +465,21 @@ def test_a_remote_server_without_its_own_tunnel_stops_the_run(fleet: Config, mon
     run = run_stack(fleet, reached, "local")
     ports = {r.name: r.inputs["port"] for r in run.of_type("pulumi:providers:postgresql")}
     assert ports == {"shared-postgresql": "5432", "shared@s2-postgresql": "40002", "shared@s3-postgresql": "40003"}
+
+
+def test_the_shipped_fleet_example_keeps_every_team_on_its_servers_providers() -> None:
+    config = load_config(ROOT / "examples" / "fleet" / "oduflow.toml")
+    run = plan_run(config, None)[0]
+    servers = provider_servers(run)
+    assert set(servers.values()) == set(config.servers)
+    hosts = {component_server(run, r)[0]: r.inputs["host"] for r in run.of_type("pulumi:providers:docker")}
+    assert hosts == {name: server.docker_host for name, server in config.servers.items()}
+    for r in run.resources:
+        server, team = component_server(run, r)
+        if r.type.startswith(("docker:", "postgresql:", "cloudflare:", "aws:")):
+            assert r.provider is not None and servers[r.provider] == server, r.urn
+        if r.type == "oduflow:index:OdooEnvironment":
+            env = next(e for e in config.team[team or ""].environments if r.name.endswith(f"-{e.slug}"))
+            assert server in config.env_servers(team or "", env), r.urn
+        if r.type == DNS_RECORD:
+            assert reveal(r.inputs["content"]) == config.servers[server or ""].address, r.urn

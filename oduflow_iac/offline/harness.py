@@ -116,6 +116,8 @@ class PlannedResource:
     ignore_changes: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
     replace_on_changes: list[str] = field(default_factory=list)
+    # The (name, parent URN) of each alias naming another logical name (what a rename keeps).
+    aliases: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -278,6 +280,7 @@ class RecordingMonitor(mocks.MockMonitor):
             ignore_changes=list(request.ignoreChanges),
             delete_before_replace=bool(request.deleteBeforeReplace),
             replace_on_changes=list(request.replaceOnChanges),
+            aliases=[(a.spec.name, a.spec.parentUrn) for a in request.aliases if a.spec.name],
         )
         self.recorded.append(planned)
         if self.on_register is not None:
