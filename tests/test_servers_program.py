@@ -483,3 +483,15 @@ def test_the_shipped_fleet_example_keeps_every_team_on_its_servers_providers() -
             assert server in config.env_servers(team or "", env), r.urn
         if r.type == DNS_RECORD:
             assert reveal(r.inputs["content"]) == config.servers[server or ""].address, r.urn
+
+
+def test_a_refresh_across_servers_is_refused(tmp_path: Path) -> None:
+    from oduflow_iac.errors import UsageError
+
+    # team 1's staging copied from its production, which is on s3 while staging is on default
+    path = copy_fleet(
+        tmp_path,
+        lambda s: s.replace('branch = "staging"\ntype = "staging"\n', 'branch = "staging"\ntype = "staging"\nclone_from = "main"\n'),
+    )
+    with pytest.raises(UsageError, match=r"team\.1 environment 'staging' is refreshed from 'main'.*same server"):
+        plan_run(load_config(path), None)
