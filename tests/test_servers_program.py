@@ -491,7 +491,9 @@ def test_a_refresh_across_servers_is_refused(tmp_path: Path) -> None:
     # team 1's staging copied from its production, which is on s3 while staging is on default
     path = copy_fleet(
         tmp_path,
-        lambda s: s.replace('branch = "staging"\ntype = "staging"\n', 'branch = "staging"\ntype = "staging"\nclone_from = "main"\n'),
+        lambda s: s.replace(
+            'branch = "staging"\ntype = "staging"\n', 'branch = "staging"\ntype = "staging"\nclone_from = "main"\n'
+        ),
     )
     with pytest.raises(UsageError, match=r"team\.1 environment 'staging' is refreshed from 'main'.*same server"):
         plan_run(load_config(path), None)
