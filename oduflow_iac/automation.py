@@ -141,7 +141,7 @@ def _tunnel_target(settings: StackSettings, config: Config) -> tunnel.SshTarget 
 
 CONTAINER_TYPE = "docker:index/container:Container"
 POSTGRESQL_PROVIDER_TYPE = "pulumi:providers:postgresql"
-ONE_SHOT_ROLES = ("init", "template-init", "addons-fetch")
+ONE_SHOT_ROLES = ("init", "template-init", "addons-fetch", "refresh")
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def state_labels(resource: Mapping[str, Any]) -> dict[str, str]:
 
 
 def failed_one_shots(deployment: Mapping[str, Any] | None, team: str | None = None) -> list[FailedOneShot]:
-    """One-shot containers (init, template-init, addons-fetch) whose recorded exit code is not 0, or
+    """One-shot containers (init, template-init, addons-fetch, refresh) whose recorded exit code is not 0, or
     whose creation failed (`initErrors`): `oduflow-iac up` replaces them so they run again. `team`
     keeps only that team's (a one-stack `--team` run touches nothing else)."""
     found = []

@@ -340,3 +340,39 @@ def test_the_program_gives_the_catcher_to_non_production_only(write_config: Call
     assert confs["team-1-staging-odoo"]["smtp_server"] == naming.team_mail_catcher_container_name("1")
     assert confs["team-1-feature-x-odoo"]["smtp_port"] == "1025"
     assert "smtp_server" not in confs["team-1-main-odoo"] and "smtp_server" not in confs["team-2-main-odoo"]
+
+
+def test_a_failed_refresh_is_retried_by_the_next_up() -> None:
+    from oduflow_iac import automation
+
+    urn = (
+        "urn:pulumi:local::oduflow::oduflow:index:TeamStack$oduflow:index:OdooEnvironment"
+        "$docker:index/container:Container::team-1-staging-refresh"
+    )
+    deployment = {
+        "resources": [
+            {
+                "urn": urn,
+                "type": CONTAINER,
+                "inputs": {"name": "oduflow-1-staging-refresh"},
+                "outputs": {
+                    "name": "oduflow-1-staging-refresh",
+                    "exitCode": 3,
+                    "labels": [{"label": "oduflow.role", "value": "refresh"}, {"label": "oduflow.team", "value": "1"}],
+                },
+            }
+        ]
+    }
+    (failed,) = automation.failed_one_shots(deployment)
+    assert (failed.name, failed.role, failed.exit_code) == ("oduflow-1-staging-refresh", "refresh", 3)
+
+
+def test_a_copy_across_servers_is_refused(write_config: Callable[..., Path]) -> None:
+    servers = (
+        '[server.default]\ndocker_host = "unix:///var/run/docker.sock"\n'
+        '[server.prod]\ndocker_host = "ssh://deploy@prod.example.com"\n'
+    )
+    text = servers + _set(CLONED, "main", 'server = "prod"')
+    text = text.replace("[team.1]\n", '[team.1]\nserver = "default"\n', 1)
+    shown = _problem(write_config, text.replace("[team.2]\n", '[team.2]\nserver = "default"\n', 1))
+    assert "environments[1].clone_from: 'main' runs on server 'prod' and this environment on 'default'" in shown
