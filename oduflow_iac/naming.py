@@ -225,3 +225,35 @@ def env_hostname(base: str, branch: str, mode: str, slot: int) -> str:
 def resource_name(*parts: str) -> str:
     """Pulumi logical names: parts joined by `-`; long names are fitted so URNs stay readable."""
     return "-".join(p for p in parts if p)
+
+
+def server_scoped(name: str, server: str) -> str:
+    """The logical name of a component placed on `server`: unchanged on the default server (every
+    config and state from before servers keeps every URN), `name@server` elsewhere. `@` appears in
+    no other logical name, so `team-1@s2` can never be the name of a team `1@s2`."""
+    return name if server == DEFAULT_SERVER else f"{name}@{server}"
+
+
+def split_server_scoped(name: str) -> tuple[str, str]:
+    """`(name, server)` of a name made by `server_scoped`."""
+    base, _, server = name.partition("@")
+    return base, server or DEFAULT_SERVER
+
+
+SHARED_COMPONENT = "shared"
+
+
+def shared_component_name(server: str = DEFAULT_SERVER) -> str:
+    """The SharedInfra of `server`: `shared` on the default server, `shared@s2` elsewhere."""
+    return server_scoped(SHARED_COMPONENT, server)
+
+
+def team_component_name(team_id: str, server: str = DEFAULT_SERVER) -> str:
+    """A team's TeamStack on `server`: `team-1` on the default server, `team-1@s2` elsewhere."""
+    return server_scoped(f"team-{team_id}", server)
+
+
+def team_of_component(name: str) -> tuple[str, str] | None:
+    """`(team_id, server)` of a TeamStack's logical name, None for any other name."""
+    base, server = split_server_scoped(name)
+    return (base.removeprefix("team-"), server) if base.startswith("team-") else None

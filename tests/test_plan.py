@@ -78,12 +78,19 @@ def test_json_contract_on_the_example() -> None:
             "inputs",
             "dependencies",
             "protect",
+            "provider",
             "ignoreChanges",
             "replaceOnChanges",
             "deleteBeforeReplace",
             "secrets",
         }
         assert r["parent"] is None or r["parent"] in urns
+        # a resource of a server's engines names the provider resource it goes through (random's
+        # is the default provider: none); a component none
+        if r["type"].startswith(("docker:", "postgresql:", "cloudflare:", "aws:")):
+            assert r["provider"] in urns and "pulumi:providers:" in r["provider"].split("::")[2], r["urn"]
+        elif not r["custom"]:
+            assert r["provider"] is None
         assert all(d in urns for d in r["dependencies"])
         assert isinstance(r["custom"], bool) and isinstance(r["protect"], bool)
     odoo = next(r for r in doc["resources"] if r["inputs"].get("name") == "oduflow-1-main-odoo")

@@ -299,7 +299,7 @@ def _teams(resources: list[Mapping[str, Any]]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for r in resources:
         if r["type"] == TEAM_STACK:
-            out[r["urn"]] = str(r["name"]).removeprefix("team-")
+            out[r["urn"]] = str(r["name"]).removeprefix("team-").split("@")[0]
         else:
             parent = r.get("parent")
             out[r["urn"]] = out.get(parent) if parent else None
