@@ -166,14 +166,6 @@ def env_hostname(base: str, branch: str, mode: str, slot: int) -> str:
     return f"{label}.{base}"
 
 
-DEFAULT_SERVER = "default"
-
-
-def server_scoped(name: str, server: str) -> str:
-    """A logical name on a server: unchanged on `default` (zero churn), else `name@server`."""
-    return name if server == DEFAULT_SERVER else f"{name}@{server}"
-
-
 def resource_name(*parts: str) -> str:
     """Pulumi logical names: parts joined by `-`; long names are fitted so URNs stay readable."""
     return "-".join(p for p in parts if p)

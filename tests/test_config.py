@@ -74,7 +74,7 @@ def test_product_keys_and_server_sections_are_accepted(write_config: WriteConfig
     """.replace("\n        ", "\n")
         )
     )
-    assert not config.model_dump().get("server")
+    assert "server" not in config.model_dump()
 
 
 def test_all_documented_team_keys(write_config: WriteConfig) -> None:

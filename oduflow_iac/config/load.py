@@ -66,9 +66,6 @@ def load_config(path: str | Path, *, lock_path: str | Path | None = None, move_p
     problems = slot_hostname_collisions(config, shown)  # slot numbers come from the ports
     if problems:
         raise ConfigError(problems)
-    from oduflow_iac import moves
-
-    config._moves = moves.read_moves(moves.moves_path_for(path))
     config._unlocked = [
         f"{team_id}/{env.branch}"
         for team_id, team in config.teams

@@ -414,21 +414,8 @@ class AddonRepo(_Model):
 AddonOverride = str | Literal[False]
 
 
-class Capacity(_Model):
-    cpu: float = Field(gt=0)
-    memory_mb: int = Field(gt=0)
-    disk_gb: int = Field(gt=0)
-
-
-class Server(_Model):
-    docker_host: str
-    address: str | None = None
-    capacity: Capacity | None = None
-
-
 class Environment(_Model):
     branch: str
-    server: str | None = None
     type: EnvType = "development"
     odoo_image: str | None = None
     template: str | None = None
@@ -487,7 +474,6 @@ class Environment(_Model):
 class Team(_Model):
     # Oduflow's own keys.
     hostname: str = Field(min_length=1)
-    server: str | None = None
     auth_token: SecretValue | None = None  # Oduflow generates one on first run when unset
     ui_password: SecretValue | None = None
     port_range: tuple[int, int]
@@ -570,13 +556,11 @@ class Config(_Model):
     dns: Dns | None = None
     backup: Backup | None = None
     team: dict[str, Team] = {}
-    server: dict[str, Server] = {}
 
     _path: Path = PrivateAttr(default=Path("oduflow.toml"))
     _ports: dict[str, dict[str, int]] = PrivateAttr(default_factory=dict)
     _unlocked: list[str] = PrivateAttr(default_factory=list)
     _notices: list[Any] = PrivateAttr(default_factory=list)  # errors.Problem: accepted, not honoured
-    _moves: list[Any] = PrivateAttr(default_factory=list)  # moves.Move
 
     @property
     def path(self) -> Path:
@@ -660,53 +644,6 @@ class Config(_Model):
             return env.odoo_image
         assert env.template is not None  # validated: an environment has an image or a template
         return self.team[team_id].templates[env.template].odoo_image
-
-    # -- servers (minimal version of the servers API; see docs of issue 14) --------------------
-
-    @property
-    def servers(self) -> dict[str, Server]:
-        if self.server:
-            return dict(self.server)
-        return {
-            naming.DEFAULT_SERVER: Server(
-                docker_host=self.platform.docker_host, address=self.dns.target if self.dns else None
-            )
-        }
-
-    @property
-    def moves(self) -> list[Any]:
-        return list(self._moves)
-
-    def team_server(self, team_id: str) -> str:
-        own = self.team[team_id].server
-        return own or next(iter(self.servers))
-
-    def env_server(self, team_id: str, env: Environment) -> str:
-        return env.server or self.team_server(team_id)
-
-    def _move_of(self, team_id: str, env: Environment | None) -> Any:
-        for move in self._moves:
-            if move.team == team_id and (move.branch is None or (env is not None and move.branch == env.branch)):
-                return move
-        return None
-
-    def env_servers(self, team_id: str, env: Environment) -> list[str]:
-        move = self._move_of(team_id, env)
-        return [move.from_server, move.to] if move else [self.env_server(team_id, env)]
-
-    def env_dns_server(self, team_id: str, env: Environment) -> str:
-        move = self._move_of(team_id, env)
-        if move is None:
-            return self.env_server(team_id, env)
-        return move.to if move.phase == "switched" else move.from_server
-
-    def team_servers(self, team_id: str) -> list[str]:
-        own = self.team_server(team_id)
-        others = {s for e in self.team[team_id].environments for s in self.env_servers(team_id, e)} - {own}
-        return [own, *sorted(others)]
-
-    def server_environments(self, server: str) -> list[tuple[str, Environment]]:
-        return [(t, e) for t, team in self.teams for e in team.environments if server in self.env_servers(t, e)]
 
     def inline_secrets(self) -> list[str]:
         """Key paths of secrets written inline in the file (a policy flags them)."""

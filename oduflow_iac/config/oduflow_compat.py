@@ -81,10 +81,6 @@ def adapt(raw: dict[str, Any], shown: str) -> tuple[dict[str, Any], list[Problem
     notices for what is accepted but not honoured. `raw` is not modified."""
     notices: list[Problem] = []
     owned = {k: v for k, v in raw.items() if k not in SERVER_SECTIONS}
-    # `[server.NAME]` tables are this project's Docker hosts; Oduflow's `[server]` keys are scalars.
-    servers = raw.get("server")
-    if isinstance(servers, dict) and any(isinstance(v, dict) for v in servers.values()):
-        owned["server"] = {k: v for k, v in servers.items() if isinstance(v, dict)}
 
     routing = raw.get("routing")
     if isinstance(routing, dict) and isinstance(routing.get("acme_email"), str) and routing["acme_email"]:
