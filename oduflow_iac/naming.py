@@ -15,6 +15,10 @@ import re
 MAX_IDENTIFIER_BYTES = 63
 DIGEST_CHARS = 8
 
+# The server of a file that declares none ([server.NAME], config/servers.py): its resources keep
+# the logical names they had before servers existed.
+DEFAULT_SERVER = "default"
+
 SHARED_NETWORK = "oduflow-net"
 SHARED_DB_CONTAINER = "oduflow-db"
 SHARED_TRAEFIK_CONTAINER = "oduflow-traefik"

@@ -12,6 +12,7 @@ from typing import Any
 
 from oduflow_iac import naming
 from oduflow_iac.config import Config, Quota
+from oduflow_iac.config.servers import server_demand
 
 
 def _quota(quota: Quota) -> dict[str, Any]:
@@ -35,6 +36,32 @@ def production_environments(config: Config) -> list[dict[str, str]]:
     ]
 
 
+def capacity_servers(config: Config) -> dict[str, Any]:
+    """Per server with a capacity: the capacity, the Odoo containers placed there with their
+    configured limits, the platform services' memory and the teams' disk reservations there
+    (config/servers.py, `server_demand`: what counts). The policy reads the placement from here, as
+    no resource property says where a container runs."""
+    servers: dict[str, Any] = {}
+    for name, server in config.servers.items():
+        if server.capacity is None:
+            continue
+        demand = server_demand(config, name)
+        environments = {}
+        for team_id, env in config.server_environments(name):
+            limits = config.env_limits(env)
+            environments[naming.env_container_name(team_id, env.branch)] = {
+                "cpu": limits.cpu,
+                "memory_mb": limits.memory_mb,
+            }
+        servers[name] = {
+            "capacity": server.capacity.model_dump(),
+            "environments": environments,
+            "services_memory_mb": demand.services_memory_mb,
+            "disk_gb": demand.disk_gb,
+        }
+    return servers
+
+
 def render_policy_config(config: Config) -> dict[str, Any]:
     """The policy-pack config JSON (a dict) for `config`."""
     production = production_environments(config)
@@ -56,4 +83,5 @@ def render_policy_config(config: Config) -> dict[str, Any]:
         "backups": {"configured": config.backup is not None, "production": production},
         "production-protected": {"production": production},
         "inline-secrets": {"paths": config.inline_secrets()},
+        "capacity": {"servers": capacity_servers(config)},
     }

@@ -110,6 +110,58 @@ INVALID: list[tuple[str, Any]] = [
     ("backups", {"production": [{"team": "1", "branch": "main", "database": "d"}]}),
     ("production-protected", {"production": {"team": "1"}}),
     ("inline-secrets", {"paths": "team.1.auth_token"}),
+    (
+        "capacity",
+        {
+            "servers": {
+                "s2": {
+                    "capacity": {"cpu": 4, "memory_mb": 1},
+                    "environments": {},
+                    "services_memory_mb": 0,
+                    "disk_gb": 0,
+                }
+            }
+        },
+    ),
+    (
+        "capacity",
+        {
+            "servers": {
+                "s2": {
+                    "capacity": {"cpu": 4, "memory_mb": 1, "disk_gb": 1},
+                    "environments": {"x": {"cpu": "1", "memory_mb": 1}},
+                    "services_memory_mb": 0,
+                    "disk_gb": 0,
+                }
+            }
+        },
+    ),
+    (
+        "capacity",
+        {
+            "servers": {
+                "s2": {
+                    "capacity": {"cpu": 4, "memory_mb": 1, "disk_gb": 1},
+                    "environments": {},
+                    "services_memory_mb": 1.5,
+                    "disk_gb": 0,
+                }
+            }
+        },
+    ),
+    (
+        "capacity",
+        {
+            "servers": {
+                "s2": {
+                    "capacity": {"cpu": 4, "memory_mb": 1, "disk_gb": 1},
+                    "environments": {},
+                    "services_memory_mb": 0,
+                }
+            }
+        },
+    ),
+    ("capacity", {"servers": []}),
 ]
 
 
@@ -131,7 +183,8 @@ def test_schema_check_agrees_with_json_schema() -> None:
     must agree on every rendered and every invalid config."""
     jsonschema = pytest.importorskip("jsonschema")
     rendered = render_policy_config(load_config(EXAMPLE))
-    cases = [*rendered.items(), *INVALID]
+    fleet = render_policy_config(load_config(EXAMPLE.parent / "fleet" / "oduflow.toml"))
+    cases = [*rendered.items(), *fleet.items(), *INVALID]
     for name, value in cases:
         document = _document(name)
         jsonschema.Draft7Validator.check_schema(document)

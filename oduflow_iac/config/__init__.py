@@ -7,6 +7,7 @@ with one line per problem naming the file and the key path.
 
 - `model.py`: every section and key (pydantic), with the rules a single key can express;
 - `checks.py`: rules across keys and teams;
+- `servers.py`: `[server.NAME]`, the placement of teams and environments on servers;
 - `load.py`: reading the file and turning validation errors into problems.
 
 The file of Oduflow itself is accepted unchanged: its `[team.N]` keys are modelled here and the
@@ -49,6 +50,7 @@ from oduflow_iac.config.model import (
     TypeDefaults,
     branch_problem,
 )
+from oduflow_iac.config.servers import Capacity, Server
 from oduflow_iac.errors import ConfigError, Problem
 
 __all__ = [
@@ -62,6 +64,7 @@ __all__ = [
     "AddonOverride",
     "AddonRepo",
     "Backup",
+    "Capacity",
     "Config",
     "ConfigError",
     "Dns",
@@ -73,6 +76,7 @@ __all__ = [
     "Quota",
     "Retention",
     "SecretValue",
+    "Server",
     "Team",
     "TeamDatabase",
     "Template",

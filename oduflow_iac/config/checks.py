@@ -389,33 +389,42 @@ def count_by_type(team: Team) -> dict[str, int]:
 def _connection_budget(config: Config, shown: str) -> list[Problem]:
     """Every team role's connection limit (and its provisioning role's) must fit in what the server
     offers to non-superusers, and within the organisation's quota when it sets one: otherwise one
-    team at its limit could leave another team (or the provider) without a connection."""
+    team at its limit could leave another team (or the provider) without a connection. Each server
+    runs its own PostgreSQL: a team counts on every server it has a footprint on."""
     if not config.team:
         return []
     limits = {team_id: config.team_db_connections(team_id) for team_id, _ in config.teams}
-    provisioning = PROVISIONER_CONNECTION_LIMIT * len(limits)
-    total = sum(limits.values()) + provisioning
     platform = config.platform
     available = platform.postgres_max_connections - platform.postgres_reserved_connections
-    detail = ", ".join(f"team.{t}: {n}" for t, n in limits.items())
+    several = len(config.servers) > 1
     problems = []
-    if total > available:
+    for server in config.servers:
+        here = {t: n for t, n in limits.items() if not several or server in config.team_servers(t)}
+        provisioning = PROVISIONER_CONNECTION_LIMIT * len(here)
+        total = sum(here.values()) + provisioning
+        if not here or total <= available:
+            continue
+        detail = ", ".join(f"team.{t}: {n}" for t, n in here.items())
+        where, there = (f" on server {server!r}", " there") if several else ("", "")
         problems.append(
             Problem(
                 shown,
                 "platform.postgres_max_connections",
                 f"{platform.postgres_max_connections} minus {platform.postgres_reserved_connections} reserved leaves "
-                f"{available} connections, but the team roles' limits add up to {total} ({detail}, and "
+                f"{available} connections{where}, but the team roles' limits{there} add up to {total} ({detail}, and "
                 f"{provisioning} for the provisioning roles); raise it or set team.N.quota.db_connections",
             )
         )
+        break  # one line per key
     cap = config.organisation.quota.db_connections
-    if cap is not None and total - provisioning > cap:
+    total = sum(limits.values())
+    if cap is not None and total > cap:
+        detail = ", ".join(f"team.{t}: {n}" for t, n in limits.items())
         problems.append(
             Problem(
                 shown,
                 "organisation.quota.db_connections",
-                f"the team roles' limits add up to {total - provisioning} ({detail}), above this quota of {cap}",
+                f"the team roles' limits add up to {total} ({detail}), above this quota of {cap}",
             )
         )
     return problems

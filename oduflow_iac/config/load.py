@@ -25,6 +25,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 from oduflow_iac.config.checks import cross_checks, slot_hostname_collisions
 from oduflow_iac.config.consistency import consistency_problems
+from oduflow_iac.config.servers import placement_problems
 
 # --------------------------------------------------------------------------------------------
 # Loading
@@ -66,6 +67,7 @@ def load_config(path: str | Path, *, lock_path: str | Path | None = None, move_p
     problems = slot_hostname_collisions(config, shown)  # slot numbers come from the ports
     if problems:
         raise ConfigError(problems)
+    _load_moves(config, path)
     config._unlocked = [
         f"{team_id}/{env.branch}"
         for team_id, team in config.teams
@@ -73,6 +75,18 @@ def load_config(path: str | Path, *, lock_path: str | Path | None = None, move_p
         if env.port is None and lock.get(team_id, {}).get(env.branch) != config._ports[team_id][env.branch]
     ]
     return config
+
+
+def _load_moves(config: Config, path: Path) -> None:
+    """The moves in progress beside the file (oduflow_iac/moves.py), checked against the config."""
+    from oduflow_iac import moves
+
+    moves_file = moves.moves_path_for(path)
+    listed = moves.read_moves(moves_file)
+    problems = moves.move_problems(config, listed, str(moves_file))
+    if problems:
+        raise ConfigError(problems)
+    config._moves = listed
 
 
 def parse_config(raw: dict[str, Any], shown: str = "oduflow.toml") -> Config:
@@ -87,7 +101,8 @@ def parse_config(raw: dict[str, Any], shown: str = "oduflow.toml") -> Config:
             problem = _problem_from_pydantic(shown, err)
             found.setdefault(problem.key, problem)
         raise ConfigError(list(found.values())) from None
-    problems = cross_checks(config, shown) or consistency_problems(config, shown)
+    # Placement first: the other rules may ask on which server a team is.
+    problems = placement_problems(config, shown) or cross_checks(config, shown) or consistency_problems(config, shown)
     if problems:
         raise ConfigError(problems)
     if not config.team:

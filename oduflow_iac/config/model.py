@@ -18,7 +18,9 @@ from pydantic import (
 )
 
 from oduflow_iac import docker_form, naming
+from oduflow_iac.config import servers as placement
 from oduflow_iac.config.oduflow_compat import SERVER_SECTIONS
+from oduflow_iac.config.servers import Server, validate_server_key
 from oduflow_iac.config.values import (
     addon_repo_name_problem,
     module_name_problem,
@@ -436,6 +438,13 @@ class Environment(_Model):
     networks: list[str] = []
     odoo_options: dict[str, str | int | float | bool] = {}
     addons: dict[str, AddonOverride] = {}
+    # The server this environment runs on when not its team's (config/servers.py).
+    server: str | None = None
+
+    @field_validator("server", mode="before")
+    @classmethod
+    def _server_name(cls, value: Any) -> Any:
+        return validate_server_key(value)
 
     @field_validator("hostname")
     @classmethod
@@ -497,6 +506,13 @@ class Team(_Model):
     templates: dict[str, Template] = {}
     addons: list[AddonRepo] = []
     environments: list[Environment] = []
+    # The server the team is placed on (config/servers.py); required when several are declared.
+    server: str | None = None
+
+    @field_validator("server", mode="before")
+    @classmethod
+    def _server_name(cls, value: Any) -> Any:
+        return validate_server_key(value)
 
     @field_validator("auth_token", "ui_password", "production_token", "git_token", "git_ssh_key", mode="before")
     @classmethod
@@ -556,11 +572,18 @@ class Config(_Model):
     dns: Dns | None = None
     backup: Backup | None = None
     team: dict[str, Team] = {}
+    # The Docker hosts (config/servers.py); none declared is the implicit `default`.
+    server: dict[str, Server] = {}
 
     _path: Path = PrivateAttr(default=Path("oduflow.toml"))
     _ports: dict[str, dict[str, int]] = PrivateAttr(default_factory=dict)
     _unlocked: list[str] = PrivateAttr(default_factory=list)
     _notices: list[Any] = PrivateAttr(default_factory=list)  # errors.Problem: accepted, not honoured
+    # Servers and moves (config/servers.py, moves.py): the effective servers and the placement
+    # index are computed once, on first use.
+    _moves: list[Any] = PrivateAttr(default_factory=list)  # moves.Move
+    _servers: dict[str, Server] | None = PrivateAttr(default=None)
+    _placement: dict[str, list[tuple[str, Environment]]] | None = PrivateAttr(default=None)
 
     @property
     def path(self) -> Path:
@@ -644,6 +667,70 @@ class Config(_Model):
             return env.odoo_image
         assert env.template is not None  # validated: an environment has an image or a template
         return self.team[team_id].templates[env.template].odoo_image
+
+    # ----------------------------------------------------------------------------------------
+    # Servers and moves (config/servers.py, oduflow_iac/moves.py)
+
+    @property
+    def servers(self) -> dict[str, Server]:
+        """The declared servers by name, or `{"default": ...}` (platform.docker_host, dns.target)
+        when the file declares none."""
+        if self._servers is None:
+            self._servers = placement.effective_servers(self)
+        return self._servers
+
+    def team_server(self, team_id: str) -> str:
+        """The server a team is placed on: `team.N.server`, else the only server."""
+        return placement.configured_team_server(self, team_id)
+
+    def env_server(self, team_id: str, env: Environment) -> str:
+        """The server an environment is placed on: its own `server`, else its team's."""
+        return placement.configured_env_server(self, team_id, env)
+
+    def team_servers(self, team_id: str) -> list[str]:
+        """Every server the team has a footprint on: its own first, then the other servers its
+        environments are placed on (during a move, both ends), sorted."""
+        own = self.team_server(team_id)
+        others = {s for env in self.team[team_id].environments for s in self.env_servers(team_id, env)}
+        others |= {m.to_server for m in self._moves if m.team == team_id and m.branch is None}
+        return [own, *sorted(others - {own})]
+
+    def server_environments(self, server: str) -> list[tuple[str, Environment]]:
+        """(team id, environment) of every environment on `server`, in file order; an environment
+        being moved is on both servers of its move."""
+        if self._placement is None:
+            index: dict[str, list[tuple[str, Environment]]] = {}
+            for team_id, team in self.teams:
+                for env in team.environments:
+                    for name in self.env_servers(team_id, env):
+                        index.setdefault(name, []).append((team_id, env))
+            self._placement = index
+        return list(self._placement.get(server, []))
+
+    @property
+    def moves(self) -> list[Any]:
+        """The moves in progress (`moves.Move`), from `<stem>.moves.json` beside the file."""
+        return list(self._moves)
+
+    def _move_of(self, team_id: str, env: Environment) -> Any:
+        for move in self._moves:
+            if move.team == team_id and (
+                move.branch == env.branch or (move.branch is None and env.server is None)
+            ):
+                return move
+        return None
+
+    def env_servers(self, team_id: str, env: Environment) -> list[str]:
+        """The servers an environment is declared on: its server, or [from, to] while it moves."""
+        move = self._move_of(team_id, env)
+        return [move.from_server, move.to_server] if move is not None else [self.env_server(team_id, env)]
+
+    def env_dns_server(self, team_id: str, env: Environment) -> str:
+        """The server an environment's DNS records point at: `from` until a move is switched."""
+        move = self._move_of(team_id, env)
+        if move is None:
+            return self.env_server(team_id, env)
+        return move.to_server if move.phase == "switched" else move.from_server
 
     def inline_secrets(self) -> list[str]:
         """Key paths of secrets written inline in the file (a policy flags them)."""

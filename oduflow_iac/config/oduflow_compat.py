@@ -44,6 +44,12 @@ SERVER_SECTIONS = frozenset(
     }
 )
 
+# Oduflow's [server] (config_schema.py, group "server"; `host` is an alias of `bind`): scalars only,
+# so they never clash with the `[server.NAME]` tables of oduflow-iac.
+ODUFLOW_SERVER_KEYS = frozenset(
+    {"bind", "host", "port", "allow_local_path", "allow_insecure_http", "trace", "disable_telemetry", "agent_feedback"}
+)
+
 # Team keys of Oduflow's server features that have no counterpart here.
 SERVER_TEAM_KEYS = frozenset({"agent_enabled", "agent_default", "agent_env", "image_registry"})
 
@@ -81,6 +87,9 @@ def adapt(raw: dict[str, Any], shown: str) -> tuple[dict[str, Any], list[Problem
     notices for what is accepted but not honoured. `raw` is not modified."""
     notices: list[Problem] = []
     owned = {k: v for k, v in raw.items() if k not in SERVER_SECTIONS}
+    servers = _servers(raw.get("server"), shown, notices)
+    if servers is not None:
+        owned["server"] = servers
 
     routing = raw.get("routing")
     if isinstance(routing, dict) and isinstance(routing.get("acme_email"), str) and routing["acme_email"]:
@@ -117,6 +126,26 @@ def adapt(raw: dict[str, Any], shown: str) -> tuple[dict[str, Any], list[Problem
             for team_id, table in teams.items()
         }
     return owned, notices
+
+
+def _servers(table: Any, shown: str, notices: list[Problem]) -> Any:
+    """`[server]` is two things: Oduflow's server process (scalar keys, ignored) and oduflow-iac's
+    Docker hosts (`[server.NAME]` tables, config/servers.py). Tables are kept; a scalar that is not
+    one of Oduflow's keys (`ODUFLOW_SERVER_KEYS`) may be an older Oduflow's or a server written
+    without its name: ignored, with a notice."""
+    if not isinstance(table, dict):
+        return table
+    for key, value in table.items():
+        if not isinstance(value, dict) and key not in ODUFLOW_SERVER_KEYS:
+            notices.append(
+                Problem(
+                    shown,
+                    f"server.{key}",
+                    "not a key of Oduflow's [server] (ignored); a Docker host is a table [server.NAME]",
+                )
+            )
+    kept = {k: v for k, v in table.items() if isinstance(v, dict)}
+    return kept or None
 
 
 def _team(team_id: str, raw: dict[str, Any], shown: str, notices: list[Problem]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Every rule of the oduflow policy pack: port ranges, quotas, tenant isolation, Odoo hardening,
+"""Every rule of the oduflow policy pack: port ranges, quotas, server capacity, tenant isolation, Odoo hardening,
 pinned images, backups, and advisory guardrails.
 
 `POLICIES` is the one list of rules. `policies/__main__.py` hands it to the Pulumi engine
@@ -32,6 +32,7 @@ from oduflow_iac.policy.advisories import (
 
 # What tests and the offline bridge read from the pack, re-exported so `policy.X` keeps one meaning.
 from oduflow_iac.policy.backups import dumped_databases, validate_backups
+from oduflow_iac.policy.capacity import validate_capacity
 from oduflow_iac.policy.common import (
     CONTAINER,
     DATABASE,
@@ -58,6 +59,7 @@ from oduflow_iac.policy.ports import validate_ports
 from oduflow_iac.policy.quotas import validate_quotas
 from oduflow_iac.policy.schemas import (
     BACKUPS_SCHEMA,
+    CAPACITY_SCHEMA,
     INLINE_SECRETS_SCHEMA,
     ISOLATION_SCHEMA,
     PORTS_SCHEMA,
@@ -87,6 +89,14 @@ POLICIES: list[Policy] = [
         validate=validate_quotas,
         enforcement_level=MANDATORY,
         config_schema=QUOTAS_SCHEMA,
+    ),
+    StackValidationPolicy(
+        name="capacity",
+        description="What is placed on each server with a declared capacity (its environments' CPU and memory "
+        "limits, the platform's own services there, the teams' disk reservations) fits that capacity.",
+        validate=validate_capacity,
+        enforcement_level=MANDATORY,
+        config_schema=CAPACITY_SCHEMA,
     ),
     StackValidationPolicy(
         name="isolation",

@@ -77,3 +77,49 @@ INLINE_SECRETS_SCHEMA = PolicyConfigSchema(
         }
     }
 )
+_FIGURES = {
+    "type": "object",
+    "properties": {"cpu": {"type": "number", "minimum": 0}, "memory_mb": {"type": "integer", "minimum": 0}},
+    "required": ["cpu", "memory_mb"],
+    "additionalProperties": False,
+}
+CAPACITY_SCHEMA = PolicyConfigSchema(
+    properties={
+        "servers": {
+            "type": "object",
+            "description": "Each server with a capacity, and what oduflow.toml places on it.",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "capacity": {
+                        "type": "object",
+                        "properties": {
+                            "cpu": {"type": "number", "minimum": 0},
+                            "memory_mb": {"type": "integer", "minimum": 1},
+                            "disk_gb": {"type": "integer", "minimum": 1},
+                        },
+                        "required": ["cpu", "memory_mb", "disk_gb"],
+                        "additionalProperties": False,
+                    },
+                    "environments": {
+                        "type": "object",
+                        "description": "The Odoo containers placed on the server, with their configured limits.",
+                        "additionalProperties": _FIGURES,
+                    },
+                    "services_memory_mb": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "Memory of the platform's own services on the server.",
+                    },
+                    "disk_gb": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "Disk reserved by the teams whose own server it is.",
+                    },
+                },
+                "required": ["capacity", "environments", "services_memory_mb", "disk_gb"],
+                "additionalProperties": False,
+            },
+        }
+    }
+)
