@@ -293,10 +293,21 @@ def _urn_type(urn: str) -> str:
     return urn.rsplit("::", 2)[-2].rsplit("$", 1)[-1]
 
 
+def server_scoped(name: str, server: str) -> str:
+    """The program's logical name of a component on a server (`naming.server_scoped`): unchanged
+    on `default` (zero churn), `name@server` elsewhere."""
+    return name if server == naming.DEFAULT_SERVER else f"{name}@{server}"
+
+
+def move_target(move: Any) -> str:
+    """The server a listed move goes to (`Move.to`; `to_server` in the moves file's first form)."""
+    return str(getattr(move, "to", None) or move.to_server)
+
+
 def placement_root(team_id: str, branch: str | None, server: str) -> tuple[str, str]:
     """(component type, logical name) of a team's (branch None) or an environment's placement on
     `server`: the TeamStack `team-N` (`team-N@server` off the default server) or its OdooEnvironment."""
-    team_name = naming.server_scoped(team_stack_name(team_id), server)
+    team_name = server_scoped(team_stack_name(team_id), server)
     if branch is None:
         return TEAM_STACK_TYPE, team_name
     return ENVIRONMENT_TYPE, naming.resource_name(team_name, naming.slugify_branch(branch))
@@ -657,7 +668,7 @@ class Mover:
         return None
 
     def _write(self, config: Config, target: MoveTarget, move: moves.Move | None) -> Config:
-        kept = [m for m in config.moves if not (m.team == target.team and m.branch == target.branch)]
+        kept = [m for m in config.moves if not _same(m, target)]
         moves.write_moves(self.moves_path, kept + ([move] if move else []))
         return load_config(self.path)
 
@@ -726,12 +737,14 @@ class Mover:
         else:
             if not resume:
                 raise UsageError(
-                    f"{self.moves_path}: a move of {target.describe()} to {listed.to!r} is in progress "
+                    f"{self.moves_path}: a move of {target.describe()} to {move_target(listed)!r} is in progress "
                     f"(phase {listed.phase}): pass --resume to continue it"
                 )
-            if to is not None and to != listed.to:
-                raise UsageError(f"{self.moves_path}: {target.describe()} is moving to {listed.to!r}, not {to!r}")
-            source, to, phase = listed.from_server, listed.to, listed.phase
+            if to is not None and to != move_target(listed):
+                raise UsageError(
+                    f"{self.moves_path}: {target.describe()} is moving to {move_target(listed)!r}, not {to!r}"
+                )
+            source, to, phase = listed.from_server, move_target(listed), listed.phase
             outcome.add(f"resuming the move of {target.describe()} from {source!r} to {to!r} (phase {phase})")
         assert to is not None
         try:
@@ -756,7 +769,7 @@ class Mover:
             if move.team == target.team and (move.branch is None or target.branch is None):
                 what = "team" if move.branch is None else f"environment {move.branch!r}"
                 raise UsageError(
-                    f"{self.moves_path}: the {what} of team {target.team} is being moved to {move.to!r}: "
+                    f"{self.moves_path}: the {what} of team {target.team} is being moved to {move_target(move)!r}: "
                     "finish that move first (--resume)"
                 )
 
@@ -792,8 +805,16 @@ class Mover:
         edit = ConfigEdit.open(self.path)
         follows_team = target.branch is not None and to == config.team_server(target.team)
         edit.set_placement(target.team, target.branch, None if follows_team else to)
-        config = edit.save(self.path)
-        config = self._write(config, target, None)
+        edit.validate(self.path)
+        # The entry goes first, then the placement: a config placing it on `to` while the entry
+        # still says `from` may not load. A refused write puts the entry back.
+        listed = list(config.moves)
+        moves.write_moves(self.moves_path, [m for m in listed if not _same(m, target)])
+        try:
+            config = edit.save(self.path)
+        except BaseException:
+            moves.write_moves(self.moves_path, listed)
+            raise
         outcome.add(*edit.summary, f"{self.moves_path}: move of {target.describe()} done")
         cleanup = [] if source in config.team_servers(target.team) else [source]
         result = self._deploy(config, target.team, servers_after=cleanup)
@@ -831,6 +852,10 @@ class Mover:
         outcome.runs.append(result)
         outcome.add(f"step 6/6 finish: {'done' if result.ok else 'FAILED'}: {result.line()}")
         return outcome
+
+
+def _same(move: Any, target: MoveTarget) -> bool:
+    return bool(move.team == target.team and move.branch == target.branch)
 
 
 def _environment(config: Config, team_id: str, branch: str) -> Environment:

@@ -714,9 +714,7 @@ class Config(_Model):
 
     def _move_of(self, team_id: str, env: Environment) -> Any:
         for move in self._moves:
-            if move.team == team_id and (
-                move.branch == env.branch or (move.branch is None and env.server is None)
-            ):
+            if move.team == team_id and (move.branch == env.branch or (move.branch is None and env.server is None)):
                 return move
         return None
 

@@ -157,7 +157,8 @@ def fleet_env(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[dict[str, Any]]:
-    config_file.write_text(config_file.read_text() + BACKUP + SERVERS)
+    text = config_file.read_text().replace("[team.1]\n", '[team.1]\nserver = "default"\n', 1)
+    config_file.write_text(text.replace("[team.2]\n", '[team.2]\nserver = "default"\n', 1) + BACKUP + SERVERS)
     wrapper = tmp_path / "bin" / "docker"
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_DOCKER}" "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
