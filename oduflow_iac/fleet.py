@@ -751,11 +751,16 @@ class Mover:
             if phase != "switched":
                 config = self._copy_and_switch(config, target, source, to, outcome)
             self._finish(config, target, source, to, outcome)
-        except MoveFailed as exc:
+        except (MoveFailed, OduflowError) as exc:
+            # A step's own error (a tool missing, a stack's outputs unreadable) stops the move the
+            # same way as a failed step: the moves file says where it is.
             outcome.failed = True
-            outcome.add(f"move stopped: {exc}")
-            where = self._listed(load_config(self.path), target)
-            if where is None:
+            outcome.add(f"move stopped: {str(exc).splitlines()[0]}")
+            now = load_config(self.path)
+            where = self._listed(now, target)
+            if where is None and self._placement(now, target) == to:
+                outcome.add(f"{self.path}: {target.describe()} is placed on {to!r}; --resume removes the old placement")
+            elif where is None:
                 outcome.add(f"nothing was changed: {target.describe()} is on {source!r} as before")
             else:
                 outcome.add(
@@ -833,8 +838,13 @@ class Mover:
         if to is not None and to != here:
             raise UsageError(f"{self.moves_path}: no move of {target.describe()} in progress: nothing to resume")
         settings, deployment = self._team_state(target.team)
+        # Only servers the config no longer places it on: a team's TeamStack on a server where one
+        # of its environments stays is not a leftover.
+        still = [here] if target.branch is not None else config.team_servers(target.team)
         leftovers = [
-            s for s in config.servers if s != here and placement_resources(deployment, target.team, target.branch, s)
+            s
+            for s in config.servers
+            if s not in still and placement_resources(deployment, target.team, target.branch, s)
         ]
         if not leftovers:
             raise UsageError(f"{self.moves_path}: no move of {target.describe()} in progress: nothing to resume")

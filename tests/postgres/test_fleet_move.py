@@ -389,3 +389,27 @@ def test_a_second_move_of_the_same_team_is_refused_while_one_is_listed(
     assert "pass --resume to continue it" in capsys.readouterr().err
     assert run_cli(project, "team", "move", "--stack", "shared", "--team", "1", "--to", "s2") == 2
     assert "finish that move first" in capsys.readouterr().err
+
+
+def test_a_failed_last_deployment_leaves_the_move_done_in_the_config_and_resume_removes_the_old_placement(
+    fleet_env: dict[str, Any],
+    fake_cli: FakeCli,  # noqa: F811
+    project: Path,  # noqa: F811
+    config_file: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("FAKE_PULUMI_FAIL", "up:team-1@4")  # step 2, step 5, then the removal
+    args = ["env", "move", "--stack", "shared", "--team", "1", "--branch", "staging", "--to", "s2", "--no-policy"]
+    assert run_cli(project, *args) == 1
+    assert steps(fake_cli, fleet_env["start"])[-2:] == ["unprotect:team-1", "up:team-1"]
+    assert moves_file(config_file) == []
+    config = load_config(config_file)
+    assert config.env_server("1", next(e for e in config.team["1"].environments if e.branch == "staging")) == "s2"
+    assert "--resume removes the old placement" in capsys.readouterr().out
+    monkeypatch.delenv("FAKE_PULUMI_FAIL")
+    resumed_from = len(fake_cli.calls())
+    assert run_cli(project, *args, "--resume") == 0
+    assert steps(fake_cli, resumed_from) == ["up:team-1"]  # already unprotected: only the removal
+    assert run_cli(project, "env", "move", "--stack", "shared", "--team", "1", "--branch", "main", "--resume") == 2
+    assert "no move of environment 'main' of team 1 in progress" in capsys.readouterr().err
