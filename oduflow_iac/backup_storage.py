@@ -5,7 +5,8 @@ optional read-only restore key.
 Standard library only: the policy pack imports the action sets to judge a rendered document.
 
 Why these documents (see docs/architecture.md, "Backups"):
-- The job's key can add objects under the tier prefixes and nothing else. `aws s3 cp` uploads a
+- The job's key can add objects under the tier prefixes and under `status/` (each run's result, see
+  backup.status_key) and nothing else. `aws s3 cp` uploads a
   file in one PutObject, or above its multipart threshold (8 MiB) in CreateMultipartUpload,
   UploadPart and CompleteMultipartUpload; all three are authorised by `s3:PutObject` (AWS S3 User
   Guide, "Multipart upload API and permissions"). When a part fails the CLI aborts the upload
@@ -30,6 +31,10 @@ JOB_ACTIONS: tuple[str, ...] = ("s3:PutObject", "s3:AbortMultipartUpload")
 # What the restore key is allowed: list what exists (every version), read it.
 RESTORE_OBJECT_ACTIONS: tuple[str, ...] = ("s3:GetObject", "s3:GetObjectVersion")
 RESTORE_BUCKET_ACTIONS: tuple[str, ...] = ("s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation")
+
+# Where each run of the job records its result (`status/<timestamp>.ok|failed`): written by the job
+# key, read by `oduflow-iac backup list` with operator credentials.
+STATUS_PREFIX = "status/"
 
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
 # Unfinished multipart uploads (a run killed mid-upload) are removed after this many days.
@@ -56,12 +61,15 @@ def tier_prefix(tier: str) -> str:
 
 
 def job_object_arns(bucket_arn: str, tiers: Iterable[str]) -> list[str]:
-    """The keys the job may create: everything under each tier's prefix, nothing at the top."""
-    return [f"{bucket_arn}/{tier_prefix(t)}*" for t in tiers]
+    """The keys the job may create: everything under each tier's prefix and the run results under
+    `status/`, nothing at the top."""
+    return [*(f"{bucket_arn}/{tier_prefix(t)}*" for t in tiers), f"{bucket_arn}/{STATUS_PREFIX}*"]
 
 
 def job_policy(bucket_arn: str, tiers: Sequence[str]) -> dict[str, object]:
-    """The job's IAM policy: write new objects under the tier prefixes, and nothing else."""
+    """The job's IAM policy: write new objects under the tier prefixes and `status/`, and nothing
+    else. A PutObject on a key that exists adds a version; the earlier one stays (versioning,
+    Object Lock), so a stolen key cannot rewrite a run's recorded result either."""
     return {
         "Version": "2012-10-17",
         "Statement": [

@@ -68,13 +68,18 @@ def _cmd_validate(ns: argparse.Namespace) -> int:
     envs = sum(len(t.environments) for _, t in teams)
     disabled = sum(1 for _, t in teams for e in t.environments if e.disabled)
     note = f" ({disabled} disabled)" if disabled else ""
-    print(f"{config.path}: valid: {plural(len(teams), 'team')}, {plural(envs, 'environment')}{note}")
+    several = len(config.servers) > 1
+    servers = f" on {plural(len(config.servers), 'server')}" if several else ""
+    print(f"{config.path}: valid: {plural(len(teams), 'team')}, {plural(envs, 'environment')}{note}{servers}")
     for team_id, team in teams:
         for env in team.environments:
             state = "  disabled" if env.disabled else ""
+            # With several servers, where each runs (both ends while it moves).
+            where = f"  on {' -> '.join(config.env_servers(team_id, env))}" if several else ""
+            port = config.environment_port(team_id, env.branch)
             print(
                 f"  team {team_id}  {env.type:<11}  {env.branch:<30}  "
-                f"port {config.environment_port(team_id, env.branch)}  {config.env_hostname(team_id, env)}{state}"
+                f"port {port}  {config.env_hostname(team_id, env)}{where}{state}"
             )
     return EXIT_OK
 

@@ -12,7 +12,8 @@ committed with it, so every run and every machine plans the same thing:
   an environment that names its server stays there. A branch moves that environment alone.
 - `phase`: `copying` (DNS at `from`), then `switched` (DNS at `to`); the entry is removed (and the
   config's placement changed to `to`) once the old placement is gone.
-- The config still places the moved team or environment on `from` while the move is listed.
+- The config still places the moved team or environment on `from` while the move is listed; only
+  in phase `switched` may it already name `to` (the mover edits the config, then drops the entry).
 
 `read_moves` checks the file's shape, `move_problems` the moves against the config (load_config
 calls both): a damaged file or a move that does not fit the config is a ConfigError naming the
@@ -22,6 +23,7 @@ file and the key. `write_moves` writes it sorted, so diffs are minimal.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -42,7 +44,7 @@ class Move:
     team: str
     branch: str | None  # None: the whole team
     from_server: str
-    to_server: str
+    to: str
     phase: Phase = "copying"
 
     @property
@@ -59,7 +61,7 @@ class Move:
             "team": self.team,
             "branch": self.branch,
             "from": self.from_server,
-            "to": self.to_server,
+            "to": self.to,
             "phase": self.phase,
         }
 
@@ -138,7 +140,7 @@ def _parse_move(entry: Any, shown: str, key: str, problems: list[Problem]) -> Mo
         phase = entry["phase"]
     if len(problems) > before:
         return None
-    return Move(team=str(team), branch=branch, from_server=entry["from"], to_server=entry["to"], phase=phase)
+    return Move(team=str(team), branch=branch, from_server=entry["from"], to=entry["to"], phase=phase)
 
 
 def write_moves(path: Path, moves: list[Move]) -> bool:
@@ -153,7 +155,11 @@ def write_moves(path: Path, moves: list[Move]) -> bool:
     text = json.dumps({"version": MOVES_VERSION, "moves": [m.to_json() for m in ordered]}, indent=2) + "\n"
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
-    path.write_text(text, encoding="utf-8")
+    # Written aside then renamed: an interrupted move must leave the old file or the new one,
+    # never half of one (the next run would refuse a damaged file).
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
     return True
 
 
@@ -179,7 +185,7 @@ def move_problems(config: Config, moves: list[Move], shown: str) -> list[Problem
         if team is None:
             bad("team", f"team {move.team!r} is not in {config.path}")
             continue
-        for end, name in (("from", move.from_server), ("to", move.to_server)):
+        for end, name in (("from", move.from_server), ("to", move.to)):
             if name not in servers:
                 bad(end, f"server {name!r} is not declared in {config.path}")
         if any(p.key.startswith(f"{key}.") for p in problems):
@@ -192,10 +198,16 @@ def move_problems(config: Config, moves: list[Move], shown: str) -> list[Problem
                 bad("branch", f"team {move.team} has no environment {move.branch!r} in {config.path}")
                 continue
             current = config.env_server(move.team, env)
-        if move.to_server == current:
+        if move.from_server == move.to:
+            bad("to", f"a move from server {move.to!r} to itself")
+            continue
+        # Finishing a switched move, the mover names `to` in the config before it drops the entry:
+        # that state (and only that one) may be loaded, e.g. after an interruption between the two.
+        finishing = move.phase == "switched" and current == move.to
+        if move.to == current and not finishing:
             bad("to", f"{move.subject} is already on server {current!r}")
             continue
-        if move.from_server != current:
+        if move.from_server != current and not finishing:
             bad("from", f"{move.subject} is on server {current!r}, not {move.from_server!r}")
             continue
         if move.branch is None:

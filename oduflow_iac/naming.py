@@ -38,12 +38,17 @@ LABEL_TEAM = "oduflow.team"
 LABEL_MANAGED = "oduflow.managed"
 LABEL_ENV = "oduflow.env"
 LABEL_ROLE = "oduflow.role"
+# The refresh generation (clone_from) a refresh one-shot ran and its environment's Odoo runs on.
+LABEL_REFRESH = "oduflow.refresh"
 
 TLS_RESOLVER = "oduflow"  # HTTP-01, or DNS-01 through Cloudflare when [dns] is set
 TLS_RESOLVER_HTTP = "oduflow-http"  # HTTP-01 for hosts outside the DNS zone when [dns] is set
 BASIC_AUTH_USER = "oduflow"
 ODOO_HTTP_PORT = 8069
 ODOO_LONGPOLLING_PORT = 8072
+# Mailpit's own defaults: SMTP without TLS or authentication, and its web UI.
+MAIL_CATCHER_SMTP_PORT = 1025
+MAIL_CATCHER_UI_PORT = 8025
 
 _SLUG_DROP = re.compile(r"[^a-zA-Z0-9_-]")
 _HOST_DROP = re.compile(r"[^a-z0-9-]")
@@ -113,6 +118,28 @@ def env_addons_fetch_container_name(team_id: str, branch: str) -> str:
     return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-addons-fetch")
 
 
+def env_refresh_container_name(team_id: str, branch: str) -> str:
+    """The refresh one-shot of an environment with `clone_from` (lifecycle/refresh.py)."""
+    return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-refresh")
+
+
+def team_mail_catcher_container_name(team_id: str) -> str:
+    """The team's mail catcher (Mailpit): the SMTP server of its non-production environments. No
+    environment's container can be named so: theirs all end in a role suffix after the branch."""
+    return fit_identifier(f"oduflow-{team_id}-mail")
+
+
+def team_mail_catcher_router_name(team_id: str) -> str:
+    """Traefik router (and service) of the catcher's web UI: never an environment's, whose routers
+    all end in `-http` or `-ws`."""
+    return fit_identifier(f"oduflow-{team_id}-mail-ui")
+
+
+def team_mail_catcher_hostname(base: str) -> str:
+    """The catcher's web UI: `mail.` under the team's base (an environment may not take it)."""
+    return f"mail.{base}"
+
+
 def env_router_name(team_id: str, branch: str, kind: str = "http") -> str:
     """Traefik router (and service) of an environment: `…-http`, and `…-ws` for websockets. Every
     router carries a suffix, so branch `x`'s websocket router cannot be branch `x-ws`'s router."""
@@ -121,6 +148,11 @@ def env_router_name(team_id: str, branch: str, kind: str = "http") -> str:
 
 def env_init_container_name(team_id: str, branch: str) -> str:
     return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-init")
+
+
+def env_restore_container_name(team_id: str, branch: str, step: str) -> str:
+    """A one-shot of `oduflow-iac restore` (step `filestore` or `neutralize`), removed when done."""
+    return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-restore-{step}")
 
 
 def template_init_container_name(team_id: str, name: str) -> str:

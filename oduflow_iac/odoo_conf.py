@@ -261,6 +261,19 @@ def _value(v: OptionValue) -> str:
     return str(v) if not isinstance(v, bool) else ("True" if v else "False")
 
 
+def is_mail_server_option(key: str) -> bool:
+    """An option naming Odoo's outgoing mail server or its credentials (`smtp_server`, `smtp_port`,
+    `smtp_ssl`, `smtp_user`, `smtp_password`, `smtp_ssl_*` in odoo/tools/config.py), in any
+    spelling Odoo's parser accepts (it lower-cases keys)."""
+    return key.strip().lower().startswith("smtp")
+
+
+def mail_catcher_options(host: str) -> dict[str, OptionValue]:
+    """odoo.conf of a non-production environment: every outgoing mail to its team's catcher, plain
+    SMTP on the team network, no credentials."""
+    return {"smtp_server": host, "smtp_port": naming.MAIL_CATCHER_SMTP_PORT, "smtp_ssl": False}
+
+
 # Every option render_odoo_conf itself writes (the hardening policy accepts these and the allowed ones).
 RENDERED_OPTIONS = frozenset(
     {
@@ -277,6 +290,9 @@ RENDERED_OPTIONS = frozenset(
         "limit_memory_hard",
         "without_demo",
         "addons_path",
+        "smtp_server",
+        "smtp_port",
+        "smtp_ssl",
     }
 )
 
@@ -289,13 +305,16 @@ def render_odoo_conf(
     memory_mb: int,
     addons_paths: list[str],
     options: Mapping[str, OptionValue] | None = None,
+    mail_catcher: str | None = None,
 ) -> str:
     """The [options] section. Database host and credentials are left to the official image's
     HOST/PORT/USER/PASSWORD variables so the password lives in one secret place.
 
     Raises ValueError for an option an environment may not set or a value that would not read back
     as written (control characters, surrounding whitespace): the output is always what
-    `parse_odoo_conf` and Odoo read."""
+    `parse_odoo_conf` and Odoo read. With `mail_catcher` (every non-production environment), mail
+    goes to that host (`mail_catcher_options`), and an option of the environment's own naming a
+    mail server is refused (ValueError) as well."""
     # Memory limits per worker: Odoo's defaults are sized for 2 GB+ hosts; keep the soft limit
     # under the container's share so Odoo recycles a worker before the kernel kills it.
     per_worker = max(memory_mb // max(workers + 1, 1), 256)
@@ -315,6 +334,8 @@ def render_odoo_conf(
     }
     if addons_paths:
         conf["addons_path"] = ",".join(addons_paths)
+    if mail_catcher is not None:
+        conf |= mail_catcher_options(mail_catcher)
     for key, value in conf.items():
         text = _value(value)
         if control_character(text) or text != text.strip():
@@ -323,6 +344,8 @@ def render_odoo_conf(
         problem = option_problem(key, value)
         if problem:
             raise ValueError(f"odoo.conf: {problem}")
+        if mail_catcher is not None and is_mail_server_option(key):
+            raise ValueError(f"odoo.conf: {key}: a non-production environment's mail goes to its team's mail catcher")
         conf[key] = value
     lines = ["[options]"] + [f"{k} = {_value(v)}" for k, v in conf.items()]
     return "\n".join(lines) + "\n"

@@ -1,5 +1,6 @@
 """Operations commands: preview/up/destroy/refresh over the Automation API, environment and
-template lifecycle (edit oduflow.toml, then deploy that team), and cleanup.
+template lifecycle (edit oduflow.toml, then deploy that team), cleanup, and backups (list, now,
+restore: lifecycle/backup_ops.py and lifecycle/restore.py).
 
 The handlers are thin: `automation.py` runs stacks and lifecycles, `editing.py` edits the file.
 Commands that deploy check for the `pulumi` executable before anything else (`--no-deploy` edits only).
@@ -113,6 +114,55 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
     p.add_argument("--orphans", action="store_true", help="list the team's containers the program no longer declares")
     p.add_argument("--remove-orphans", action="store_true", help="remove those containers (docker rm -f)")
     p.set_defaults(handler=_cleanup)
+
+    _register_backups(sub, add_config_args)
+
+
+def _backup_parser(sub: Any, name: str, text: str, add_config_args: AddConfigArgs) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=text)
+    add_config_args(p)
+    p.add_argument("--team", help="team id (default: the only team, else 1)")
+    return p
+
+
+_CREDENTIALS_HELP = (
+    "read the bucket with your own AWS credentials (environment, profile) instead of the team's "
+    "restore key (stack output backupRestore)"
+)
+
+
+def _register_backups(sub: Any, add_config_args: AddConfigArgs) -> None:
+    group = sub.add_parser("backup", help="list a team's backups, or back up an environment now")
+    backup_sub = group.add_subparsers(dest="backup_command", metavar="ACTION", required=True)
+    p = _backup_parser(
+        backup_sub, "list", "backups in the team's bucket, and whether the last run failed", add_config_args
+    )
+    p.add_argument("--branch", help="only this environment's backups")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--ambient-credentials", action="store_true", help=_CREDENTIALS_HELP)
+    p.set_defaults(handler=_backup_list)
+    p = _backup_parser(backup_sub, "now", "run the team's backup job for one environment now", add_config_args)
+    p.add_argument("--branch", required=True, help=_BRANCH_HELP)
+    p.set_defaults(handler=_backup_now)
+
+    p = _backup_parser(sub, "restore", "restore an environment (database and filestore) from a backup", add_config_args)
+    p.add_argument("--branch", required=True, help="environment whose backup is restored " + f"({_BRANCH_HELP})")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--at", metavar="TIME", help="the newest backup at or before TIME (ISO 8601, UTC by default)")
+    which.add_argument(
+        "--key", help="the backup with this key (as `backup list --json` shows), e.g. daily/DB/STAMP.dump"
+    )
+    p.add_argument(
+        "--into", metavar="OTHER_BRANCH", help="restore into this other environment of the team, neutralised"
+    )
+    p.add_argument(
+        "--no-backup-first",
+        action="store_true",
+        help="do not back up the target before overwriting it (for a target the job does not back up)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="say which backup and what would be done; change nothing")
+    p.add_argument("--ambient-credentials", action="store_true", help=_CREDENTIALS_HELP)
+    p.set_defaults(handler=_restore)
 
 
 def _lifecycle_parser(sub: Any, name: str, text: str, add_config_args: AddConfigArgs) -> argparse.ArgumentParser:
@@ -288,3 +338,99 @@ def _cleanup(ns: argparse.Namespace) -> int:
         remove_orphans=ns.remove_orphans,
     )
     return _print(outcome)
+
+
+# --------------------------------------------------------------------------------------------
+# Backups
+
+
+def _backup_context(ns: argparse.Namespace) -> tuple[Config, StackSettings | None, str]:
+    from oduflow_iac.lifecycle import backup_ops
+
+    config, settings = resolve_config(ns.config, ns.stack, ns.project_dir)
+    print_notices(config)
+    team_id = teams.require_team(config, ns.team) if ns.team is not None else teams.resolve_team(config)
+    backup_ops.require_backups(config)
+    if getattr(ns, "branch", None):
+        backup_ops.environment(config, team_id, ns.branch)
+    if getattr(ns, "into", None):
+        backup_ops.environment(config, team_id, ns.into)
+    return config, settings, team_id
+
+
+def _store(ns: argparse.Namespace, config: Config, settings: StackSettings | None, team_id: str) -> Any:
+    """The team's bucket with operator credentials: the restore key, or the ambient ones."""
+    from oduflow_iac import naming
+    from oduflow_iac.lifecycle import backup_ops
+
+    plan = backup_ops.require_backups(config)
+    key = None
+    if plan.restore_user and not ns.ambient_credentials:
+        settings = _require_settings(settings, ns)
+        selection = automation.select(settings, team_id)
+        key = backup_ops.read_restore_key(settings.project_dir, selection.stack, team_id)
+    bucket = backup_ops.bucket_of(config, team_id)
+    return backup_ops.S3Store(bucket, plan.region, key, job_user=naming.team_backup_user_name(team_id))
+
+
+def _backup_list(ns: argparse.Namespace) -> int:
+    import json
+
+    from oduflow_iac.lifecycle import backup_ops
+
+    config, settings, team_id = _backup_context(ns)
+    listing = backup_ops.listing(config, team_id, _store(ns, config, settings, team_id), ns.branch)
+    if ns.json:
+        print(json.dumps(listing.to_json(), indent=2))
+    else:
+        backup_ops.print_listing(listing)
+    return EXIT_OK
+
+
+def _backup_now(ns: argparse.Namespace) -> int:
+    from oduflow_iac.lifecycle import backup_ops
+
+    config, settings, team_id = _backup_context(ns)
+    host = automation.docker_host_for(settings, config)
+    print(f"backing up {ns.branch!r} of team {team_id} on {host}")
+    result = backup_ops.backup_now(config, team_id, ns.branch, automation.run_docker, host)
+    for line in result.output.splitlines():
+        print(f"  {line}")
+    print(result.message)
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _restore(ns: argparse.Namespace) -> int:
+    from oduflow_iac.lifecycle import backup_ops, restore
+
+    config, settings, team_id = _backup_context(ns)
+    at = restore.parse_time(ns.at) if ns.at else None
+    store = _store(ns, config, settings, team_id)
+    sets = backup_ops.listing(config, team_id, store, ns.branch).sets
+    plan = restore.plan_restore(
+        config, team_id, ns.branch, sets, at=at, key=ns.key, into=ns.into, backup_first=not ns.no_backup_first
+    )
+    if ns.dry_run:
+        for line in plan.steps():
+            print(line)
+        print("dry run: nothing changed")
+        return EXIT_OK
+    host = automation.docker_host_for(settings, config)
+    docker = automation.run_docker
+    neutraliser = None
+    if plan.neutralise:
+        # The target's admin password (stack output odooAdmin): checked before anything changes.
+        stack_settings = _require_settings(settings, ns)
+        selection = automation.select(stack_settings, team_id)
+        password = automation.read_credentials(stack_settings.project_dir, selection, team_id, plan.target_branch)
+        neutraliser = restore.OneShotNeutraliser(docker, host, lambda: password.password)
+    restorer = restore.Restorer(
+        store=store,
+        docker=docker,
+        docker_host=host,
+        database=restore.JobContainerDatabase(docker, host, team_id),
+        backup_now=lambda: backup_ops.backup_now(config, team_id, plan.target_branch, docker, host),
+        neutraliser=neutraliser,
+        out=print,
+    )
+    return EXIT_OK if restorer.run(plan).ok else EXIT_FAILED

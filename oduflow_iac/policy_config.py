@@ -36,6 +36,21 @@ def production_environments(config: Config) -> list[dict[str, str]]:
     ]
 
 
+def environment_limits(config: Config) -> dict[str, dict[str, Any]]:
+    """Every Odoo container of the file, on whichever server, with its team and configured limits:
+    a stack holding part of the platform still counts the rest against the quotas."""
+    limits: dict[str, dict[str, Any]] = {}
+    for team_id, team in config.teams:
+        for env in team.environments:
+            own = config.env_limits(env)
+            limits[naming.env_container_name(team_id, env.branch)] = {
+                "team": team_id,
+                "cpu": own.cpu,
+                "memory_mb": own.memory_mb,
+            }
+    return limits
+
+
 def capacity_servers(config: Config) -> dict[str, Any]:
     """Per server with a capacity: the capacity, the Odoo containers placed there with their
     configured limits, the platform services' memory and the teams' disk reservations there
@@ -75,6 +90,7 @@ def render_policy_config(config: Config) -> dict[str, Any]:
         "quotas": {
             "teams": {team_id: quota for team_id, quota in team_quotas.items() if quota},
             "organisation": _quota(config.organisation.quota),
+            "environments": environment_limits(config),
         },
         "isolation": {
             "teams": [team_id for team_id, _ in config.teams],
@@ -82,6 +98,7 @@ def render_policy_config(config: Config) -> dict[str, Any]:
         },
         "backups": {"configured": config.backup is not None, "production": production},
         "production-protected": {"production": production},
+        "mail-caught": {"production": production},
         "inline-secrets": {"paths": config.inline_secrets()},
         "capacity": {"servers": capacity_servers(config)},
     }

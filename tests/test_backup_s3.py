@@ -7,11 +7,14 @@ PostgreSQL in tests/postgres/test_backup.py).
 Proves: the script's uploads (single-part and multipart) work with nothing but s3:PutObject and
 s3:AbortMultipartUpload; the key cannot read, list or delete; a locked version
 cannot be deleted even by an operator allowed s3:*; every run writes keys of its own; a failed
-run and a stale one make the healthcheck fail.
+run and a stale one make the healthcheck fail; every run records its result as an object under
+status/ that the key can write but not read, list, delete or rewrite; a run for one database
+backs up that one only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -66,6 +69,8 @@ class S3Server:
     endpoint: str
     job: Keys
     operator: Keys
+    restore: Keys
+    bucket: str = BUCKET
 
     def client(self, keys: Keys) -> Any:
         return boto3.client(
@@ -85,8 +90,10 @@ def _iam_user(iam: Any, name: str, document: str) -> Keys:
     return Keys(key["AccessKeyId"], key["SecretAccessKey"])
 
 
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[S3Server]:
+@contextlib.contextmanager
+def serve_s3(bucket: str = BUCKET, team: str = "1") -> Iterator[S3Server]:
+    """moto in server mode on loopback, enforcing IAM, with the team's bucket as TeamStack declares
+    it and three keys: the job's (write-only), the restore key (read-only) and an operator's (s3:*)."""
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
@@ -112,23 +119,21 @@ def s3_server() -> Iterator[S3Server]:
         iam = boto3.client("iam", **setup)
         # The bucket as TeamStack declares it: Object Lock on, versioned, a default retention.
         s3.create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}, ObjectLockEnabledForBucket=True
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}, ObjectLockEnabledForBucket=True
         )
-        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         rule = backup_storage.object_lock_rule("GOVERNANCE", 7)["default_retention"]
         assert isinstance(rule, dict)
         s3.put_object_lock_configuration(
-            Bucket=BUCKET,
+            Bucket=bucket,
             ObjectLockConfiguration={
                 "ObjectLockEnabled": "Enabled",
                 "Rule": {"DefaultRetention": {"Mode": rule["mode"], "Days": rule["days"]}},
             },
         )
-        job = _iam_user(
-            iam,
-            "oduflow-1-backup",
-            backup_storage.job_policy_document(backup_storage.bucket_arn(BUCKET, REGION), TIERS),
-        )
+        arn = backup_storage.bucket_arn(bucket, REGION)
+        job = _iam_user(iam, f"oduflow-{team}-backup", backup_storage.job_policy_document(arn, TIERS))
+        restore = _iam_user(iam, f"oduflow-{team}-backup-restore", backup_storage.restore_policy_document(arn))
         everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
         operator = _iam_user(iam, "operator", json.dumps(everything))
         # From now on every request is authenticated and authorised against IAM.
@@ -136,7 +141,7 @@ def s3_server() -> Iterator[S3Server]:
             f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
         )
         urllib.request.urlopen(request, timeout=10).close()
-        yield S3Server(endpoint, job, operator)
+        yield S3Server(endpoint, job, operator, restore, bucket)
     finally:
         proc.terminate()
         try:
@@ -144,6 +149,12 @@ def s3_server() -> Iterator[S3Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[S3Server]:
+    with serve_s3() as server:
+        yield server
 
 
 def _stub(directory: Path, name: str, text: str) -> None:
@@ -182,9 +193,9 @@ class Job:
     script: Path
     healthcheck: Path
 
-    def run(self, **extra: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["sh", str(self.script)], env={**self.env, **extra}, capture_output=True, text=True, timeout=300
+            ["sh", str(self.script), *args], env={**self.env, **extra}, capture_output=True, text=True, timeout=300
         )
 
     def health(self) -> subprocess.CompletedProcess[str]:
@@ -196,6 +207,7 @@ class Job:
 
 
 def _job(s3: S3Server, root: Path, databases: list[str], max_age: int = 3600) -> Job:
+    """The job's script for `databases` with stand-ins for pg_dump and tar, the real AWS CLI."""
     aws = _aws_cli()
     if aws is None:
         pytest.skip("the AWS CLI (dev extra awscli) is not installed")
@@ -206,7 +218,7 @@ def _job(s3: S3Server, root: Path, databases: list[str], max_age: int = 3600) ->
     os.symlink(aws, bindir / "aws")
     targets = [backup.BackupTarget(db, f"{db}-filestore") for db in databases]
     script = root / "backup.sh"
-    script.write_text(_relocated(backup.backup_script(BUCKET, targets, TIERS), root))
+    script.write_text(_relocated(backup.backup_script(s3.bucket, targets, TIERS), root))
     health = root / "healthcheck.sh"
     health.write_text(_relocated(backup.healthcheck_script(max_age), root))
     env = {
@@ -351,3 +363,144 @@ def test_a_second_run_while_one_is_going_changes_nothing(s3_server: S3Server, tm
     assert done.returncode == 75 and "another backup run is in progress" in done.stderr
     assert not (tmp_path / "oduflow-backup.status").exists()
     assert (tmp_path / "oduflow-backup.lock").is_dir()  # the running one's lock is left alone
+
+
+def _status_objects(s3: S3Server) -> dict[str, bytes]:
+    operator = s3.client(s3.operator)
+    found = {}
+    for key in _keys(s3):
+        if key.startswith(backup_storage.STATUS_PREFIX):
+            found[key] = operator.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    return found
+
+
+def test_every_run_records_its_result_in_the_bucket(s3_server: S3Server, tmp_path: Path) -> None:
+    s3 = s3_server
+    before = set(_status_objects(s3))
+    job = _job(s3, tmp_path, ["oduflow_1_st_ok", "oduflow_1_st_broken"])
+    assert job.run().returncode == 0
+    time.sleep(1.1)
+    assert job.run(FAIL_DB="oduflow_1_st_broken").returncode == 1
+    new = {k: v for k, v in _status_objects(s3).items() if k not in before}
+    assert sorted(k.rsplit(".", 1)[1] for k in new) == ["failed", "ok"], new
+    ok = next(v for k, v in new.items() if k.endswith(".ok"))
+    failed_key, failed = next((k, v) for k, v in new.items() if k.endswith(".failed"))
+    assert ok.decode().split("\n")[:2] == ["ok oduflow_1_st_ok", "ok oduflow_1_st_broken"]
+    assert "failed oduflow_1_st_broken" in failed.decode() and "ok oduflow_1_st_ok" in failed.decode()
+    assert not (tmp_path / "oduflow-backup.results").exists()
+
+    # The job key writes results, and only that: no read, no list, no delete.
+    writer = s3.client(s3.job)
+    assert _denied(writer.get_object, Bucket=BUCKET, Key=failed_key) == "AccessDenied"
+    assert _denied(writer.list_objects_v2, Bucket=BUCKET, Prefix="status/") == "AccessDenied"
+    assert _denied(writer.delete_object, Bucket=BUCKET, Key=failed_key) == "AccessDenied"
+    # A stolen key "rewriting" a failed run as ok only adds a version: the recorded one stays.
+    writer.put_object(Bucket=BUCKET, Key=failed_key, Body=b"ok oduflow_1_st_broken\n")
+    versions = _keys(s3)[failed_key]
+    assert len(versions) == 2
+    operator = s3.client(s3.operator)
+    bodies = {operator.get_object(Bucket=BUCKET, Key=failed_key, VersionId=v)["Body"].read() for v in versions}
+    assert failed in bodies
+    written = {v: operator.head_object(Bucket=BUCKET, Key=failed_key, VersionId=v)["LastModified"] for v in versions}
+    first = min(versions, key=lambda v: written[v])
+    assert _denied(writer.delete_object, Bucket=BUCKET, Key=failed_key, VersionId=first) == "AccessDenied"
+    # Nothing outside the tiers and status/.
+    assert _denied(writer.put_object, Bucket=BUCKET, Key="statusx/1.ok", Body=b"x") == "AccessDenied"
+
+
+def test_a_run_for_one_database_backs_up_that_one(s3_server: S3Server, tmp_path: Path) -> None:
+    s3 = s3_server
+    job = _job(s3, tmp_path, ["oduflow_1_one_a", "oduflow_1_one_b"])
+    before = set(_status_objects(s3))
+    done = job.run("oduflow_1_one_b")
+    assert done.returncode == 0, done.stderr
+    assert "backed up oduflow_1_one_b" in done.stdout and "oduflow_1_one_a" not in done.stdout
+    keys = _keys(s3)
+    assert not [k for k in keys if "/oduflow_1_one_a/" in k]
+    assert len([k for k in keys if k.startswith("daily/oduflow_1_one_b/")]) == 2
+    new = {k: v for k, v in _status_objects(s3).items() if k not in before}
+    assert list(new.values()) == [b"ok oduflow_1_one_b\n"]
+
+    # A database the job does not back up: refused before anything is locked or recorded.
+    refused = job.run("oduflow_2_main")
+    assert refused.returncode == backup.EXIT_UNKNOWN_DATABASE
+    assert "does not back up database oduflow_2_main" in refused.stderr
+    assert set(_status_objects(s3)) == before | set(new)
+    assert not (tmp_path / "oduflow-backup.lock").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# `oduflow-iac backup list`, with the restore key
+
+
+@pytest.fixture
+def example_config(tmp_path: Path) -> Path:
+    path = tmp_path / "oduflow.toml"
+    text = (Path(__file__).resolve().parents[1] / "examples" / "oduflow.toml").read_text(encoding="utf-8")
+    path.write_text(text + '\n[backup]\nbucket_prefix = "oduflow-test"\nregion = "eu-west-1"\n', encoding="utf-8")
+    return path
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "oduflow_iac.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_backup_list_shows_pairs_and_the_failed_last_run(
+    example_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oduflow_iac.config import load_config
+    from oduflow_iac.lifecycle import backup_ops
+
+    config = load_config(example_config)
+    bucket = backup_ops.bucket_of(config, "1")
+    with serve_s3(bucket) as s3:
+        (tmp_path / "job").mkdir()
+        job = _job(s3, tmp_path / "job", ["oduflow_1_main", "oduflow_1_staging"])
+        assert job.run().returncode == 0
+        time.sleep(1.1)
+        assert job.run(FAIL_DB="oduflow_1_staging").returncode == 1
+
+        monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+        key = backup_ops.RestoreKey(s3.restore.access_key_id, s3.restore.secret_access_key, REGION)
+        store = backup_ops.S3Store(bucket, REGION, key)
+        listing = backup_ops.listing(config, "1", store)
+        assert listing.last_run is not None and listing.last_run_failed
+        assert listing.last_run.failed_targets == ["oduflow_1_staging"]
+        assert "FAILED" in listing.last_run_line() and "oduflow_1_staging" in listing.last_run_line()
+        main = [b for b in listing.sets if b.database == "oduflow_1_main"]
+        staging = [b for b in listing.sets if b.database == "oduflow_1_staging"]
+        assert len(main) == 2 and all(b.complete for b in main) and main[0].stamp > main[1].stamp
+        assert len(staging) == 1  # the failed run wrote nothing for it
+        assert main[0].tiers[0] == "daily" and main[0].dump_size == 1000
+        # For one branch: the last run covering it, and whether IT failed there.
+        assert not backup_ops.listing(config, "1", store, "main").last_run_failed
+        assert backup_ops.listing(config, "1", store, "staging").last_run_failed
+
+        # The command line, as an operator runs it with the restore key in the environment.
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+            "AWS_ACCESS_KEY_ID": s3.restore.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": s3.restore.secret_access_key,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ENDPOINT_URL": s3.endpoint,
+            "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+            "COLUMNS": "200",
+        }
+        args = ["backup", "list", "--config", str(example_config), "--team", "1", "--ambient-credentials"]
+        done = _cli([*args, "--json"], env)
+        assert done.returncode == 0, done.stderr
+        data = json.loads(done.stdout)
+        assert data["lastRun"]["ok"] is False and data["lastRun"]["failed"] == ["oduflow_1_staging"]
+        assert {b["database"] for b in data["backups"]} == {"oduflow_1_main", "oduflow_1_staging"}
+        table = _cli(args, env)
+        assert table.returncode == 0 and "last run: FAILED" in table.stdout and "oduflow_1_main" in table.stdout
+
+        # The job's write-only key as "operator" credentials: refused, one line, exit 2, no secret.
+        job_env = {**env, "AWS_ACCESS_KEY_ID": s3.job.access_key_id, "AWS_SECRET_ACCESS_KEY": s3.job.secret_access_key}
+        refused = _cli(args, job_env)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "write-only" in refused.stderr or "may not read" in refused.stderr
+        assert s3.job.secret_access_key not in refused.stderr + refused.stdout

@@ -29,7 +29,7 @@ ARN = "arn:aws:s3:::acme-team-1"
 # IAM documents
 
 
-def test_job_policy_is_exactly_write_new_objects_under_the_tier_prefixes() -> None:
+def test_job_policy_is_exactly_write_new_objects_under_the_tier_and_status_prefixes() -> None:
     doc = json.loads(backup_storage.job_policy_document(ARN, ["daily", "weekly", "monthly"]))
     assert doc == {
         "Version": "2012-10-17",
@@ -38,7 +38,7 @@ def test_job_policy_is_exactly_write_new_objects_under_the_tier_prefixes() -> No
                 "Sid": "WriteNewBackups",
                 "Effect": "Allow",
                 "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
-                "Resource": [f"{ARN}/daily/*", f"{ARN}/weekly/*", f"{ARN}/monthly/*"],
+                "Resource": [f"{ARN}/daily/*", f"{ARN}/weekly/*", f"{ARN}/monthly/*", f"{ARN}/status/*"],
             }
         ],
     }
@@ -116,14 +116,23 @@ def test_object_lock_rule() -> None:
 def test_backup_script_never_reads_or_lists_the_bucket() -> None:
     script = backup.backup_script("acme-team-1", [backup.BackupTarget("oduflow_1_main", "v")], ["daily", "weekly"])
     aws_calls = [line.strip() for line in script.splitlines() if re.search(r"\baws\b", line)]
-    # One AWS CLI call in the whole script: a copy from a local file to the bucket.
-    assert len(aws_calls) == 1
+    # Two AWS CLI calls in the whole script, both copies from a local file to the bucket: the
+    # run's result under status/, and the backups under each tier.
+    assert len(aws_calls) == 2
     assert re.fullmatch(
-        r'for tier in \$tiers; do aws s3 cp --only-show-errors "\$1" "s3://acme-team-1/\$tier/\$2" '
-        r"\|\| return 1; done",
+        r'if aws s3 cp --only-show-errors /tmp/oduflow-backup.results "s3://acme-team-1/status/\$run.\$result"; '
+        r'then echo "wrote s3://acme-team-1/status/\$run.\$result"; '
+        r'else echo "could not record the run\'s result in the bucket" >&2; fi',
         aws_calls[0],
     )
-    assert not re.search(r"\b(ls|sync|rm|mv|s3api|presign|get-object|head-object)\b", aws_calls[0])
+    assert re.fullmatch(
+        r'for tier in \$tiers; do aws s3 cp --only-show-errors "\$1" "s3://acme-team-1/\$tier/\$2" '
+        r'\|\| return 1; echo "wrote s3://acme-team-1/\$tier/\$2"; done',
+        aws_calls[1],
+    )
+    for call in aws_calls:
+        command = call.removeprefix("if ").split(";")[0].split("||")[0]
+        assert not re.search(r"\b(ls|sync|rm|mv|s3api|presign|get-object|head-object)\b", command)
     # Keys carry the run's timestamp.
     assert 'upload /tmp/oduflow-backup/oduflow_1_main.dump "oduflow_1_main/$stamp.dump"' in script
 

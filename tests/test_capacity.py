@@ -213,3 +213,25 @@ def test_the_fleet_example_passes_every_policy() -> None:
     found = check(FLEET)
     assert [v for v in found if v.level == "mandatory"] == []
     assert not [v for v in found if v.policy == "capacity"]
+
+
+def test_a_partial_stack_counts_the_rest_of_the_fleet_from_the_config(write_config: WriteConfig) -> None:
+    # Team 1's stack holds its own containers only; team 2 runs on s2 and is counted from the config,
+    # and team 1's production (in the stack, with more memory than the config says) is not counted twice.
+    config = load_config(write_config(PLACED + "\n[organisation.quota]\nenvironments = 2\nmemory_mb = 8192\n"))
+    quotas = render_policy_config(config)["quotas"]
+    assert set(quotas["environments"]) == {"oduflow-1-main-odoo", "oduflow-1-dev-odoo", "oduflow-2-main-odoo"}
+    in_stack = [odoo("1", "main", cpus="2", memory=6144.0), odoo("1", "dev")]
+    assert run_stack("quotas", in_stack, quotas) == [
+        "all teams together run 3 environments, over the organisation quota of 2",
+        "all teams together ask for 10240 MB of memory, over the organisation quota of 8192 MB",
+    ]
+    # without the config's list, only the stack counts: 2 environments, 8192 MB, within the quota
+    assert run_stack("quotas", in_stack, {**quotas, "environments": {}}) == []
+
+
+def test_team_quotas_count_their_environments_on_every_server(write_config: WriteConfig) -> None:
+    config = load_config(write_config(PLACED + "\n[team.1.quota]\nenvironments = 1\n"))
+    quotas = render_policy_config(config)["quotas"]
+    # a stack holding none of team 1's containers (another server's) still sees both
+    assert run_stack("quotas", [], quotas) == ["team 1 runs 2 environments, over its quota of 1"]

@@ -58,8 +58,8 @@ def test_resource_counts_by_type_per_team() -> None:
     assert counts[None][GRANT] == 2 + 1  # and CONNECT on postgres for the provisioning roles
     # Odoo containers + the template's one-shot init + per environment an addons fetcher and an init
     # + the team's PostgreSQL proxy.
-    assert counts["1"][CONTAINER] == 4 + 1 + 4 + 4 + 1
-    assert counts["2"][CONTAINER] == 3 + 1 + 3 + 3 + 1
+    assert counts["1"][CONTAINER] == 4 + 1 + 4 + 4 + 1 + 1  # and its mail catcher
+    assert counts["2"][CONTAINER] == 3 + 1 + 3 + 3 + 1 + 1
     assert counts[None][CONTAINER] == 3  # oduflow-db, oduflow-traefik and oduflow-docker-proxy
     assert counts[None]["docker:index/network:Network"] == 1
     assert counts[None]["pulumi:providers:postgresql"] == 1
@@ -389,7 +389,7 @@ def test_backup_user_only_writes_new_objects_in_its_bucket() -> None:
                     "Sid": "WriteNewBackups",
                     "Effect": "Allow",
                     "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
-                    "Resource": [f"{bucket}/daily/*", f"{bucket}/weekly/*", f"{bucket}/monthly/*"],
+                    "Resource": [f"{bucket}/{prefix}/*" for prefix in ("daily", "weekly", "monthly", "status")],
                 }
             ],
         }

@@ -56,6 +56,7 @@ def test_write_then_read_round_trips_sorted(tmp_path: Path) -> None:
     data = json.loads(path.read_text())
     assert data["version"] == 1
     assert data["moves"][0] == {"team": "2", "branch": None, "from": "s2", "to": "s3", "phase": "copying"}
+    assert [p.name for p in tmp_path.iterdir()] == ["oduflow.moves.json"]  # nothing left aside
     # the last move done: the file goes
     assert moves.write_moves(path, []) is True and not path.exists()
     assert moves.write_moves(path, []) is False
@@ -114,7 +115,7 @@ def test_a_damaged_moves_file_is_one_line(write_config: WriteConfig, body: Any, 
         ({"team": "1", "branch": None, "from": "default", "to": "s9"}, "moves[0].to: server 's9' is not declared"),
         ({"team": "1", "branch": None, "from": "s9", "to": "s2"}, "moves[0].from: server 's9' is not declared"),
         (
-            {"team": "1", "branch": None, "from": "default", "to": "default"},
+            {"team": "1", "branch": None, "from": "s2", "to": "default"},
             "moves[0].to: team 1 is already on server 'default'",
         ),
         (
@@ -145,6 +146,32 @@ def test_a_move_from_where_it_is_not(write_config: WriteConfig) -> None:
         write_config, [{"team": "2", "branch": None, "from": "s3", "to": "default", "phase": "copying"}], text
     )
     assert move_errors(path) == ["moves[0].from: team 2 is on server 's2', not 's3'"]
+
+
+def test_a_move_to_itself(write_config: WriteConfig) -> None:
+    for phase in ("copying", "switched"):
+        entry = {"team": "2", "branch": None, "from": "s2", "to": "s2", "phase": phase}
+        assert move_errors(with_moves(write_config, [entry])) == ["moves[0].to: a move from server 's2' to itself"]
+
+
+def test_a_switched_move_may_already_be_in_the_config(write_config: WriteConfig) -> None:
+    # The mover names the new server in the config, then drops the entry: in between, the file loads
+    # and still declares the environment on both servers, DNS at the new one.
+    text = PLACED.replace(
+        'branch = "dev"\nodoo_image = "odoo:17.0"\n', 'branch = "dev"\nodoo_image = "odoo:17.0"\nserver = "s2"\n'
+    )
+    entry = {"team": "1", "branch": "dev", "from": "default", "to": "s2", "phase": "switched"}
+    config = load_config(with_moves(write_config, [entry], text))
+    dev = config.team["1"].environments[1]
+    assert config.env_servers("1", dev) == ["default", "s2"] and config.env_dns_server("1", dev) == "s2"
+    # ... but not while copying: DNS would already point where the data is not
+    found = move_errors(with_moves(write_config, [{**entry, "phase": "copying"}], text))
+    assert found == ["moves[0].to: team 1 environment dev is already on server 's2'"]
+    # a team move likewise
+    team = {"team": "2", "branch": None, "from": "default", "to": "s2", "phase": "switched"}
+    config = load_config(with_moves(write_config, [team]))
+    assert config.team_servers("2") == ["s2", "default"]
+    assert config.env_servers("2", config.team["2"].environments[0]) == ["default", "s2"]
 
 
 def test_one_move_at_a_time_per_environment(write_config: WriteConfig) -> None:

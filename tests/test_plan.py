@@ -231,7 +231,7 @@ def test_table_is_a_tree_then_a_summary() -> None:
     team1 = next(i for i, line in enumerate(lines) if "oduflow:index:TeamStack  team-1" in line)
     env = next(i for i, line in enumerate(lines) if "oduflow:index:OdooEnvironment  team-1-feature-login" in line)
     assert shared < team1 < env
-    assert lines[-1].startswith("Plan: 107 resources to create · 0 mandatory")
+    assert lines[-1].startswith("Plan: 109 resources to create · 0 mandatory")  # 2 teams' mail catchers
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "markdown"])

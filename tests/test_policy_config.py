@@ -22,6 +22,7 @@ SCHEMAS = {p.name: p.config_schema for p in policy.POLICIES}
 def test_example_config() -> None:
     rendered = render_policy_config(load_config(EXAMPLE))
     assert rendered["ports"] == {"ranges": {"1": {"start": 50000, "end": 50050}, "2": {"start": 50050, "end": 50100}}}
+    environments = rendered["quotas"].pop("environments")
     assert rendered["quotas"] == {
         "teams": {
             "1": {"cpu": 8, "memory_mb": 16384, "environments": 10},
@@ -29,6 +30,8 @@ def test_example_config() -> None:
         },
         "organisation": {"cpu": 16, "memory_mb": 32768, "environments": 20},
     }
+    assert len(environments) == 7
+    assert environments["oduflow-1-main-odoo"] == {"team": "1", "cpu": 2.0, "memory_mb": 4096}
     assert rendered["isolation"] == {"teams": ["1", "2"], "shared_network": "oduflow-net"}
     production = [
         {"team": "1", "branch": "main", "database": "oduflow_1_main", "filestore": "oduflow-1-main-filestore"},
@@ -85,7 +88,7 @@ def test_inline_secrets_backups_and_partial_quotas(write_config: Callable[..., P
             "filestore": "oduflow-7-release-10-filestore",
         }
     ]
-    assert rendered["quotas"] == {"teams": {"7": {"memory_mb": 4096}}, "organisation": {}}
+    assert rendered["quotas"]["teams"] == {"7": {"memory_mb": 4096}} and rendered["quotas"]["organisation"] == {}
     assert rendered["isolation"]["shared_network"] == "platform-net"
 
 
@@ -104,6 +107,8 @@ INVALID: list[tuple[str, Any]] = [
     ("quotas", {"teams": {"1": {"cpu": "8"}}}),
     ("quotas", {"organisation": {"memory_mb": 1.5}}),
     ("quotas", {"organisation": {"environments": -1}}),
+    ("quotas", {"environments": {"oduflow-1-main-odoo": {"cpu": 1, "memory_mb": 1}}}),
+    ("quotas", {"environments": {"oduflow-1-main-odoo": {"team": 1, "cpu": 1, "memory_mb": 1}}}),
     ("isolation", {"teams": [1, 2]}),
     ("isolation", {"shared_network": None}),
     ("backups", {"configured": 1}),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -353,3 +354,31 @@ def test_the_connection_budget_is_per_server(write_config: WriteConfig) -> None:
         "platform.postgres_max_connections: 60 minus 5 reserved leaves 55 connections on server 's2'"
     )
     assert "team.3: 14" in found[0]
+
+
+def test_a_copy_of_the_config_recomputes_the_placement(write_config: WriteConfig) -> None:
+    config = load_config(write_config(PLACED))
+    assert [t for t, _ in config.server_environments("s2")] == ["1", "2"]
+    team = config.team["2"].model_copy(update={"server": "default"})
+    copy = config.model_copy(update={"team": {**config.team, "2": team}})
+    assert [t for t, _ in copy.server_environments("s2")] == ["1"]
+    assert [t for t, _ in config.server_environments("s2")] == ["1", "2"]
+    assert copy.environment_port("2", "main") == config.environment_port("2", "main")  # the rest is kept
+
+
+def test_validate_shows_where_each_environment_runs(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from oduflow_iac import moves
+    from oduflow_iac.cli import main
+
+    path = write_config(PLACED)
+    entry = {"team": "1", "branch": "dev", "from": "default", "to": "s2", "phase": "copying"}
+    moves.moves_path_for(path).write_text(f'{{"version": 1, "moves": [{json.dumps(entry)}]}}', encoding="utf-8")
+    assert main(["validate", "--config", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("valid: 2 teams, 3 environments on 2 servers")
+    assert [line.rsplit("  on ", 1)[1] for line in out[1:]] == ["s2", "default -> s2", "s2"]
+    # one server: the listing is as it always was
+    assert main(["validate", "--config", str(EXAMPLE)]) == 0
+    assert " on " not in capsys.readouterr().out

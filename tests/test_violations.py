@@ -31,7 +31,10 @@ EXAMPLE = ROOT / "examples" / "oduflow.toml"
 CLOUD_EXAMPLE = ROOT / "examples" / "cloud" / "oduflow.toml"
 VIOLATIONS = sorted((ROOT / "examples" / "violations").glob("*.toml"))
 # Examples whose violation the config loader refuses before any policy runs: the key it names.
-LOADER_REFUSES = {"odoo-hardening": "team.1.environments[1].odoo_options.list_db: list_db is set by the platform"}
+LOADER_REFUSES = {
+    "odoo-hardening": "team.1.environments[1].odoo_options.list_db: list_db is set by the platform",
+    "mail-caught": "team.1.environments[1].odoo_options.smtp_server: the mail of a development environment goes",
+}
 PLANNED = [p for p in VIOLATIONS if p.stem not in LOADER_REFUSES]
 MANDATORY = {p.name for p in policy.POLICIES if p.enforcement_level is policy.MANDATORY}
 

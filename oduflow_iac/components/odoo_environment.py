@@ -27,6 +27,7 @@ from oduflow_iac.components.common import (
 )
 from oduflow_iac.components.refs import SharedRefs, TeamDatabaseAccess
 from oduflow_iac.config import EnvType, TypeDefaults
+from oduflow_iac.lifecycle import refresh
 
 # Odoo creates its databases from template0 in UTF-8 with the C collation (stable index order
 # whatever the host's locale); the character classes stay Unicode-aware.
@@ -35,6 +36,18 @@ DB_LC_COLLATE = "C"
 DB_LC_CTYPE = "C.UTF-8"
 # Odoo finishes its requests and cron jobs on SIGTERM (graceful shutdown) given the time.
 ODOO_GRACE_SECONDS = 30
+
+
+@dataclass
+class CloneSource:
+    """Where an environment with `clone_from` is copied from, and at which refresh generation."""
+
+    branch: str
+    database: str
+    filestore: pulumi.Input[str]
+    generation: int
+    # The source's own one-shots: a copy is taken of an initialised database only.
+    ready: list[pulumi.Input[pulumi.Resource]] = field(default_factory=list)
 
 
 @dataclass
@@ -66,6 +79,9 @@ class OdooEnvironmentArgs:
     protect: bool = False
     disabled: bool = False
     depends_on: list[pulumi.Input[pulumi.Resource]] = field(default_factory=list)
+    clone: CloneSource | None = None
+    # The team's mail catcher (container name on the team network) for a non-production environment.
+    mail_catcher: str | None = None
 
 
 def revoke_public_connect(name: str, database: pulumi.Input[str], opts: pulumi.ResourceOptions) -> postgresql.Grant:
@@ -179,6 +195,7 @@ class OdooEnvironment(pulumi.ComponentResource):
                 memory_mb=limits.memory_mb,
                 addons_paths=addons_paths,
                 options=args.odoo_options,
+                mail_catcher=args.mail_catcher,
             )
         )
 
@@ -189,7 +206,6 @@ class OdooEnvironment(pulumi.ComponentResource):
         # the way Odoo's own duplicate does; then the admin user's own password. Idempotent, and
         # re-created only on request (common.ONE_SHOT_IGNORED): an image bump, a new odoo.conf, a
         # rotated password or a re-created network never re-run it against a database in service.
-        init_name = naming.env_init_container_name(team, branch)
         init_envs: list[pulumi.Input[str]] = [
             *db_envs,
             f"PGDATABASE={self.database_name}",
@@ -209,20 +225,12 @@ class OdooEnvironment(pulumi.ComponentResource):
                         read_only=True,
                     )
                 )
-        init = one_shot(
-            f"{name}-init",
-            container_name=init_name,
-            image=args.image,
-            entrypoints=["/bin/sh"],
-            command=[odoo_init.INIT_SCRIPT_PATH],
-            envs=init_envs,
-            uploads=[conf_upload, *init_uploads(script)],
-            volumes=init_volumes,
-            networks=[args.team_network],
-            labels=label_args(labels.oduflow_labels(team, branch, "init")),
-            opts=pulumi.ResourceOptions.merge(on_docker, pulumi.ResourceOptions(depends_on=[*waits_for, *gates])),
-        )
-        gates.append(succeeded(init, init_name))
+        if args.clone is not None:
+            gates.append(
+                self._refresh(name, args, args.clone, [*db_envs, init_envs[-1]], conf_upload, volumes, waits_for, gates)
+            )
+        else:
+            gates.append(self._init(name, args, init_envs, conf_upload, script, init_volumes, waits_for, gates))
 
         label_values = labels.oduflow_labels(team, branch, "odoo") | labels.traefik_labels(
             labels.Route(
@@ -236,6 +244,9 @@ class OdooEnvironment(pulumi.ComponentResource):
             ),
             network=naming.team_network_name(team),
         )
+        if args.clone is not None:
+            # A new refresh generation replaces the container: it starts on the fresh copy.
+            label_values[naming.LABEL_REFRESH] = str(args.clone.generation)
         container_labels: list[pulumi.Input[docker.ContainerLabelArgsDict]] = label_args(label_values)
         if args.basic_auth_users is not None:
             key, _ = labels.basic_auth_label(team, "")
@@ -272,6 +283,8 @@ class OdooEnvironment(pulumi.ComponentResource):
                 **hardening(limits.memory_mb, ODOO_GRACE_SECONDS),
             )
 
+        # What a copy of this environment waits for (its one-shots, succeeded).
+        self.ready: list[pulumi.Output[docker.Container]] = list(gates)
         self.register_outputs(
             {
                 "url": self.url,
@@ -282,3 +295,76 @@ class OdooEnvironment(pulumi.ComponentResource):
                 "adminPassword": self.admin_user_password.result,
             }
         )
+
+    def _init(
+        self,
+        name: str,
+        args: OdooEnvironmentArgs,
+        init_envs: list[pulumi.Input[str]],
+        conf_upload: docker.ContainerUploadArgsDict,
+        script: str,
+        init_volumes: list[docker.ContainerVolumeArgsDict],
+        waits_for: list[pulumi.Input[pulumi.Resource]],
+        gates: list[pulumi.Output[docker.Container]],
+    ) -> pulumi.Output[docker.Container]:
+        team, branch = args.team_id, args.branch
+        on_docker = pulumi.ResourceOptions(parent=self, provider=args.shared.docker_provider)
+        init_name = naming.env_init_container_name(team, branch)
+        init = one_shot(
+            f"{name}-init",
+            container_name=init_name,
+            image=args.image,
+            entrypoints=["/bin/sh"],
+            command=[odoo_init.INIT_SCRIPT_PATH],
+            envs=init_envs,
+            uploads=[conf_upload, *init_uploads(script)],
+            volumes=init_volumes,
+            networks=[args.team_network],
+            labels=label_args(labels.oduflow_labels(team, branch, "init")),
+            opts=pulumi.ResourceOptions.merge(on_docker, pulumi.ResourceOptions(depends_on=[*waits_for, *gates])),
+        )
+        return succeeded(init, init_name)
+
+    def _refresh(
+        self,
+        name: str,
+        args: OdooEnvironmentArgs,
+        clone: CloneSource,
+        envs: list[pulumi.Input[str]],
+        conf_upload: docker.ContainerUploadArgsDict,
+        volumes: list[docker.ContainerVolumeArgsDict],
+        waits_for: list[pulumi.Input[pulumi.Resource]],
+        gates: list[pulumi.Output[docker.Container]],
+    ) -> pulumi.Output[docker.Container]:
+        """The refresh one-shot, in place of the init one-shot: a neutralised copy of the source
+        (lifecycle/refresh.py), re-created exactly when the refresh generation changes (it is a
+        label; every other input is ignored, as for every one-shot: common.ONE_SHOT_IGNORED).
+        Generation 0 is the first copy, when the environment is created."""
+        team, branch = args.team_id, args.branch
+        on_docker = pulumi.ResourceOptions(parent=self, provider=args.shared.docker_provider)
+        refresh_name = naming.env_refresh_container_name(team, branch)
+        script = refresh.refresh_script(clone.database, self.database_name, clone.generation, base_url=self.url)
+        job = one_shot(
+            f"{name}-refresh",
+            container_name=refresh_name,
+            image=args.image,
+            entrypoints=["/bin/sh"],
+            command=[refresh.SCRIPT_PATH],
+            envs=[*envs, f"{refresh.SOURCE_ENV}={clone.branch}"],
+            uploads=[conf_upload, docker.ContainerUploadArgsDict(file=refresh.SCRIPT_PATH, content=script)],
+            volumes=[
+                *volumes,
+                # The source's attachments, read-only: the copy never writes to production.
+                docker.ContainerVolumeArgsDict(
+                    volume_name=clone.filestore, container_path=refresh.SOURCE_FILESTORE_MOUNT, read_only=True
+                ),
+            ],
+            networks=[args.team_network],
+            labels=label_args(
+                labels.oduflow_labels(team, branch, "refresh") | {naming.LABEL_REFRESH: str(clone.generation)}
+            ),
+            opts=pulumi.ResourceOptions.merge(
+                on_docker, pulumi.ResourceOptions(depends_on=[*waits_for, *gates, *clone.ready])
+            ),
+        )
+        return succeeded(job, refresh_name)

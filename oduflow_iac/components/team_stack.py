@@ -41,15 +41,17 @@ from oduflow_iac.components.odoo_environment import (
     DB_ENCODING,
     DB_LC_COLLATE,
     DB_LC_CTYPE,
+    CloneSource,
     OdooEnvironment,
     OdooEnvironmentArgs,
     revoke_public_connect,
 )
 from oduflow_iac.components.refs import SharedRefs, TeamDatabaseAccess, TeamRole
-from oduflow_iac.config import Config
+from oduflow_iac.config import Config, Environment
 
 DB_PROXY_GRACE_SECONDS = 10
 BACKUP_GRACE_SECONDS = 30
+MAIL_CATCHER_GRACE_SECONDS = 10
 
 
 @dataclass
@@ -89,6 +91,45 @@ def tls_resolver_for(config: Config, host: str) -> str:
     zone = config.dns.zone.lower().rstrip(".")
     inside = host.lower() == zone or host.lower().endswith(f".{zone}")
     return naming.TLS_RESOLVER if inside else naming.TLS_RESOLVER_HTTP
+
+
+def clone_order(environments: list[Environment]) -> list[Environment]:
+    """The environments with every `clone_from` source before the environments copied from it
+    (the config refuses loops), otherwise in the file's order."""
+    by_branch = {e.branch: e for e in environments}
+    done: dict[str, Environment] = {}
+
+    def visit(env: Environment, seen: tuple[str, ...] = ()) -> None:
+        if env.branch in done or env.branch in seen:
+            return
+        source = by_branch.get(env.clone_from) if env.clone_from else None
+        if source is not None:
+            visit(source, (*seen, env.branch))
+        done[env.branch] = env
+
+    for env in environments:
+        visit(env)
+    return list(done.values())
+
+
+def mail_catcher_labels(team_id: str, host: str, tls: bool, resolver: str) -> dict[str, str]:
+    """The catcher's web UI behind the team's basic auth, on its team network; its SMTP port is
+    routed nowhere (reached on the team network only)."""
+    router = naming.team_mail_catcher_router_name(team_id)
+    r = f"traefik.http.routers.{router}"
+    values = labels.oduflow_labels(team_id, None, "mail-catcher") | {
+        "traefik.enable": "true",
+        "traefik.docker.network": naming.team_network_name(team_id),
+        f"{r}.rule": f"Host(`{host}`)",
+        f"{r}.entrypoints": "websecure" if tls else "web",
+        f"{r}.service": router,
+        f"{r}.middlewares": f"{naming.team_auth_middleware_name(team_id)}@docker",
+        f"traefik.http.services.{router}.loadbalancer.server.port": str(naming.MAIL_CATCHER_UI_PORT),
+    }
+    if tls:
+        values[f"{r}.tls"] = "true"
+        values[f"{r}.tls.certresolver"] = resolver
+    return values
 
 
 class TeamStack(pulumi.ComponentResource):
@@ -230,7 +271,11 @@ class TeamStack(pulumi.ComponentResource):
             ("project", team.addons),
         ]
         tls = config.platform.tls
-        for env in team.environments:
+        mail_host = config.mail_catcher_hostname(team_id)
+        self.mail_catcher: docker.Container | None = None
+        if mail_host is not None and basic_auth is not None:
+            self.mail_catcher = self._mail_catcher(name, config, team_id, mail_host, basic_auth, on_docker)
+        for env in clone_order(team.environments):
             image = config.env_image(team_id, env)
             depends: list[pulumi.Input[pulumi.Resource]] = []
             template_db: pulumi.Input[str] | None = None
@@ -272,9 +317,17 @@ class TeamStack(pulumi.ComponentResource):
                     protect=env.is_protected,
                     disabled=env.disabled,
                     depends_on=depends,
+                    clone=self._clone_source(config, team_id, env),
+                    mail_catcher=(
+                        naming.team_mail_catcher_container_name(team_id)
+                        if env.type != "production" and self.mail_catcher is not None
+                        else None
+                    ),
                 ),
                 opts=child,
             )
+        # In the file's order (sources were declared first).
+        self.environments = {e.branch: self.environments[e.branch] for e in team.environments}
 
         if config.dns is not None and shared.cloudflare_provider is not None:
             self._dns(name, config, team_id, shared.cloudflare_provider)
@@ -290,6 +343,48 @@ class TeamStack(pulumi.ComponentResource):
                 "environments": {b: e.url for b, e in self.environments.items()},
                 "templatesInitialised": pulumi.Output.all(*self.templates_ready.values()).apply(lambda _: True),
             }
+        )
+
+    def _clone_source(self, config: Config, team_id: str, env: Environment) -> CloneSource | None:
+        if env.clone_from is None:
+            return None
+        source = self.environments[env.clone_from]
+        return CloneSource(
+            branch=env.clone_from,
+            database=source.database_name,
+            filestore=source.filestore.name,
+            generation=config.env_revisions(team_id, env.branch).refresh,
+            ready=list(source.ready),
+        )
+
+    def _mail_catcher(
+        self,
+        name: str,
+        config: Config,
+        team_id: str,
+        host: str,
+        basic_auth: pulumi.Output[str],
+        on_docker: pulumi.ResourceOptions,
+    ) -> docker.Container:
+        """The team's Mailpit: the SMTP server of its non-production environments, on its network
+        alone (no published port), its web UI through Traefik behind the team's basic auth. The
+        middleware is declared here as well, so the UI stays protected when no environment is up."""
+        values = mail_catcher_labels(team_id, host, config.platform.tls, tls_resolver_for(config, host))
+        container_labels = label_args(values)
+        key, _ = labels.basic_auth_label(team_id, "")
+        container_labels.append(docker.ContainerLabelArgsDict(label=key, value=basic_auth))
+        return docker.Container(
+            f"{name}-mail-catcher",
+            name=naming.team_mail_catcher_container_name(team_id),
+            image=config.platform.mail_catcher_image,
+            networks_advanced=[docker.ContainerNetworksAdvancedArgsDict(name=self.network.name)],
+            # Mailpit listens on unprivileged ports and keeps mail in a temporary database: no
+            # capability at all.
+            capabilities=docker.ContainerCapabilitiesArgsDict(drops=["ALL"]),
+            restart="unless-stopped",
+            labels=container_labels,
+            opts=on_docker,
+            **hardening(config.platform.mail_catcher_memory_mb, MAIL_CATCHER_GRACE_SECONDS),
         )
 
     def _dns(self, name: str, config: Config, team_id: str, provider: cloudflare.Provider) -> None:
@@ -408,7 +503,22 @@ class TeamStack(pulumi.ComponentResource):
             for e in team.environments
             if e.backup
         ]
-        envs_by_db = {naming.env_db_name(team_id, e.branch): self.environments[e.branch] for e in team.environments}
+        # The templates too: recreating one means re-installing its modules, and environments
+        # created later from it must get the same data.
+        targets += [
+            backup.BackupTarget(naming.template_db_name(team_id, t), naming.template_filestore_volume_name(team_id, t))
+            for t in sorted(team.templates)
+        ]
+        volumes_by_db: dict[str, pulumi.Input[str]] = {
+            naming.env_db_name(team_id, e.branch): self.environments[e.branch].filestore.name
+            for e in team.environments
+        }
+        volumes_by_db.update(
+            {naming.template_db_name(team_id, t): v.name for t, v in self.template_filestores.items()}
+        )
+        # The team's own roles, whose definitions every run saves (the provisioning role exists
+        # in the per-team layout only: the job's query selects the roles that exist).
+        roles = [naming.team_role_name(team_id), naming.team_db_admin_role_name(team_id)]
         docker.Container(
             f"{name}-backup",
             name=naming.team_backup_container_name(team_id),
@@ -418,7 +528,7 @@ class TeamStack(pulumi.ComponentResource):
             uploads=[
                 docker.ContainerUploadArgsDict(
                     file=backup.SCRIPT_PATH,
-                    content=backup.backup_script(bucket_name, targets, tier_names),
+                    content=backup.backup_script(bucket_name, targets, tier_names, roles),
                 ),
                 docker.ContainerUploadArgsDict(
                     file=backup.ENTRYPOINT_PATH, content=backup.entrypoint_script(plan.schedule)
@@ -436,7 +546,7 @@ class TeamStack(pulumi.ComponentResource):
             ],
             volumes=[
                 docker.ContainerVolumeArgsDict(
-                    volume_name=envs_by_db[t.database].filestore.name,
+                    volume_name=volumes_by_db[t.database],
                     container_path=backup.filestore_mount(t.database),
                     read_only=True,
                 )

@@ -249,6 +249,7 @@ def _resource_name_collisions(teams: list[tuple[str, Team]], shown: str) -> list
     for team_id, team in teams:
         claim("container", naming.team_backup_container_name(team_id), f"team.{team_id}", f"team.{team_id}")
         claim("container", naming.team_db_proxy_container_name(team_id), f"team.{team_id}", f"team.{team_id}")
+        claim("container", naming.team_mail_catcher_container_name(team_id), f"team.{team_id}", f"team.{team_id}")
         for tname in team.templates:
             key = f"team.{team_id}.templates.{tname}"
             claim("container", naming.template_init_container_name(team_id, tname), key, key)
@@ -264,6 +265,7 @@ def _resource_name_collisions(teams: list[tuple[str, Team]], shown: str) -> list
                 ("container", naming.env_container_name(team_id, b)),
                 ("container", naming.env_init_container_name(team_id, b)),
                 ("container", naming.env_addons_fetch_container_name(team_id, b)),
+                ("container", naming.env_refresh_container_name(team_id, b)),
                 ("volume", naming.env_filestore_volume_name(team_id, b)),
                 ("volume", naming.env_addons_volume_name(team_id, b)),
             ):
@@ -281,6 +283,12 @@ def _hostname_collisions(
     """Every environment's hostname is its own (`feature_y` and `feature-y` would share one)."""
     problems: list[Problem] = []
     for team_id, team in teams:
+        mail = config.mail_catcher_hostname(team_id)
+        if mail is not None:
+            first = owners.setdefault(mail, f"the mail catcher of team.{team_id}")
+            if first != f"the mail catcher of team.{team_id}":
+                key = f"team.{team_id}.{'base_domain' if team.base_domain else 'hostname'}"
+                problems.append(Problem(shown, key, f"the mail catcher's hostname {mail!r} is already that of {first}"))
         for i, env in enumerate(team.environments):
             if env.hostname is None and team.environment_hostname_mode == "slots":
                 continue  # slot numbers are distinct by construction
@@ -292,7 +300,8 @@ def _hostname_collisions(
             key = f"team.{team_id}.environments[{i}]"
             first = owners.setdefault(host, key)
             if first != key:
-                problems.append(Problem(shown, f"{key}.branch", f"hostname {host!r} is already that of {first}"))
+                where = "hostname" if env.hostname is not None else "branch"
+                problems.append(Problem(shown, f"{key}.{where}", f"hostname {host!r} is already that of {first}"))
     return problems
 
 
@@ -360,6 +369,13 @@ def _team_checks(config: Config, team_id: str, team: Team, shown: str) -> list[P
             problem = odoo_conf.option_problem(option, value)
             if problem:
                 add(f"{key}.odoo_options.{option}", problem)
+            elif env.type != "production" and odoo_conf.is_mail_server_option(option):
+                add(
+                    f"{key}.odoo_options.{option}",
+                    f"the mail of a {env.type} environment goes to its team's mail catcher (policy mail-caught): "
+                    "only production sends real mail",
+                )
+    problems.extend(Problem(shown, f"{prefix}.{k}", m) for k, m in clone_problems(team_id, team))
     for name in team.templates:
         problem = template_name_problem(name)
         if problem:
@@ -428,3 +444,33 @@ def _connection_budget(config: Config, shown: str) -> list[Problem]:
             )
         )
     return problems
+
+
+def clone_problems(team_id: str, team: Team) -> list[tuple[str, str]]:
+    """(key under the team, message) of each unusable `clone_from`: not another environment of the
+    same team, a production environment overwritten by a copy, or a chain of copies that loops."""
+    out: list[tuple[str, str]] = []
+    envs = team.environments
+    index = {e.branch: i for i, e in reversed(list(enumerate(envs)))}
+    for i, env in enumerate(envs):
+        source = env.clone_from
+        if source is None:
+            continue
+        key = f"environments[{i}].clone_from"
+        if source == env.branch:
+            out.append((key, f"{source!r} is this environment itself: copy it from another environment of the team"))
+        elif source not in index:
+            known = ", ".join(repr(e.branch) for e in envs if e.branch != env.branch) or "none"
+            out.append((key, f"{source!r} is not an environment of team.{team_id} (its environments: {known})"))
+        elif env.type == "production":
+            out.append((key, "a production environment is never overwritten by a copy of another environment"))
+        else:
+            chain: list[str] = [env.branch]
+            branch: str | None = source
+            while branch is not None and branch not in chain and branch in index:
+                chain.append(branch)
+                branch = envs[index[branch]].clone_from
+            if branch == env.branch:
+                loop = " <- ".join(repr(b) for b in [*chain, branch])
+                out.append((key, f"the copies loop ({loop}): one of them must be copied from elsewhere"))
+    return out

@@ -87,6 +87,7 @@ def _load_moves(config: Config, path: Path) -> None:
     if problems:
         raise ConfigError(problems)
     config._moves = listed
+    config._placement = None  # the placement index, if already asked for, was without the moves
 
 
 def parse_config(raw: dict[str, Any], shown: str = "oduflow.toml") -> Config:

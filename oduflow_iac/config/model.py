@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ from oduflow_iac.config.values import (
     refname_problem,
     repo_url_problem,
 )
+from oduflow_iac.moves import Move
 from oduflow_iac.postgres_server import default_team_connections
 
 EnvType = Literal["development", "staging", "production"]
@@ -208,6 +210,11 @@ class Platform(_Model):
     dashboard: bool = False
     # Basic auth of Traefik's dashboard (user `oduflow`), required with `dashboard = true`.
     dashboard_password: SecretValue | None = None
+    # Each team's mail catcher (Mailpit): what its non-production environments' mail goes to.
+    mail_catcher_image: str = (
+        "axllent/mailpit:v1.31.2@sha256:74d609a42ec279aa63c6b4622a6fa9b5408d1ad5b1d76a1c4be40a265ce0863d"
+    )
+    mail_catcher_memory_mb: int = Field(default=128, gt=0)
     # Debian's git and ssh in a Docker Official Image (alpine/git re-pushes its version tags weekly).
     addons_fetch_image: str = (
         "buildpack-deps:bookworm-scm@sha256:ccb9f3efc3b2262f3cb7bebd9881e670f858f0fdb6208cfeb320f3adf4f48ae8"
@@ -433,6 +440,12 @@ class Environment(_Model):
         return _check_cpus(value)
 
     protect: bool | None = None
+    # Another environment of the same team this one is a neutralised copy of (lifecycle/refresh.py),
+    # copied again at each refresh generation of the revision lock.
+    clone_from: str | None = None
+    # The Odoo version of the image when its tag does not tell (a digest-only or custom image);
+    # `clone_from` needs to know it (`odoo neutralize` ships from Odoo 16.0).
+    odoo_version: str | None = Field(default=None, pattern=r"^\d{1,3}\.\d{1,2}$")
     backup: bool = True
     disabled: bool = False
     networks: list[str] = []
@@ -581,9 +594,9 @@ class Config(_Model):
     _notices: list[Any] = PrivateAttr(default_factory=list)  # errors.Problem: accepted, not honoured
     # Servers and moves (config/servers.py, moves.py): the effective servers and the placement
     # index are computed once, on first use.
-    _moves: list[Any] = PrivateAttr(default_factory=list)  # moves.Move
+    _moves: list[Move] = PrivateAttr(default_factory=list)
     _servers: dict[str, Server] | None = PrivateAttr(default=None)
-    _placement: dict[str, list[tuple[str, Environment]]] | None = PrivateAttr(default=None)
+    _placement: placement.PlacementIndex | None = PrivateAttr(default=None)
 
     @property
     def path(self) -> Path:
@@ -628,7 +641,9 @@ class Config(_Model):
     def env_limits(self, env: Environment) -> TypeDefaults:
         """CPU, memory and workers of an environment: its own values, else its type's defaults."""
         d = self.platform.environment_defaults[env.type]
-        return TypeDefaults(
+        # Both sources were validated when the file loaded; validating again (the CPU round trip
+        # through the provider's decimal form) costs more than the whole lookup, once per environment.
+        return TypeDefaults.model_construct(
             cpu=env.cpu if env.cpu is not None else d.cpu,
             memory_mb=env.memory_mb if env.memory_mb is not None else d.memory_mb,
             workers=env.workers if env.workers is not None else d.workers,
@@ -662,6 +677,29 @@ class Config(_Model):
         quota = self.team[team_id].quota.db_connections
         return quota if quota is not None else self.platform.postgres_max_connections
 
+    def env_revisions(self, team_id: str, branch: str) -> Any:
+        """The environment's entry of the revision lock. Until the lock (`<stem>.revisions.json`,
+        oduflow_iac/revisions.py) is read here, no entry: no pinned repositories, refresh
+        generation 0."""
+        from types import SimpleNamespace
+
+        del team_id, branch
+        return SimpleNamespace(repos={}, refresh=0)
+
+    def env_odoo_version(self, team_id: str, env: Environment) -> str | None:
+        """The environment's Odoo version (`17.0`): its `odoo_version`, else its image's tag's."""
+        from oduflow_iac.cascade import odoo_version
+
+        return env.odoo_version or odoo_version(self.env_image(team_id, env))
+
+    def mail_catcher_hostname(self, team_id: str) -> str | None:
+        """The web UI of the team's mail catcher, or None: a team has one when it has a
+        non-production environment (production sends real mail)."""
+        team = self.team[team_id]
+        if all(e.type == "production" for e in team.environments):
+            return None
+        return naming.team_mail_catcher_hostname(team.base.lower())
+
     def env_image(self, team_id: str, env: Environment) -> str:
         if env.odoo_image:
             return env.odoo_image
@@ -670,6 +708,13 @@ class Config(_Model):
 
     # ----------------------------------------------------------------------------------------
     # Servers and moves (config/servers.py, oduflow_iac/moves.py)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Config:
+        # The placement caches describe the original; a copy with other teams or servers recomputes.
+        copy = super().model_copy(update=update, deep=deep)
+        copy._servers = None
+        copy._placement = None
+        return copy
 
     @property
     def servers(self) -> dict[str, Server]:
@@ -690,45 +735,45 @@ class Config(_Model):
     def team_servers(self, team_id: str) -> list[str]:
         """Every server the team has a footprint on: its own first, then the other servers its
         environments are placed on (during a move, both ends), sorted."""
-        own = self.team_server(team_id)
-        others = {s for env in self.team[team_id].environments for s in self.env_servers(team_id, env)}
-        others |= {m.to_server for m in self._moves if m.team == team_id and m.branch is None}
-        return [own, *sorted(others - {own})]
+        return list(self._placement_index().team_servers[team_id])
 
     def server_environments(self, server: str) -> list[tuple[str, Environment]]:
         """(team id, environment) of every environment on `server`, in file order; an environment
         being moved is on both servers of its move."""
+        return list(self._placement_index().by_server.get(server, []))
+
+    def _placement_index(self) -> placement.PlacementIndex:
         if self._placement is None:
-            index: dict[str, list[tuple[str, Environment]]] = {}
-            for team_id, team in self.teams:
-                for env in team.environments:
-                    for name in self.env_servers(team_id, env):
-                        index.setdefault(name, []).append((team_id, env))
-            self._placement = index
-        return list(self._placement.get(server, []))
+            self._placement = placement.placement_index(self)
+        return self._placement
 
     @property
-    def moves(self) -> list[Any]:
+    def moves(self) -> list[Move]:
         """The moves in progress (`moves.Move`), from `<stem>.moves.json` beside the file."""
         return list(self._moves)
 
-    def _move_of(self, team_id: str, env: Environment) -> Any:
-        for move in self._moves:
-            if move.team == team_id and (move.branch == env.branch or (move.branch is None and env.server is None)):
+    def _move_of(self, team_id: str, env: Environment) -> Move | None:
+        moves = self._moves
+        if not moves:
+            return None
+        for move in moves:
+            if move.team == team_id and (
+                move.branch == env.branch or (move.branch is None and env.server is None)
+            ):
                 return move
         return None
 
     def env_servers(self, team_id: str, env: Environment) -> list[str]:
         """The servers an environment is declared on: its server, or [from, to] while it moves."""
         move = self._move_of(team_id, env)
-        return [move.from_server, move.to_server] if move is not None else [self.env_server(team_id, env)]
+        return [move.from_server, move.to] if move is not None else [self.env_server(team_id, env)]
 
     def env_dns_server(self, team_id: str, env: Environment) -> str:
         """The server an environment's DNS records point at: `from` until a move is switched."""
         move = self._move_of(team_id, env)
         if move is None:
             return self.env_server(team_id, env)
-        return move.to_server if move.phase == "switched" else move.from_server
+        return move.to if move.phase == "switched" else move.from_server
 
     def inline_secrets(self) -> list[str]:
         """Key paths of secrets written inline in the file (a policy flags them)."""

@@ -6,6 +6,8 @@ Read for behaviour from the released Oduflow package (PyPI `oduflow` 1.89.0: `od
 key by key, what such a file means here:
 
 - sections that configure Oduflow's server process (`SERVER_SECTIONS`) are accepted and ignored;
+  `[server]` is shared: its scalar keys are Oduflow's (ignored), its tables `[server.NAME]` are
+  this project's Docker hosts (config/servers.py);
 - team keys of Oduflow's server features (coding agent, image registry) are accepted and ignored,
   with a notice when they switch something on that oduflow-iac does not provide;
 - Oduflow's "empty means unset" values (`auth_token = ""`, `public_scheme = ""`, `0` slots or

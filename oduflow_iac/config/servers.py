@@ -228,6 +228,32 @@ def configured_env_server(config: Config, team_id: str, env: Environment) -> str
     return env.server if env.server is not None else configured_team_server(config, team_id)
 
 
+@dataclass(frozen=True)
+class PlacementIndex:
+    """Where everything is, computed once per Config: each team's servers (its own first) and each
+    server's environments in file order."""
+
+    team_servers: dict[str, list[str]]
+    by_server: dict[str, list[tuple[str, Environment]]]
+
+
+def placement_index(config: Config) -> PlacementIndex:
+    team_servers: dict[str, list[str]] = {}
+    by_server: dict[str, list[tuple[str, Environment]]] = {}
+    team_moves = {m.team: m.to for m in config.moves if m.branch is None}
+    for team_id, team in config.teams:
+        own = config.team_server(team_id)
+        others: set[str] = set()
+        for env in team.environments:
+            for name in config.env_servers(team_id, env):
+                by_server.setdefault(name, []).append((team_id, env))
+                others.add(name)
+        if team_id in team_moves:
+            others.add(team_moves[team_id])
+        team_servers[team_id] = [own, *sorted(others - {own})]
+    return PlacementIndex(team_servers, by_server)
+
+
 def placement_problems(config: Config, shown: str) -> list[Problem]:
     """Every rule across `[server.*]` and the placements: names, one engine per server, known
     servers, a server for every team when there are several, and addresses DNS can use."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oduflow_iac import naming
+from oduflow_iac.lifecycle import refresh
 from oduflow_iac.offline import replacements
 
 FORMAT_VERSION = 2
@@ -30,7 +31,7 @@ UNKNOWN_TEXT = "[unknown]"
 PROTECT_PATH = "(protect)"
 CONTAINER = "docker:index/container:Container"
 TEAM_STACK = "oduflow:index:TeamStack"
-ONE_SHOT_ROLES = frozenset({"init", "template-init", "addons-fetch"})
+ONE_SHOT_ROLES = frozenset({"init", "template-init", "addons-fetch", "refresh"})
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HOST = re.compile(r"Host\(`([^`]+)`\)")
@@ -347,13 +348,30 @@ def interruption(c: Change, env_types: Mapping[tuple[str, str], str]) -> str | N
 
 def rerun(c: Change) -> str | None:
     """A replaced one-shot runs again: an init runs against the database it initialised."""
-    if c.type != CONTAINER or c.action != "replace" or c.role not in ONE_SHOT_ROLES:
+    if c.type != CONTAINER or c.action != "replace" or c.role not in ONE_SHOT_ROLES or c.role == "refresh":
         return None
     name = str(c.inputs.get("name") or c.name)
     team, env = c.labels.get(naming.LABEL_TEAM) or c.team, c.labels.get(naming.LABEL_ENV)
     of = f" of {team}/{env}" if team and env else (f" of team {team}" if team else "")
     why = ", ".join(c.replacing[:4]) + (" ..." if len(c.replacing) > 4 else "")
     return f"one-shot `{name}` ({c.role}){of} is re-created and runs again ({why})."
+
+
+def refresh_note(c: Change) -> str | None:
+    """A refresh one-shot created or replaced: `staging ← copy of main (refresh 3 → 4)`: the
+    environment's data is replaced by a neutralised copy of its source when the change is applied."""
+    if c.type != CONTAINER or c.role != "refresh" or c.action not in ("create", "replace"):
+        return None
+    team, env = c.labels.get(naming.LABEL_TEAM) or c.team, c.labels.get(naming.LABEL_ENV)
+    prefix = f"{refresh.SOURCE_ENV}="
+    sources = [e[len(prefix) :] for e in c.inputs.get("envs") or [] if isinstance(e, str) and e.startswith(prefix)]
+    new = c.labels.get(naming.LABEL_REFRESH, "?")
+    old = _labels(_old_inputs(c)).get(naming.LABEL_REFRESH) if c.action == "replace" else None
+    generation = f"refresh {old} → {new}" if old is not None and old != new else f"refresh {new}"
+    return (
+        f"{env} ← copy of {sources[0] if sources else '?'} ({generation}), team {team}: its database and "
+        "filestore become a neutralised copy, and its Odoo restarts on it."
+    )
 
 
 def critical(c: Change, env_types: Mapping[tuple[str, str], str]) -> bool:
@@ -533,6 +551,7 @@ def notes(d: PlanDiff) -> list[tuple[str, str]]:
     crit = [c for c in d.changes if interruption(c, d.env_types) and critical(c, d.env_types)]
     rest = [c for c in d.changes if interruption(c, d.env_types) and not critical(c, d.env_types)]
     out += [("interruption", interruption(c, d.env_types) or "") for c in [*crit, *rest]]
+    out += [("refresh", line) for c in d.changes if (line := refresh_note(c))]
     out += [("re-run", line) for c in d.changes if (line := rerun(c))]
     out += [("moves", m) for m in d.moves()]
     unknown = sorted({f"{c.type}.{p}" for c in d.changes for p in c.unknown_inputs})
@@ -563,7 +582,7 @@ def markdown_lines(d: PlanDiff, budget: int, stack: str) -> list[str]:
         return [*lines, "This change creates, updates, replaces and deletes nothing.", ""]
     counts = d.counts()
     lines += [" · ".join(f"**{counts[a]}** {a}" for a in ACTIONS), ""]
-    icon = {"blocked": "⛔", "interruption": "⚠️", "re-run": "🔁", "moves": "↪️", "unknown": "❓"}
+    icon = {"blocked": "⛔", "interruption": "⚠️", "refresh": "🔄", "re-run": "🔁", "moves": "↪️", "unknown": "❓"}
     for kind, text in notes(d):
         lines.append(f"- {icon[kind]} **{kind}**: {_md(text)}")
     if len(lines) > 4:

@@ -226,7 +226,35 @@ def plan_notes(result: PlanResult) -> list[dict[str, Any]]:
     if result.missing_secrets:
         keys = list(result.missing_secrets)
         notes.append({"kind": "missing-secrets", "keys": keys, "message": _missing_note(result)})
+    for team, branch, source, generation in _copies(result.config):
+        notes.append(
+            {
+                "kind": "refresh",
+                "team": team,
+                "branch": branch,
+                "cloneFrom": source,
+                "generation": generation,
+                "message": _refresh_note(team, branch, source, generation),
+            }
+        )
     return notes
+
+
+def _copies(config: Config) -> list[tuple[str, str, str, int]]:
+    """(team, branch, source, refresh generation) of every environment with `clone_from`."""
+    return [
+        (team_id, env.branch, env.clone_from, config.env_revisions(team_id, env.branch).refresh)
+        for team_id, team in config.teams
+        for env in team.environments
+        if env.clone_from is not None
+    ]
+
+
+def _refresh_note(team: str, branch: str, source: str, generation: int) -> str:
+    return (
+        f"team {team}: {branch} ← copy of {source} (refresh {generation}), neutralised; "
+        f"`oduflow-iac env refresh --team {team} --branch {branch}` takes a new copy"
+    )
 
 
 def _missing_note(result: PlanResult) -> str:
@@ -400,6 +428,8 @@ def render_table(result: PlanResult, out: Any = None, diff: PlanDiff | None = No
         console.print(f"[yellow]note:[/yellow] {_escape(_unlocked_note(result.config))}", soft_wrap=True)
     if result.missing_secrets:
         console.print(f"[yellow]note:[/yellow] {_escape(_missing_note(result))}", soft_wrap=True)
+    for copy in _copies(result.config):
+        console.print(f"[yellow]note:[/yellow] {_escape(_refresh_note(*copy))}", soft_wrap=True)
     console.print(_summary_line(result), soft_wrap=True)
 
 
@@ -506,6 +536,8 @@ def render_markdown(result: PlanResult, limit: int = COMMENT_LIMIT, diff: PlanDi
     if result.missing_secrets:
         keys = ", ".join(f"`{k}`" for k in result.missing_secrets)
         notes += [f"> note: the stack has no value yet for {keys}; `pulumi up` needs them.", ""]
+    for copy in _copies(result.config):
+        notes += [f"> note: {_md(_refresh_note(*copy))}", ""]
     violations = _md_violations(result)
     listed, counted = _md_teams(result, teams, listed=True), _md_teams(result, teams, listed=False)
     by_type = _md_resource_types(run)

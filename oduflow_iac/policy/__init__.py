@@ -46,7 +46,7 @@ from oduflow_iac.policy.common import (
     VOLUME,
     SecretAwareArgs,
 )
-from oduflow_iac.policy.hardening import validate_odoo_hardening
+from oduflow_iac.policy.hardening import validate_mail_caught, validate_odoo_hardening
 from oduflow_iac.policy.images import (
     floating_tag,
     image_problem,
@@ -114,6 +114,15 @@ POLICIES: list[Policy] = [
         "policies which values are secret, so that check runs only in the offline plan).",
         validate=validate_odoo_hardening,
         enforcement_level=MANDATORY,
+    ),
+    StackValidationPolicy(
+        name="mail-caught",
+        description="No non-production environment has an outgoing mail server of its own: its odoo.conf (in "
+        "any spelling Odoo reads) sends to its team's mail catcher, its command line names no --smtp option; "
+        "production is left alone.",
+        validate=validate_mail_caught,
+        enforcement_level=MANDATORY,
+        config_schema=PRODUCTION_SCHEMA,
     ),
     ResourceValidationPolicy(
         name="images-pinned",

@@ -1,16 +1,18 @@
-"""Odoo hardening: what every Odoo container's odoo.conf must say."""
+"""Odoo hardening: what every Odoo container's odoo.conf must say (and where its mail goes)."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pulumi_policy import (
     ReportViolation,
     ResourceValidationArgs,
+    StackValidationArgs,
 )
 
 from oduflow_iac import naming, odoo_conf
-from oduflow_iac.policy.common import CONTAINER, ROLE_ODOO, SecretAwareArgs, _labels, _name
+from oduflow_iac.policy.common import CONTAINER, ROLE_ODOO, SecretAwareArgs, _labels, _name, _production
 
 # --------------------------------------------------------------------------------------------
 # odoo-hardening
@@ -110,3 +112,97 @@ def validate_odoo_hardening(args: ResourceValidationArgs, report: ReportViolatio
         report(f"Odoo container {name} has no master password (admin_passwd unset or Odoo's default)", None)
     elif isinstance(args, SecretAwareArgs) and not args.is_secret("uploads", index, "content"):
         report(f"Odoo container {name} uploads its master password (admin_passwd) in a value that is not secret", None)
+
+
+# --------------------------------------------------------------------------------------------
+# mail-caught
+
+ROLE_MAIL_CATCHER = "mail-catcher"
+# Odoo's command line (optparse, odoo/tools/config.py) takes `--smtp`, `--smtp-port`, `--smtp-ssl`,
+# `--smtp-user`, `--smtp-password`, `--smtp-ssl-*`, and any unambiguous prefix of a long option.
+_SMTP_FLAG_PREFIX = "--sm"
+_FALSE_SPELLINGS = ("false", "0", "no", "off", "")
+
+
+def _odoo_conf_upload(props: Any) -> str | None:
+    for upload in props.get("uploads") or []:
+        if upload.get("file") == odoo_conf.ODOO_CONF_PATH:
+            content = upload.get("content")
+            return str(content) if content else None
+    return None
+
+
+def _behind_team_auth(props: Any, team: str) -> bool:
+    """Whether the container's routers carry its team's basic auth: what the platform gives every
+    non-production environment (the fallback when the policy has no config)."""
+    middleware = f"{naming.team_auth_middleware_name(team)}@docker"
+    for entry in props.get("labels") or []:
+        key = str(entry.get("label") or "")
+        routed = key.startswith("traefik.http.routers.") and key.endswith(".middlewares")
+        if routed and middleware in str(entry.get("value") or "").split(","):
+            return True
+    return False
+
+
+def _mail_problems(options: dict[str, str], catcher: str | None) -> list[str]:
+    """Why this odoo.conf sends mail elsewhere than to `catcher` (its team's), or []."""
+    problems = []
+    for key, value in options.items():
+        if not odoo_conf.is_mail_server_option(key) or key in ("smtp_server", "smtp_port"):
+            continue
+        if key == "smtp_ssl":
+            if value.strip().lower() not in _FALSE_SPELLINGS:
+                problems.append(f"sets smtp_ssl = {value} (the catcher takes plain SMTP on the team network)")
+        else:
+            problems.append(f"sets {key}, a mail server option of its own")
+    server = options.get("smtp_server")
+    if catcher is None:
+        problems.append("has no mail catcher in its team (no container with oduflow.role = mail-catcher)")
+    elif server != catcher:
+        where = f"smtp_server = {server}" if server else "no smtp_server"
+        problems.append(f"has {where}, not its team's mail catcher {catcher}")
+    port = options.get("smtp_port")
+    if port is not None and port.strip() != str(naming.MAIL_CATCHER_SMTP_PORT):
+        problems.append(f"has smtp_port = {port}, not the catcher's {naming.MAIL_CATCHER_SMTP_PORT}")
+    return problems
+
+
+def validate_mail_caught(args: StackValidationArgs, report: ReportViolation) -> None:
+    """No non-production environment has an outgoing mail server of its own: its odoo.conf, read
+    as Odoo reads it (keys in any case), sends to its team's mail catcher (smtp_server = the
+    catcher's container, smtp_port 1025, no TLS, no user or password), and its command line names
+    no `--smtp*` option. Production is left alone. Which environments are production comes from the
+    config; without it, an environment behind its team's basic auth is one that is not."""
+    config = args.get_config()
+    configured = "production" in config
+    production = {(p.team, p.branch) for p in _production(config)}
+    catchers: dict[str, str] = {}
+    odoos = []
+    for r in args.resources:
+        if r.resource_type != CONTAINER:
+            continue
+        found = _labels(r.props, naming.LABEL_ROLE, naming.LABEL_TEAM, naming.LABEL_ENV)
+        role, team = found.get(naming.LABEL_ROLE), found.get(naming.LABEL_TEAM)
+        if role == ROLE_MAIL_CATCHER and team:
+            catchers[team] = _name(r.props, r.name)
+        elif role == ROLE_ODOO and team and found.get(naming.LABEL_ENV):
+            odoos.append((r, team, found[naming.LABEL_ENV]))
+    for r, team, branch in odoos:
+        if (team, branch) in production or (not configured and not _behind_team_auth(r.props, team)):
+            continue
+        name = _name(r.props, r.name)
+        for arg in [str(a) for key in ("entrypoints", "command") for a in r.props.get(key) or []]:
+            if arg.startswith(_SMTP_FLAG_PREFIX):
+                report(
+                    f"non-production Odoo {name} sets its own mail server on its command line ({arg.split('=')[0]})",
+                    r.urn,
+                )
+        content = _odoo_conf_upload(r.props)
+        if content is None:
+            continue  # odoo-hardening reports a container without odoo.conf
+        try:
+            options = odoo_conf.parse_odoo_conf(content)
+        except odoo_conf.OdooConfError:
+            continue  # odoo-hardening reports it
+        for problem in _mail_problems(options, catchers.get(team)):
+            report(f"non-production Odoo {name} {problem}: its mail must be caught", r.urn)

@@ -1,4 +1,10 @@
-"""Quotas: CPU, memory and environment counts per team and for the organisation."""
+"""Quotas: CPU, memory and environment counts per team and for the organisation.
+
+The Odoo containers of the stack count with their own limits. With several servers a stack may hold
+only part of the platform (a team's stack, a server's): the policy config then lists every
+environment of oduflow.toml (`environments`: container name -> team, CPUs, memory), and those the
+stack does not hold count with the config's figures, so the organisation quota counts every server
+whichever stack is previewed."""
 
 from __future__ import annotations
 
@@ -66,6 +72,13 @@ def validate_quotas(args: StackValidationArgs, report: ReportViolation) -> None:
         team = labels.get(naming.LABEL_TEAM)
         if team is not None:
             per_team.setdefault(team, _Usage()).add(cpu, memory)
+        total.add(cpu, memory)
+    seen = {_name(r.props, r.name) for r in args.resources if r.resource_type == CONTAINER}
+    for name, figures in (config.get("environments") or {}).items():
+        if name in seen:
+            continue
+        cpu, memory = _number(figures.get("cpu")), _number(figures.get("memory_mb"))
+        per_team.setdefault(str(figures.get("team")), _Usage()).add(cpu, memory)
         total.add(cpu, memory)
     team_quotas = config.get("teams") or {}
     for team, usage in per_team.items():

@@ -53,6 +53,21 @@ QUOTAS_SCHEMA = PolicyConfigSchema(
     properties={
         "teams": {"type": "object", "description": "Each team's quota.", "additionalProperties": _QUOTA},
         "organisation": _QUOTA,
+        "environments": {
+            "type": "object",
+            "description": "Every Odoo container of oduflow.toml (on every server) with its team and limits; "
+            "those not in the stack count with these figures.",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "team": {"type": "string"},
+                    "cpu": {"type": "number", "minimum": 0},
+                    "memory_mb": {"type": "integer", "minimum": 0},
+                },
+                "required": ["team", "cpu", "memory_mb"],
+                "additionalProperties": False,
+            },
+        },
     }
 )
 ISOLATION_SCHEMA = PolicyConfigSchema(

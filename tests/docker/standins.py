@@ -70,6 +70,8 @@ APPLETS = (
     "awk",
     "chmod",
     "mv",
+    # `oduflow-iac restore` swaps a filestore in with tar, in a one-shot of the backup image.
+    "tar",
 )
 # The programs the plan's commands and healthchecks call in the real images.
 PROGRAMS = (
@@ -138,8 +140,9 @@ case "${0##*/}" in
     # execs) and Odoo as a server (as a one-shot it runs with --stop-after-init).
     go-cron | docker-entrypoint.sh) exec /standin/run ;;
     odoo)
+        # A server, except as a one-shot: --stop-after-init, or a subcommand that ends (neutralize).
         case " $* " in
-            *" --stop-after-init "*) ;;
+            *" --stop-after-init "* | " neutralize "*) ;;
             *) exec /standin/run ;;
         esac
         ;;

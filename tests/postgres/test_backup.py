@@ -1,6 +1,8 @@
 """Backups restore: the team backup job's own script, run against the real server with its PG*
 variables (only the S3 upload and the filestore tar are stand-ins), produces dumps that pg_restore
-loads into a fresh database with the same tables and rows."""
+loads into a fresh database with the same tables and rows, dumps the team's templates too, and
+saves the team roles' definitions with a query the team role itself runs: a file that puts back
+their limits, settings and memberships, with no password and no other team's role in it."""
 
 from __future__ import annotations
 
@@ -129,3 +131,74 @@ def test_backup_script_dumps_restore_into_a_fresh_database(
         "SELECT sum(amount) FROM sale_order", database=source
     )
     assert pg.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'sale_order_partner'", database=restored) == 1
+
+
+def test_templates_and_role_definitions_are_backed_up(
+    pg: PgServer, applier: Applier, backup_run: harness.PlannedRun, tmp_path: Path
+) -> None:
+    run = backup_run
+    applier.apply(run)
+    roles = plans.roles(run)
+    job = next(c for c in plans.backup_containers(run) if c.envs.get("PGUSER") == "oduflow_team_1")
+    template_dbs = [
+        name for (name,) in pg.rows("SELECT datname FROM pg_database WHERE starts_with(datname, 'oduflow_template_1_')")
+    ]
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    _stub(bindir, "aws", FAKE_AWS)
+    _stub(bindir, "tar", FAKE_TAR)
+    script = tmp_path / "backup.sh"
+    script.write_text(job.script)
+    fake_s3 = tmp_path / "s3"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PG")},
+        **job.envs,
+        "PGHOST": pg.host,
+        "PGPORT": str(pg.port),
+        "PATH": f"{bindir}:{os.environ['PATH']}",
+        "FAKE_S3": str(fake_s3),
+    }
+    done = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    bucket = job.script.split("s3://", 1)[1].split("/", 1)[0]
+    daily = fake_s3 / bucket / "daily"
+    assert template_dbs, "the example config declares templates for team 1"
+    for name in template_dbs:
+        assert f"backed up {name}" in done.stdout
+        assert len(list((daily / name).glob("*.dump"))) == 1
+    statuses = list((fake_s3 / bucket / "status").glob("*.ok"))
+    assert len(statuses) == 1 and "ok roles" in statuses[0].read_text()
+
+    sql_files = list((daily / backup.ROLES_DIR).glob("*.sql"))
+    assert len(sql_files) == 1
+    text = sql_files[0].read_text()
+    assert "PASSWORD" not in text.upper().replace("NO PASSWORD IS IN", "").replace("... PASSWORD", "")
+    for password in (r.password for r in roles.values()):
+        assert password not in text
+    other_roles = [name for name in roles if name != "oduflow_team_1" and not name.startswith("oduflow_team_1_")]
+    assert other_roles, "the example has other teams"
+    for other in other_roles:
+        assert other not in text
+    assert "ALTER ROLE oduflow_team_1 WITH NOSUPERUSER" in text
+    assert "GRANT oduflow_tenants TO oduflow_team_1;" in text
+
+    # The file puts back what changed since: limit, settings, memberships.
+    state = (
+        "SELECT rolconnlimit, rolcreatedb, array(SELECT unnest(rolconfig) ORDER BY 1) FROM pg_roles WHERE rolname = %s"
+    )
+    before = pg.rows(state, ("oduflow_team_1",))
+    with pg.admin() as conn:
+        conn.execute("ALTER ROLE oduflow_team_1 CONNECTION LIMIT 999 CREATEDB")
+        conn.execute("ALTER ROLE oduflow_team_1 SET statement_timeout = 1")
+        conn.execute("ALTER ROLE oduflow_team_1 SET work_mem = '64MB'")
+        conn.execute("REVOKE oduflow_tenants FROM oduflow_team_1")
+    applied = subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", str(sql_files[0]), pg.dsn],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert pg.rows(state, ("oduflow_team_1",)) == before
+    assert pg.scalar("SELECT pg_has_role('oduflow_team_1', 'oduflow_tenants', 'MEMBER')")
