@@ -38,7 +38,6 @@ from oduflow_iac.automation import (
     Runner,
     RunResult,
     Selection,
-    backup_command,
     check_config_file,
     layout_of,
     require_pulumi_cli,
@@ -427,8 +426,8 @@ def copy_database(source: PgEndpoint, target: PgEndpoint, database: str, owner: 
 class ServerJobs:
     """The jobs of a move on real servers.
 
-    - backup: the team's backup job run once, now, on the old server (the nightly job's own script,
-      `automation.backup_command`): whatever happens next, a copy exists in the team's bucket.
+    - backup: `backup now` of each moved environment on the old server (the team job's own script,
+      `lifecycle.backup_ops.backup_now`): whatever happens next, a copy exists in the team's bucket.
     - restore (`restore_on`): each moved environment's database, dumped from the old server's
       PostgreSQL and restored into the new one (`copy_database`), and its filestore volume copied
       with a tar stream between the two Docker engines.
@@ -454,12 +453,21 @@ class ServerJobs:
     def backup(self, config: Config, team_id: str, branch: str | None, server: str) -> JobResult:
         if config.backup is None:
             return JobResult(True, ["no [backup] configured: no backup taken (the data is copied from the old server)"])
+        from oduflow_iac.lifecycle import backup_ops
+
         host = config.servers[server].docker_host
-        result = self.docker(backup_command(team_id), {"DOCKER_HOST": host})
-        lines = [f"  {line}" for line in result.output.splitlines()]
-        if result.code != 0:
-            return JobResult(False, [*lines, f"the backup job failed (exit {result.code})"])
-        return JobResult(True, [*lines, f"backup of team {team_id} done on {server}"])
+        envs = config.team[team_id].environments
+        moved = [e for e in envs if (e.branch == branch if branch is not None else e.server is None)]
+        lines: list[str] = []
+        for env in moved:
+            if not env.backup:
+                lines.append(f"{env.branch!r} has backup = false: not backed up")
+                continue
+            done = backup_ops.backup_now(config, team_id, env.branch, self.docker, host)
+            lines.append(f"{done.message} on {server}")
+            if not done.ok:
+                return JobResult(False, [*lines, *[f"  {ln}" for ln in done.output.splitlines()[-3:]]])
+        return JobResult(True, lines)
 
     def restore(self, config: Config, team_id: str, envs: Sequence[Environment], source: str, target: str) -> JobResult:
         return restore_on(self, config, team_id, envs, source, target)

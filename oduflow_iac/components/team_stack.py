@@ -510,12 +510,9 @@ class TeamStack(pulumi.ComponentResource):
             for t in sorted(team.templates)
         ]
         volumes_by_db: dict[str, pulumi.Input[str]] = {
-            naming.env_db_name(team_id, e.branch): self.environments[e.branch].filestore.name
-            for e in team.environments
+            naming.env_db_name(team_id, e.branch): self.environments[e.branch].filestore.name for e in team.environments
         }
-        volumes_by_db.update(
-            {naming.template_db_name(team_id, t): v.name for t, v in self.template_filestores.items()}
-        )
+        volumes_by_db.update({naming.template_db_name(team_id, t): v.name for t, v in self.template_filestores.items()})
         # The team's own roles, whose definitions every run saves (the provisioning role exists
         # in the per-team layout only: the job's query selects the roles that exist).
         roles = [naming.team_role_name(team_id), naming.team_db_admin_role_name(team_id)]

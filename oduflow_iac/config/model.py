@@ -757,9 +757,7 @@ class Config(_Model):
         if not moves:
             return None
         for move in moves:
-            if move.team == team_id and (
-                move.branch == env.branch or (move.branch is None and env.server is None)
-            ):
+            if move.team == team_id and (move.branch == env.branch or (move.branch is None and env.server is None)):
                 return move
         return None
 
