@@ -32,14 +32,15 @@ FLEET = ROOT / "examples" / "fleet" / "oduflow.toml"
 def test_demand_of_each_server(write_config: WriteConfig) -> None:
     config = load_config(write_config(PLACED))
     # s2: team 1's production (2 CPUs, 4096 MB) and team 2's development environment (1, 2048);
-    # PostgreSQL 2048 + Traefik 512 + socket proxy 64, and the PostgreSQL proxies of teams 1 and 2.
+    # PostgreSQL 2048 + Traefik 512 + socket proxy 64, the PostgreSQL proxies of teams 1 and 2, and
+    # the mail catcher (128) of team 2, whose development environment runs there.
     s2 = server_demand(config, "s2")
     assert (s2.environments, s2.cpu, s2.environments_memory_mb) == (2, Decimal(3), 6144)
-    assert s2.services_memory_mb == 2048 + 512 + 64 + 2 * 64
-    assert s2.memory_mb == 6144 + 2752 and s2.disk_gb == 0
+    assert s2.services_memory_mb == 2048 + 512 + 64 + 2 * 64 + 128
+    assert s2.memory_mb == 6144 + 2880 and s2.disk_gb == 0
     default = server_demand(config, "default")
     assert (default.environments, default.cpu, default.environments_memory_mb) == (1, Decimal(1), 2048)
-    assert default.services_memory_mb == 2048 + 512 + 64 + 64  # team 1 only
+    assert default.services_memory_mb == 2048 + 512 + 64 + 64 + 128  # team 1 only
 
 
 def test_backup_jobs_and_disk_reservations_count(write_config: WriteConfig) -> None:
@@ -47,7 +48,7 @@ def test_backup_jobs_and_disk_reservations_count(write_config: WriteConfig) -> N
     text += "\n[team.2.quota]\ndisk_gb = 70\n\n[team.1.quota]\ndisk_gb = 30\n"
     config = load_config(write_config(text))
     s2 = server_demand(config, "s2")
-    assert s2.services_memory_mb == 2048 + 512 + 64 + 2 * (64 + 256)
+    assert s2.services_memory_mb == 2048 + 512 + 64 + 2 * (64 + 256) + 128
     # team 1's reservation counts on its own server, even though its production runs on s2
     assert (s2.disk_gb, server_demand(config, "default").disk_gb) == (70, 30)
 
@@ -85,7 +86,7 @@ def test_policy_config_lists_only_servers_with_a_capacity(write_config: WriteCon
             "oduflow-1-main-odoo": {"cpu": 2.0, "memory_mb": 4096},
             "oduflow-2-main-odoo": {"cpu": 1.0, "memory_mb": 2048},
         },
-        "services_memory_mb": 2752,
+        "services_memory_mb": 2880,
         "disk_gb": 0,
     }
 
@@ -167,7 +168,7 @@ def test_an_over_full_server_from_a_config(write_config: WriteConfig) -> None:
     config = load_config(write_config(PLACED.replace("cpu = 32, memory_mb = 131072", "cpu = 2, memory_mb = 4096")))
     found = run_stack("capacity", [], render_policy_config(config)["capacity"])
     assert found == [
-        "server s2: 2 environments and the platform's services need 3 CPUs, 8896 MB, 0 GB of disk; "
+        "server s2: 2 environments and the platform's services need 3 CPUs, 9024 MB, 0 GB of disk; "
         "capacity is 2 CPUs, 4096 MB, 1000 GB of disk (over on CPU, memory)"
     ]
 

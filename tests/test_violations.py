@@ -96,7 +96,7 @@ EXPECTED = {
     "isolation": r"^container oduflow-1-feature-login-odoo of team 1 joins network oduflow-2-net of another team$",
     "odoo-hardening": r"^Odoo container oduflow-1-feature-login-odoo has list_db = True;",
     "images-pinned": r"^container oduflow-1-feature-login-odoo uses image odoo:latest which is tagged latest;",
-    "capacity": r"^server default: 3 environments and the platform's services need 6 CPUs, 12992 MB, 0 GB of disk; "
+    "capacity": r"^server default: 3 environments and the platform's services need 6 CPUs, 13120 MB, 0 GB of disk; "
     r"capacity is 4 CPUs, 8192 MB, 100 GB of disk \(over on CPU, memory\)$",
     "backups": r"^the backup job of team 1 does not dump database oduflow_1_main of production environment main$",
 }

@@ -327,8 +327,9 @@ def validate_server_key(value: Any) -> Any:
 class ServerDemand:
     """What the file places on one server. `environments`, `cpu` and `environments_memory_mb` are
     the Odoo containers' limits; `services_memory_mb` the platform's long-running services there
-    (PostgreSQL, Traefik, the Docker socket proxy, and per team with a footprint on the server its
-    PostgreSQL proxy and, with [backup], its backup job); `disk_gb` the disk reserved by the teams
+    (PostgreSQL, Traefik, the Docker socket proxy; per team with a footprint on the server its
+    PostgreSQL proxy and, with [backup], its backup job; per team with a non-production environment
+    there its mail catcher); `disk_gb` the disk reserved by the teams
     whose own server it is (`team.N.quota.disk_gb`). One-shot jobs (database init, addons fetch,
     upgrades) run briefly and are not counted; the platform's services have no CPU limit and count
     none."""
@@ -358,11 +359,14 @@ def server_demand(config: Config, server: str) -> ServerDemand:
     teams_here = [t for t, _ in config.teams if server in config.team_servers(t)]
     per_team = platform.proxy_memory_mb + (config.backup.memory_mb if config.backup is not None else 0)
     services = platform.postgres_memory_mb + platform.traefik_memory_mb + platform.proxy_memory_mb
+    # A team's mail catcher serves its non-production environments: counted on every server where
+    # it has one (the team's network, which it joins, is per server).
+    catchers = {t for t, env in placed if env.type != "production"}
     disk = sum(team.quota.disk_gb or 0 for t, team in config.teams if config.team_server(t) == server)
     return ServerDemand(
         environments=len(placed),
         cpu=cpu,
         environments_memory_mb=memory,
-        services_memory_mb=services + per_team * len(teams_here),
+        services_memory_mb=services + per_team * len(teams_here) + platform.mail_catcher_memory_mb * len(catchers),
         disk_gb=disk,
     )
