@@ -37,7 +37,7 @@ from oduflow_iac.stack_settings import StackSettings, read_stack_settings
 
 Operation = Literal["preview", "up", "destroy", "refresh"]
 OPERATIONS: tuple[Operation, ...] = ("preview", "up", "destroy", "refresh")
-LAYOUTS = ("all", "shared", "team")
+LAYOUTS = ("all", "shared", "server", "team")
 SHARED_STACK = "shared"
 MAX_PARALLEL = 4
 POLICY_DIR = "policies"

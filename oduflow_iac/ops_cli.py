@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from oduflow_iac import automation, git_revisions, teams, updates
+from oduflow_iac import automation, fleet, git_revisions, teams, updates
 from oduflow_iac.config import ENV_TYPES, Config, load_config
 from oduflow_iac.errors import UsageError
 from oduflow_iac.stack_settings import StackSettings, print_notices, resolve_config
@@ -40,8 +40,10 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
         p.set_defaults(stack=None)  # `local`, or `shared` with --all
         scope = p.add_mutually_exclusive_group()
         scope.add_argument("--team", help="only this team: its stack team-N, or its component in a one-stack layout")
-        scope.add_argument("--all", action="store_true", help="the shared stack, then every team-N stack in parallel")
-        p.add_argument("--parallel", type=int, default=automation.MAX_PARALLEL, help="team stacks at once (--all)")
+        scope.add_argument(
+            "--all", action="store_true", help="every server's stack in parallel, then every team-N stack in parallel"
+        )
+        p.add_argument("--parallel", type=int, default=automation.MAX_PARALLEL, help="stacks at once (--all)")
         if operation in ("preview", "up"):
             p.add_argument("--no-policy", action="store_true", help="do not run the policy pack")
         p.set_defaults(handler=_operation_handler(operation), no_policy=False)
@@ -65,6 +67,7 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
     p.add_argument("--branch", required=True, help=_BRANCH_HELP)
     p.add_argument("--force", action="store_true", help="delete a production environment without a backup")
     p.set_defaults(handler=_env_delete)
+    fleet.register_env(env_sub, add_config_args)
 
     p = _lifecycle_parser(
         env_sub, "update", "pin the addon repositories to their heads (or --rev), then deploy", add_config_args
@@ -96,6 +99,8 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
         help="print the password even when stdout is not a terminal (a pipe, a file, a CI log)",
     )
     p.set_defaults(handler=_env_credentials)
+
+    fleet.register_team(sub, add_config_args)
 
     template = sub.add_parser("template", help="init, list or delete a team's templates")
     template_sub = template.add_subparsers(dest="template_command", metavar="ACTION", required=True)
@@ -207,7 +212,7 @@ def _operation_handler(operation: automation.Operation) -> Callable[[argparse.Na
             automation.check_config_file(settings, config.path)
         runner = automation.Runner(settings.project_dir, policy=not ns.no_policy, parallel=ns.parallel)
         if ns.all:
-            results = runner.run_all(operation, settings, config)
+            results = fleet.run_all(runner, operation, settings, config)
             print("summary:")
             for result in results:
                 print(f"  {result.line()}")
