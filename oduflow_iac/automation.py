@@ -23,7 +23,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +33,7 @@ from oduflow_iac.config import SECRETS_NAMESPACE, Config, EnvType, branch_proble
 from oduflow_iac.editing import ConfigEdit, TomlValue
 from oduflow_iac.errors import ConfigError, OduflowError, PulumiCliMissing, UsageError
 from oduflow_iac.lifecycle import pause
+from oduflow_iac.naming import DEFAULT_SERVER
 from oduflow_iac.stack_settings import StackSettings, read_stack_settings
 
 Operation = Literal["preview", "up", "destroy", "refresh"]
@@ -129,12 +130,33 @@ def stack_docker_host(settings: StackSettings, config: Config) -> str:
     return config.platform.docker_host
 
 
-def _tunnel_target(settings: StackSettings, config: Config) -> tunnel.SshTarget | None:
-    docker_host = stack_docker_host(settings, config)
-    try:
-        return tunnel.tunnel_target(docker_host, config.platform.postgres_admin_host)
-    except ValueError as exc:
-        raise UsageError(f"Docker host of stack {settings.stack}: {exc}") from None
+def _tunnel_targets(settings: StackSettings, config: Config) -> list[tuple[str, tunnel.SshTarget]]:
+    """The ssh:// servers whose PostgreSQL a stack's program dials, each with its tunnel's target: a
+    server stack its own server, a team stack every server the team sits on, the one-stack layout
+    every server (program.stack_servers decides the same from inside the program)."""
+    layout = layout_of(settings)
+    if layout in ("server", "shared"):
+        servers = [settings.get("server") or DEFAULT_SERVER]
+    elif layout == "team" and (settings.get("team") or "") in config.team:
+        servers = config.team_servers(settings.get("team") or "")
+    else:
+        servers = list(config.servers)
+    targets = []
+    for server in servers:
+        if layout in ("server", "shared") or (server == DEFAULT_SERVER and not config.server):
+            docker_host = stack_docker_host(settings, config)
+        elif server in config.servers:
+            docker_host = config.servers[server].docker_host
+        else:
+            continue
+        try:
+            target = tunnel.tunnel_target(docker_host, config.platform.postgres_admin_host)
+        except ValueError as exc:
+            where = "" if server == DEFAULT_SERVER else f" (server {server})"
+            raise UsageError(f"Docker host of stack {settings.stack}{where}: {exc}") from None
+        if target is not None:
+            targets.append((server, target))
+    return targets
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,12 +220,14 @@ def failed_one_shots(deployment: Mapping[str, Any] | None, team: str | None = No
     return sorted(found, key=lambda f: f.urn)
 
 
-def recorded_postgres_port(deployment: Mapping[str, Any] | None) -> int | None:
-    """The loopback port the stack's postgresql provider was last configured with: the port a tunnel
-    should bind so that the provider's configuration does not change (and the only one refresh and
-    destroy can use: they do not run the program and configure the provider from the state)."""
+def recorded_postgres_port(deployment: Mapping[str, Any] | None, server: str = DEFAULT_SERVER) -> int | None:
+    """The loopback port `server`'s postgresql provider (`shared-postgresql`, `shared@s2-postgresql`)
+    was last configured with: the port a tunnel should bind so that the provider's configuration
+    does not change (and the only one refresh and destroy can use: they do not run the program and
+    configure the provider from the state)."""
+    suffix = f"::{naming.shared_component_name(server)}-postgresql"
     for resource in _resources(deployment):
-        if resource.get("type") != POSTGRESQL_PROVIDER_TYPE:
+        if resource.get("type") != POSTGRESQL_PROVIDER_TYPE or not str(resource.get("urn", "")).endswith(suffix):
             continue
         inputs = resource.get("inputs") or {}
         if str(inputs.get("host") or tunnel.LOCALHOST) not in tunnel.LOOPBACK_HOSTS:
@@ -406,9 +430,9 @@ class Runner:
         name = selection.stack
         try:
             stack = self._stack(name, create=operation in ("preview", "up"))
-            target = _tunnel_target(selection.settings, config)
+            targets = _tunnel_targets(selection.settings, config)
             deployment: Mapping[str, Any] | None = None
-            if operation == "up" or target is not None:
+            if operation == "up" or targets:
                 deployment = stack.export_stack().deployment
             retried: list[FailedOneShot] = []
             if operation == "up":
@@ -418,7 +442,7 @@ class Runner:
                     self.out(prefix + failed.line())
                 if retried:
                     kwargs = {**kwargs, "replace": [f.urn for f in retried]}
-            with self._tunnel(operation, config, target, deployment, prefix) as env:
+            with self._tunnels(operation, config, targets, deployment, prefix) as env:
                 stack.workspace.env_vars = {**self.env_vars, **env}
                 if operation == "up":
                     # Odoo stopped around upgrades and refreshes (lifecycle/pause.py).
@@ -466,19 +490,33 @@ class Runner:
         return RunResult(name, operation, True, changes=dict(destroyed.summary.resource_changes or {}))
 
     @contextmanager
+    def _tunnels(
+        self,
+        operation: Operation,
+        config: Config,
+        targets: Sequence[tuple[str, tunnel.SshTarget]],
+        deployment: Mapping[str, Any] | None,
+        prefix: str,
+    ) -> Iterator[dict[str, str]]:
+        """The environment of one run: for each ssh:// server the stack deploys to, an SSH tunnel to
+        its PostgreSQL, open for the run and closed after it (also on error or Ctrl-C), and the local
+        port it listens on (ODUFLOW_POSTGRES_ADMIN_PORT, `..._PORT_S2` for server s2)."""
+        with ExitStack() as stack:
+            env: dict[str, str] = {}
+            for server, target in targets:
+                env.update(stack.enter_context(self._tunnel(operation, config, server, target, deployment, prefix)))
+            yield env
+
+    @contextmanager
     def _tunnel(
         self,
         operation: Operation,
         config: Config,
-        target: tunnel.SshTarget | None,
+        server: str,
+        target: tunnel.SshTarget,
         deployment: Mapping[str, Any] | None,
         prefix: str,
     ) -> Iterator[dict[str, str]]:
-        """The environment of one run: for an ssh:// Docker host, an SSH tunnel to its PostgreSQL, open
-        for the run and closed after it (also on error or Ctrl-C), and the local port it listens on."""
-        if target is None:
-            yield {}
-            return
         # refresh and destroy do not run the program: the engine configures the provider from the
         # state, so only the port recorded there works. preview and up (targeted ones too: the engine
         # targets providers implicitly, pulumi/pulumi pkg/resource/deploy/step_generator.go,
@@ -487,13 +525,15 @@ class Runner:
         strict = operation in ("refresh", "destroy")
         remote = config.platform.postgres_port
         with self._tunnel_lock:
-            opened = tunnel.open_tunnel(target, remote, preferred=recorded_postgres_port(deployment), strict=strict)
+            opened = tunnel.open_tunnel(
+                target, remote, preferred=recorded_postgres_port(deployment, server), strict=strict
+            )
         try:
             self.out(
                 f"{prefix}tunnel: {tunnel.LOCALHOST}:{opened.local_port} -> "
                 f"{target.destination} {tunnel.LOCALHOST}:{remote} (PostgreSQL, over ssh)"
             )
-            yield tunnel.tunnel_env(opened)
+            yield tunnel.tunnel_env(opened, server)
         finally:
             opened.close()
             self.out(f"{prefix}tunnel: closed {tunnel.LOCALHOST}:{opened.local_port}")

@@ -292,21 +292,10 @@ def _urn_type(urn: str) -> str:
     return urn.rsplit("::", 2)[-2].rsplit("$", 1)[-1]
 
 
-def server_scoped(name: str, server: str) -> str:
-    """The program's logical name of a component on a server (`naming.server_scoped`): unchanged
-    on `default` (zero churn), `name@server` elsewhere."""
-    return name if server == naming.DEFAULT_SERVER else f"{name}@{server}"
-
-
-def move_target(move: Any) -> str:
-    """The server a listed move goes to (`Move.to`; `to_server` in the moves file's first form)."""
-    return str(getattr(move, "to", None) or move.to_server)
-
-
 def placement_root(team_id: str, branch: str | None, server: str) -> tuple[str, str]:
     """(component type, logical name) of a team's (branch None) or an environment's placement on
     `server`: the TeamStack `team-N` (`team-N@server` off the default server) or its OdooEnvironment."""
-    team_name = server_scoped(team_stack_name(team_id), server)
+    team_name = naming.team_component_name(team_id, server)
     if branch is None:
         return TEAM_STACK_TYPE, team_name
     return ENVIRONMENT_TYPE, naming.resource_name(team_name, naming.slugify_branch(branch))
@@ -543,9 +532,34 @@ def copy_volume(config: Config, volume: str, source: str, target: str, image: st
     )
 
 
+RANDOM_PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
+# How `pulumi stack export --show-secrets` writes a secret value (the engine's secret signature).
+_SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def superuser_password(deployment: Mapping[str, Any] | None, server: str) -> str | None:
+    """`server`'s PostgreSQL superuser password, from the state of the stack that declares its
+    SharedInfra (the RandomPassword `shared-postgres-password`, `shared@s2-postgres-password`).
+    No stack exports it as an output (team stacks read server stacks' outputs); the operator who
+    moves a team reads the server stack's own state, as `pulumi stack export --show-secrets` does."""
+    suffix = f"::{naming.shared_component_name(server)}-postgres-password"
+    for resource in (deployment or {}).get("resources") or []:
+        if resource.get("type") != RANDOM_PASSWORD_TYPE or not str(resource.get("urn", "")).endswith(suffix):
+            continue
+        value = (resource.get("outputs") or {}).get("result")
+        if isinstance(value, dict) and value.get(_SECRET_SIG) and "plaintext" in value:
+            try:
+                value = json.loads(value["plaintext"])
+            except ValueError:
+                return None
+        return value if isinstance(value, str) and value else None
+    return None
+
+
 def stack_endpoints(runner: Runner, entry: StackSettings, config: Config) -> Callable[[str], Any]:
-    """Each server's PostgreSQL from its stack's outputs (`postgresAdminHost`, `postgresAdminPort`,
-    the secret `postgresPassword`), through an SSH tunnel when the server's Docker host is ssh://."""
+    """Each server's PostgreSQL as its superuser: the endpoint from its stack's outputs
+    (`postgresAdminHost`, `postgresAdminPort`), the password from its state (superuser_password),
+    through an SSH tunnel when the server's Docker host is ssh://."""
 
     @contextmanager
     def endpoint(server: str) -> Iterator[PgEndpoint]:
@@ -555,11 +569,12 @@ def stack_endpoints(runner: Runner, entry: StackSettings, config: Config) -> Cal
         try:
             stack = auto.select_stack(settings.stack, work_dir=str(settings.project_dir))
             outputs = {k: v.value for k, v in stack.outputs().items()}
+            deployment = stack.export_stack().deployment
         except auto.CommandError as exc:
-            raise UsageError(f"could not read the outputs of stack {settings.stack}: {exc}") from None
-        password = outputs.get("postgresPassword")
-        if not isinstance(password, str):
-            raise UsageError(f"stack {settings.stack} has no postgresPassword output: deploy it first")
+            raise UsageError(f"could not read stack {settings.stack}: {exc}") from None
+        password = superuser_password(deployment, server)
+        if password is None:
+            raise UsageError(f"stack {settings.stack} holds no PostgreSQL of server {server}: deploy it first")
         host = str(outputs.get("postgresAdminHost") or config.platform.postgres_admin_host)
         port = int(outputs.get("postgresAdminPort") or config.platform.postgres_port)
         target = tunnel.tunnel_target(config.servers[server].docker_host, host)
@@ -745,14 +760,14 @@ class Mover:
         else:
             if not resume:
                 raise UsageError(
-                    f"{self.moves_path}: a move of {target.describe()} to {move_target(listed)!r} is in progress "
+                    f"{self.moves_path}: a move of {target.describe()} to {listed.to!r} is in progress "
                     f"(phase {listed.phase}): pass --resume to continue it"
                 )
-            if to is not None and to != move_target(listed):
+            if to is not None and to != listed.to:
                 raise UsageError(
-                    f"{self.moves_path}: {target.describe()} is moving to {move_target(listed)!r}, not {to!r}"
+                    f"{self.moves_path}: {target.describe()} is moving to {listed.to!r}, not {to!r}"
                 )
-            source, to, phase = listed.from_server, move_target(listed), listed.phase
+            source, to, phase = listed.from_server, listed.to, listed.phase
             outcome.add(f"resuming the move of {target.describe()} from {source!r} to {to!r} (phase {phase})")
         assert to is not None
         try:
@@ -782,7 +797,7 @@ class Mover:
             if move.team == target.team and (move.branch is None or target.branch is None):
                 what = "team" if move.branch is None else f"environment {move.branch!r}"
                 raise UsageError(
-                    f"{self.moves_path}: the {what} of team {target.team} is being moved to {move_target(move)!r}: "
+                    f"{self.moves_path}: the {what} of team {target.team} is being moved to {move.to!r}: "
                     "finish that move first (--resume)"
                 )
 

@@ -208,7 +208,8 @@ def test_a_team_up_from_a_server_stack_runs_the_team_stack(
     assert run_cli(project, "up", "--all", "--stack", "shared") == 0
     before = len(fake_cli.engine())
     assert run_cli(project, "up", "--stack", "server-s2", "--team", "2") == 0
-    assert [stack_of(c["args"]) for c in fake_cli.engine()[before:]] == ["team-2"]
+    # `up` previews first (lifecycle/pause.py), on the same stack.
+    assert {stack_of(c["args"]) for c in fake_cli.engine()[before:]} == {"team-2"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,3 +285,33 @@ def test_setting_a_placement_keeps_comments_and_removing_it_leaves_the_file_as_i
     assert edit.set_placement("1", "staging", None)
     assert edit.text == original
     assert not edit.set_placement("1", "staging", None)
+
+
+# --------------------------------------------------------------------------------------------
+# The superuser password of a server, for a move's copy: from the server stack's state only
+
+
+def _password_resource(name: str, value: object) -> dict[str, object]:
+    return {
+        "urn": f"urn:pulumi:shared::oduflow::oduflow:index:SharedInfra$random:index/randomPassword:RandomPassword::{name}",
+        "type": fleet.RANDOM_PASSWORD_TYPE,
+        "outputs": {"result": value},
+    }
+
+
+def test_the_superuser_password_is_read_from_the_servers_own_resource() -> None:
+    secret = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "plaintext": '"pw-s2"'}
+    deployment = {
+        "resources": [
+            _password_resource("shared-postgres-password", "pw-default"),
+            _password_resource("shared@s2-postgres-password", secret),
+            # A team's environment password must never be taken for a server's.
+            _password_resource("team-1-main-admin-password", "not-this"),
+        ]
+    }
+    assert fleet.superuser_password(deployment, "default") == "pw-default"
+    assert fleet.superuser_password(deployment, "s2") == "pw-s2"
+    assert fleet.superuser_password(deployment, "s3") is None
+    # Still encrypted (exported without --show-secrets): no password, never the ciphertext.
+    encrypted = {"resources": [_password_resource("shared-postgres-password", {"ciphertext": "v1:abc"})]}
+    assert fleet.superuser_password(encrypted, "default") is None
