@@ -293,7 +293,7 @@ def test_setting_a_placement_keeps_comments_and_removing_it_leaves_the_file_as_i
 
 def _password_resource(name: str, value: object) -> dict[str, object]:
     return {
-        "urn": f"urn:pulumi:shared::oduflow::oduflow:index:SharedInfra$random:index/randomPassword:RandomPassword::{name}",
+        "urn": f"urn:pulumi:shared::oduflow::oduflow:index:SharedInfra${fleet.RANDOM_PASSWORD_TYPE}::{name}",
         "type": fleet.RANDOM_PASSWORD_TYPE,
         "outputs": {"result": value},
     }
