@@ -354,7 +354,10 @@ def test_a_large_change_fits_in_a_comment() -> None:
     for limit in (3_000, 6_000, 60_000):
         text = render_markdown(result, limit=limit, diff=d)
         assert len(text) <= limit and text.startswith("<!-- oduflow-iac-plan -->")
-        section = text[text.index("### Changes against") : text.index("| team | environments |")]
+        start = text.index("### Changes against")
+        # The section ends where the notes (`> ...`) or the team table begin.
+        end = min(i for i in (text.find("\n> ", start), text.index("| team | environments |")) if i >= 0)
+        section = text[start:end]
         assert len(section) <= limit // 2
         rows = section.count("| + create |")
         assert rows == len(result.run.resources) or f"… and {len(result.run.resources) - rows} more" in section
