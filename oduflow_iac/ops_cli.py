@@ -386,7 +386,7 @@ def _backup_now(ns: argparse.Namespace) -> int:
     from oduflow_iac.lifecycle import backup_ops
 
     config, settings, team_id = _backup_context(ns)
-    host = automation.docker_host_for(settings, config)
+    host = backup_ops.env_docker_host(config, team_id, ns.branch, automation.docker_host_for(settings, config))
     print(f"backing up {ns.branch!r} of team {team_id} on {host}")
     result = backup_ops.backup_now(config, team_id, ns.branch, automation.run_docker, host)
     for line in result.output.splitlines():
@@ -410,7 +410,7 @@ def _restore(ns: argparse.Namespace) -> int:
             print(line)
         print("dry run: nothing changed")
         return EXIT_OK
-    host = automation.docker_host_for(settings, config)
+    host = backup_ops.env_docker_host(config, team_id, plan.target_branch, automation.docker_host_for(settings, config))
     docker = automation.run_docker
     neutraliser = None
     if plan.neutralise:

@@ -90,7 +90,9 @@ def test_pick_refuses_what_cannot_be_restored() -> None:
         restore.pick_backup(SETS, DB, key="daily/oduflow_1_staging/20261102T030000Z.dump")
     with pytest.raises(UsageError, match="no such backup"):
         restore.pick_backup(SETS, DB, key=f"weekly/{DB}/20261102T030000Z.dump")
-    assert restore.pick_backup(SETS, DB, key=f"daily/{DB}/20261101T030000Z.filestore.tar.gz").stamp == "20261101T030000Z"
+    assert (
+        restore.pick_backup(SETS, DB, key=f"daily/{DB}/20261101T030000Z.filestore.tar.gz").stamp == "20261101T030000Z"
+    )
     with pytest.raises(UsageError, match="not a time"):
         restore.parse_time("yesterday")
 
@@ -184,12 +186,16 @@ def test_plan_names_everything_from_naming(config_path: Path) -> None:
     same = restore.plan_restore(config, "1", "main", SETS)
     assert not same.neutralise and not any("neutralise" in s for s in same.steps())
     with pytest.raises(UsageError, match="production environment"):
-        restore.plan_restore(config, "1", "staging", [_set("20261101T030000Z", database="oduflow_1_staging")], into="main")
+        restore.plan_restore(
+            config, "1", "staging", [_set("20261101T030000Z", database="oduflow_1_staging")], into="main"
+        )
     with pytest.raises(UsageError, match="no environment for branch 'nope'"):
         restore.plan_restore(config, "1", "nope", SETS)
 
 
-def test_restore_of_a_config_without_backups_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_restore_of_a_config_without_backups_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "oduflow.toml"
     path.write_text((ROOT / "examples" / "oduflow.toml").read_text(encoding="utf-8"), encoding="utf-8")
     for args in (["backup", "list"], ["backup", "now", "--branch", "main"], ["restore", "--branch", "main"]):
@@ -249,6 +255,10 @@ class FakeDatabase:
         self.calls.append(database)
         return self.code, ""
 
+    def empty(self, database: str) -> tuple[int, str]:
+        self.calls.append(f"empty {database}")
+        return 0, ""
+
 
 def _run(config_path: Path, docker: FakeDocker, database: FakeDatabase, now_ok: bool = True) -> restore.RestoreResult:
     config = load_config(config_path)
@@ -307,3 +317,63 @@ def test_backup_now_runs_the_jobs_script_for_one_database(config_path: Path) -> 
         ["exec", "oduflow-1-backup", "/bin/sh", backup.SCRIPT_PATH, naming.env_db_name("1", "feature/login")]
     ]
     assert not result.ok and "another run of the job is in progress" in result.message
+
+
+def test_commands_go_to_the_docker_host_of_the_environments_server(config_path: Path) -> None:
+    import tomlkit
+
+    config = load_config(config_path)
+    assert backup_ops.env_docker_host(config, "1", "main", "ssh://stack-host") == "ssh://stack-host"
+    document = tomlkit.parse(config_path.read_text(encoding="utf-8"))
+    document["server"] = {"s1": {"docker_host": "unix:///run/s1.sock"}, "s2": {"docker_host": "ssh://deploy@s2"}}
+    document["team"]["1"]["server"] = "s1"  # type: ignore[index]
+    document["team"]["2"]["server"] = "s1"  # type: ignore[index]
+    staging = next(e for e in document["team"]["1"]["environments"] if e["branch"] == "staging")  # type: ignore[index,union-attr]
+    staging["server"] = "s2"
+    config_path.write_text(tomlkit.dumps(document), encoding="utf-8")
+    config = load_config(config_path)
+    assert backup_ops.env_docker_host(config, "1", "main", "ssh://stack-host") == "unix:///run/s1.sock"
+    assert backup_ops.env_docker_host(config, "1", "staging", "ssh://stack-host") == "ssh://deploy@s2"
+
+
+def test_a_copy_whose_neutralisation_fails_is_emptied_and_not_started(config_path: Path) -> None:
+    config = load_config(config_path)
+    plan = restore.plan_restore(config, "1", "main", SETS, into="staging")
+    docker, database = FakeDocker(), FakeDatabase()
+
+    class Failing:
+        def neutralise(self, plan: restore.RestorePlan) -> tuple[int, str]:
+            return 1, "odoo neutralize failed"
+
+    now = backup_ops.NowResult(True, ["daily/oduflow_1_staging/20261104T030000Z.dump"], "", "ok")
+    result = restore.Restorer(FakeStore(), docker, "unix:///x", database, lambda: now, neutraliser=Failing()).run(plan)
+    assert not result.ok and result.state.startswith("NOT NEUTRALISED") and "EMPTY" in result.state
+    assert database.calls == ["oduflow_1_staging", "empty oduflow_1_staging"]
+    assert not docker.running
+    assert not any(c[:2] == ["start", naming.env_container_name("1", "staging")] for c in docker.calls)
+    # And a restore into another environment never runs without its neutralisation.
+    with pytest.raises(UsageError, match="neutralised"):
+        restore.Restorer(FakeStore(), docker, "unix:///x", database, lambda: now).run(plan)
+
+
+def test_the_empty_script_is_one_transaction() -> None:
+    script = restore.database_empty_script("oduflow_1_staging")
+    assert subprocess.run(["sh", "-n"], input=script, text=True, check=False).returncode == 0
+    assert script.index("BEGIN;") < script.index("DROP SCHEMA") < script.index("COMMIT;")
+
+
+def test_an_interrupted_copy_is_emptied_and_not_started(config_path: Path) -> None:
+    config = load_config(config_path)
+    plan = restore.plan_restore(config, "1", "main", SETS, into="staging")
+    docker, database = FakeDocker(), FakeDatabase()
+
+    class Interrupted:
+        def neutralise(self, plan: restore.RestorePlan) -> tuple[int, str]:
+            raise KeyboardInterrupt
+
+    now = backup_ops.NowResult(True, [], "", "ok")
+    restorer = restore.Restorer(FakeStore(), docker, "unix:///x", database, lambda: now, neutraliser=Interrupted())
+    with pytest.raises(KeyboardInterrupt):
+        restorer.run(plan)
+    assert database.calls == ["oduflow_1_staging", "empty oduflow_1_staging"]
+    assert not docker.running

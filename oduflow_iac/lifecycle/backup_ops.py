@@ -280,6 +280,15 @@ def environment(config: Config, team_id: str, branch: str) -> Any:
     raise UsageError(f"{config.path}: team {team_id} has no environment for branch {branch!r} (branches: {known})")
 
 
+def env_docker_host(config: Config, team_id: str, branch: str, stack_host: str) -> str:
+    """The Docker host an environment (its Odoo container, its team's backup job) runs on: its
+    server's when the file declares servers, else the stack's (`oduflow:dockerHost` or
+    `platform.docker_host`)."""
+    if not config.server:
+        return stack_host
+    return config.servers[config.env_server(team_id, environment(config, team_id, branch))].docker_host
+
+
 def require_backups(config: Config) -> Any:
     if config.backup is None:
         raise UsageError(f"{config.path}: backup: no [backup] is configured, so there are no backups")

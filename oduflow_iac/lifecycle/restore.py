@@ -20,8 +20,10 @@ What a restore does, in this order (docs/operations.md, "Restoring a backup"):
 5. The filestore of the same backup, staged beside the live one and swapped in (a failed
    extraction leaves the live files as they were), by a one-shot container of the backup image
    with the environment's filestore volume (`filestore_restore_script`).
-6. `--into` only: Odoo's neutralisation of the copy (lifecycle/neutralize.py), in a one-shot of the
-   target's Odoo image with the target container's volumes, odoo.conf and database variables.
+6. `--into` only: Odoo's neutralisation of the copy (lifecycle/neutralize.py, the same lines a
+   staging refresh runs: `odoo neutralize`, its own uuid, secret and admin password, its own
+   `web.base.url`), in a one-shot of the target's Odoo image with the target container's volumes,
+   odoo.conf and database variables.
 7. Start the container again (`docker start`, never re-created).
 
 Where pg_restore runs: in the team's backup job container (`docker exec`), not on the operator's
@@ -34,12 +36,14 @@ layout the operator's stack does not even hold that password. The dump travels S
 `docker cp`: the read-only restore key never leaves the operator's machine.
 
 A failure after the container was stopped says what state things are in and starts it again,
-with one exception: when the neutralisation of a copy failed, the container stays stopped (starting
-it would run production's mail servers and crons against a copy).
+with one exception: when the neutralisation of a copy failed, the copy is emptied again and the
+container stays stopped (starting it, or a later `up` starting it, would run production's mail
+servers and crons against the copy).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import tempfile
@@ -50,15 +54,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from oduflow_iac import naming, odoo_conf, odoo_init
+from oduflow_iac.automation import environment_info
 from oduflow_iac.config import Config
 from oduflow_iac.errors import UsageError
 from oduflow_iac.lifecycle import backup_ops
 from oduflow_iac.lifecycle.backup_ops import BackupSet, DockerRun, Store
-
-try:  # Owned by the staging-refresh work; until it is on main, the minimal version below stands in.
-    from oduflow_iac.lifecycle.neutralize import neutralize_script  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - replaced when lifecycle/neutralize.py lands
-    from oduflow_iac.lifecycle._neutralize_local import neutralize_script
+from oduflow_iac.lifecycle.neutralize import neutralize_script
 
 # Where the files travel inside the containers.
 JOB_DUMP_PATH = "/tmp/oduflow-restore.dump"
@@ -196,6 +197,22 @@ def database_restore_script(database: str, dump: str) -> str:
     )
 
 
+def database_empty_script(database: str) -> str:
+    """POSIX sh: empty `database` (the same emptying, in one transaction, and nothing replayed).
+    What a copy whose neutralisation failed gets: no un-neutralised copy of production is left for
+    a later start (`oduflow-iac up` starts a stopped Odoo container) to run."""
+    return "\n".join(
+        [
+            "set -eu",
+            f"{shlex.join(psql_args(database))} <<'ODUFLOW_SQL'",
+            restore_prelude_sql(),
+            "COMMIT;",
+            "ODUFLOW_SQL",
+            f"echo {shlex.quote(f'database {database} emptied')}",
+        ]
+    )
+
+
 def filestore_restore_script(
     source_db: str, target_db: str, archive: str = ARCHIVE_PATH, root: str = FILESTORE_MOUNT
 ) -> str:
@@ -241,6 +258,8 @@ class RestorePlan:
     odoo_image: str
     backup_image: str
     backup_first: bool
+    # The target's own URL: `web.base.url` of a neutralised copy (links in its mail and reports).
+    base_url: str | None = None
 
     @property
     def neutralise(self) -> bool:
@@ -304,6 +323,7 @@ def plan_restore(
         odoo_image=config.env_image(team_id, target),
         backup_image=config.platform.backup_image,
         backup_first=backup_first,
+        base_url=environment_info(config, team_id, target.branch).url,
     )
 
 
@@ -312,9 +332,12 @@ def plan_restore(
 
 
 class DatabaseRunner(Protocol):
-    """Runs `database_restore_script` where the PostgreSQL client tools and the team role are."""
+    """Runs `database_restore_script` (and `database_empty_script`) where the PostgreSQL client
+    tools and the team role are."""
 
     def restore(self, database: str, dump: Path) -> tuple[int, str]: ...
+
+    def empty(self, database: str) -> tuple[int, str]: ...
 
 
 class Neutraliser(Protocol):
@@ -344,6 +367,13 @@ class JobContainerDatabase:
             return done.code, str(done.output)
         finally:
             self.docker(["exec", job, "rm", "-f", JOB_DUMP_PATH], env)
+
+    def empty(self, database: str) -> tuple[int, str]:
+        job = naming.team_backup_container_name(self.team_id)
+        done = self.docker(
+            ["exec", job, "/bin/sh", "-c", database_empty_script(database)], _docker_env(self.docker_host)
+        )
+        return done.code, str(done.output)
 
 
 def container_env(docker: DockerRun, host: str, container: str, names: Sequence[str]) -> dict[str, str]:
@@ -378,12 +408,15 @@ class OneShotNeutraliser:
 
     def neutralise(self, plan: RestorePlan) -> tuple[int, str]:
         name = naming.env_restore_container_name(plan.team_id, plan.target_branch, "neutralize")
-        secrets = container_env(self.docker, self.docker_host, plan.container, PG_VARIABLES)
+        try:
+            secrets = container_env(self.docker, self.docker_host, plan.container, PG_VARIABLES)
+        except (RuntimeError, ValueError) as exc:  # no such container, unreadable answer
+            return 1, str(exc)
         # Exactly the image the target runs (its Odoo, its addons' Python dependencies), by id.
         image = container_image(self.docker, self.docker_host, plan.container) or plan.odoo_image
         secrets[odoo_init.ADMIN_PASSWORD_ENV] = self.admin_password()
         env = _docker_env(self.docker_host, secrets)
-        script = neutralize_script(plan.target_db)
+        script = neutralize_script(plan.target_db, base_url=plan.base_url)
         with tempfile.TemporaryDirectory(prefix="oduflow-neutralize-") as tmp:
             conf, script_file = Path(tmp) / "odoo.conf", Path(tmp) / "neutralize.sh"
             script_file.write_text("#!/bin/sh\nset -eu\n" + script, encoding="utf-8")
@@ -462,6 +495,8 @@ class Restorer:
         return str(found.output).strip() == "true"
 
     def run(self, plan: RestorePlan) -> RestoreResult:
+        if plan.neutralise and self.neutraliser is None:
+            raise UsageError("a restore into another environment is neutralised: no neutralisation was given")
         result = RestoreResult(ok=False)
         for line in plan.steps():
             self._say(result, line)
@@ -494,6 +529,7 @@ class Restorer:
         else:
             self._say(result, f"{plan.container} is not running; it is left stopped")
         keep_stopped = False
+        copy_in_place = False  # an un-neutralised copy of another environment is in the database
         try:
             code, output = self.database.restore(plan.target_db, dump)
             if output:
@@ -501,6 +537,7 @@ class Restorer:
             if code != 0:
                 result.state = f"nothing was changed: the database restore failed and was rolled back (exit {code})"
                 return result
+            copy_in_place = plan.neutralise
             code, output = self._filestore(plan, archive)
             if output:
                 self._say(result, output)
@@ -510,24 +547,38 @@ class Restorer:
                     f"not be restored (exit {code}) and still holds the files from before the restore{undo}"
                 )
                 return result
-            if plan.neutralise:
-                if self.neutraliser is None:
-                    raise UsageError("a restore into another environment needs its neutralisation")
+            if plan.neutralise and self.neutraliser is not None:
                 code, output = self.neutraliser.neutralise(plan)
                 if output:
                     self._say(result, output)
                 if code != 0:
+                    # Fail closed: no copy of production with its mail servers and crons on.
                     keep_stopped = True
+                    emptied, said = self.database.empty(plan.target_db)
+                    if said:
+                        self._say(result, said)
+                    now = "is now EMPTY" if emptied == 0 else "could NOT be emptied: do not start it"
                     result.state = (
-                        f"NOT NEUTRALISED: {plan.target_db} holds a copy of {plan.source_db} (backup "
-                        f"{plan.backup.stamp}) whose neutralisation failed (exit {code}); {plan.container} is "
-                        "left STOPPED so it never runs that copy's mail servers and crons: fix the cause and "
-                        f"run the restore again{undo}"
+                        f"NOT NEUTRALISED: the neutralisation of the copy of {plan.source_db} in {plan.target_db} "
+                        f"failed (exit {code}); the database {now} and {plan.container} is left STOPPED: fix the "
+                        f"cause and run the restore again{undo}"
                     )
                     return result
+            copy_in_place = False
             result.ok = True
             result.state = f"{plan.target_db} and its filestore hold backup {plan.backup.stamp} of {plan.source_db}"
             return result
+        except BaseException as exc:  # Ctrl-C, a missing docker client...: say where things stand
+            if copy_in_place:  # fail closed, as when the neutralisation fails
+                keep_stopped = True
+                with contextlib.suppress(Exception):
+                    self.database.empty(plan.target_db)
+            result.state = (
+                f"INTERRUPTED ({exc.__class__.__name__}) after {plan.container} was stopped: the database "
+                "restore is one transaction (committed only if a line above says it was restored), the "
+                f"filestore is swapped in one step (restored only if a line above says so){undo}"
+            )
+            raise
         finally:
             if result.state:
                 self._say(result, result.state)

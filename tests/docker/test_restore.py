@@ -206,7 +206,12 @@ class LocalDatabase:
         self.scripts: list[str] = []
 
     def restore(self, database: str, dump: Path) -> tuple[int, str]:
-        script = restore.database_restore_script(database, str(dump))
+        return self._run(restore.database_restore_script(database, str(dump)))
+
+    def empty(self, database: str) -> tuple[int, str]:
+        return self._run(restore.database_empty_script(database))
+
+    def _run(self, script: str) -> tuple[int, str]:
         self.scripts.append(script)
         done = subprocess.run(["sh", "-c", script], env=self.env, capture_output=True, text=True, timeout=300)
         return done.returncode, (done.stdout + done.stderr).strip()
@@ -231,7 +236,7 @@ class BothNeutralisers:
             "ODOO_CALLS": str(self.calls),
             odoo_init.ADMIN_PASSWORD_ENV: ADMIN_PASSWORD,
         }
-        script = "set -eu\n" + restore.neutralize_script(plan.target_db)
+        script = "set -eu\n" + restore.neutralize_script(plan.target_db, base_url=plan.base_url)
         done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=300)
         return done.returncode, (output + "\n" + done.stdout + done.stderr).strip()
 
@@ -453,8 +458,12 @@ def test_restore_into_another_environment_is_neutralised(world: World) -> None:
     # Its own identity: not production's uuid and secret.
     params = dict(world.pg.rows("SELECT key, value FROM ir_config_parameter", database=staging.database))
     assert params["database.uuid"] != "prod-uuid" and params["database.secret"] != "prod-secret"
+    assert params["web.base.url"] == plan.base_url and plan.base_url and "staging" in plan.base_url
+    # Its own admin password (the environment's, hashed as Odoo stores it), not production's.
+    password = world.pg.scalar("SELECT password FROM res_users WHERE login = 'admin'", database=staging.database)
+    assert password != "prod-hash" and password.startswith("$pbkdf2-sha512$")
     prod = dict(world.pg.rows("SELECT key, value FROM ir_config_parameter", database=main.database))
-    assert prod["database.uuid"] == "prod-uuid"
+    assert prod["database.uuid"] == "prod-uuid" and "web.base.url" not in prod
     staging.container.reload()
     assert staging.container.status == "running"
     # The neutralisation one-shot is gone; production's container was never touched.
