@@ -114,6 +114,22 @@ def test_status_objects_say_which_run_failed_and_for_what() -> None:
     assert backup_ops.last_run_for(runs, "oduflow_1_nothing") is None
 
 
+def test_keys_and_status_lines_with_escapes_or_markup_are_dropped() -> None:
+    """The job's key may PUT any key and any status body: what `backup list` prints must not carry
+    terminal escapes (retitle the terminal, hide lines) nor rich markup."""
+    planted = [
+        f"daily/\x1b]0;owned\x07{DB}/20261101T030000Z.dump",
+        "daily/\x1b[2K\x1b[1A/20261101T030000Z.filestore.tar.gz",
+        "daily/[bold red]x[/]/20261101T030000Z.dump",
+        "daily/" + "a" * 64 + "/20261101T030000Z.dump",
+        f"daily/{DB}/20261101T030000Z.dump",
+    ]
+    assert [backup_ops.parse_backup_key(k, TIERS) is not None for k in planted] == [False] * 4 + [True]
+    assert [s.database for s in backup_ops.group_backups(objects(*planted), TIERS)] == [DB]
+    body = backup_ops.parse_status_body("ok \x1b[2Koduflow_1_main\nfailed [red]x[/red]\nfailed oduflow_1_dev\n")
+    assert body == {"oduflow_1_dev": False}
+
+
 def test_written_keys_come_from_the_jobs_own_lines() -> None:
     output = "wrote s3://b/daily/db/20261101T030000Z.dump\nbacked up db\nwrote s3://b/status/20261101T030000Z.ok\n"
     assert backup_ops.written_keys(output) == ["daily/db/20261101T030000Z.dump", "status/20261101T030000Z.ok"]

@@ -30,6 +30,9 @@ DUMP_SUFFIX = ".dump"
 FILESTORE_SUFFIX = ".filestore.tar.gz"
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 _STAMP = re.compile(r"^\d{8}T\d{6}Z$")
+# A database name as naming.py makes them (and PostgreSQL accepts: 63 bytes at most). The job's
+# write key may PUT any key: one with terminal escapes or markup in it is not shown, nor restored.
+_DATABASE = re.compile(r"[A-Za-z0-9_.-]{1,63}")
 RESTORE_OUTPUT = "backupRestore"
 # How many of the newest status objects `list --branch` reads to find the last run that covered
 # the branch (a `backup now` of another branch is a run too).
@@ -91,6 +94,8 @@ def parse_backup_key(key: str, tiers: Iterable[str]) -> tuple[str, str, str, str
     if len(parts) != 3 or parts[0] not in set(tiers) or parts[1] == backup.ROLES_DIR:
         return None
     tier, database, name = parts
+    if not _DATABASE.fullmatch(database):
+        return None
     for suffix in (DUMP_SUFFIX, FILESTORE_SUFFIX):
         if name.endswith(suffix) and _STAMP.match(name[: -len(suffix)]):
             return tier, database, name[: -len(suffix)], suffix
@@ -158,7 +163,7 @@ def parse_status_body(text: str) -> dict[str, bool]:
     results: dict[str, bool] = {}
     for line in text.splitlines():
         word, _, target = line.strip().partition(" ")
-        if word in ("ok", "failed") and target:
+        if word in ("ok", "failed") and _DATABASE.fullmatch(target):
             results[target] = word == "ok"
     return results
 
