@@ -180,6 +180,95 @@ def test_the_filestore_swap_keeps_the_live_files_when_the_archive_is_bad(tmp_pat
     assert sorted(p.name for p in root.iterdir()) == ["filestore", "sessions"]
 
 
+def _busybox_path(tmp_path: Path) -> str | None:
+    """A PATH where sh, tar, find... are busybox's applets (the backup image's tools)."""
+    import shutil
+
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        return None
+    bin_dir = tmp_path / "busybox-bin"
+    bin_dir.mkdir()
+    for applet in ("sh", "tar", "gzip", "find", "mv", "rm", "mkdir", "echo", "["):
+        (bin_dir / applet).symlink_to(busybox)
+    return str(bin_dir)
+
+
+def _archive(members: list[tuple[str, bytes, str, int]]) -> bytes:
+    """A .tar.gz of (name, type, data or link target, mode) members."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, kind, target, mode in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = kind, mode
+            if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+                info.linkname = target
+                tar.addfile(info)
+            elif kind == tarfile.REGTYPE:
+                info.size = len(target)
+                tar.addfile(info, io.BytesIO(target.encode()))
+            else:
+                tar.addfile(info)
+    return buffer.getvalue()
+
+
+def _planted_archives() -> dict[str, bytes]:
+    import tarfile
+
+    base = f"./filestore/{DB}"
+    plain = (f"{base}/ab/abc", tarfile.REGTYPE, "attachment", 0o644)
+    return {
+        "the database's directory is a symlink to /etc": _archive([(base, tarfile.SYMTYPE, "/etc", 0o777)]),
+        "a symlink among the attachments": _archive([plain, (f"{base}/ab/x", tarfile.SYMTYPE, "/proc/self", 0o777)]),
+        "a setuid file": _archive([plain, (f"{base}/ab/su", tarfile.REGTYPE, "#!/bin/sh\n", 0o4755)]),
+        "a setgid file": _archive([plain, (f"{base}/ab/sg", tarfile.REGTYPE, "x", 0o2755)]),
+        "a hard link": _archive([plain, (f"{base}/ab/h", tarfile.LNKTYPE, f"{base}/ab/abc", 0o644)]),
+        "a fifo": _archive([plain, (f"{base}/ab/f", tarfile.FIFOTYPE, "", 0o644)]),
+        "a device": _archive([plain, (f"{base}/ab/d", tarfile.CHRTYPE, "", 0o666)]),
+    }
+
+
+@pytest.mark.parametrize("tools", ["system", "busybox"])
+@pytest.mark.parametrize("attack", sorted(_planted_archives()))
+def test_an_archive_with_anything_but_files_and_directories_is_refused(
+    tmp_path: Path, tools: str, attack: str
+) -> None:
+    """The job's key can write the archive: as root, a symlinked `filestore/DB` would become the
+    live filestore, a device or setuid file would land in it. All refused, the live files kept."""
+    import os
+    import tarfile
+
+    env = dict(os.environ)
+    if tools == "busybox":
+        path = _busybox_path(tmp_path)
+        if path is None:
+            pytest.skip("no busybox here")
+        env["PATH"] = path
+    if attack == "a device" and os.geteuid() != 0:
+        pytest.skip("only root extracts a device node")
+    root = tmp_path / "volume"
+    live = root / "filestore" / "oduflow_1_staging"
+    live.mkdir(parents=True)
+    (live / "old").write_text("live")
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(_planted_archives()[attack])
+    script = restore.filestore_restore_script(DB, "oduflow_1_staging", str(archive), str(root))
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False, env=env)
+    assert done.returncode != 0
+    assert restore.REFUSED_ARCHIVE in done.stderr, done.stderr
+    assert not live.is_symlink() and sorted(p.name for p in live.iterdir()) == ["old"]
+    assert sorted(p.name for p in (root / "filestore").iterdir()) == ["oduflow_1_staging"]
+    assert not (root / ".oduflow-restore").exists()
+    # The same tools still restore a plain archive.
+    archive.write_bytes(_archive([(f"./filestore/{DB}/ab/abc", tarfile.REGTYPE, "attachment", 0o644)]))
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    assert (live / "ab" / "abc").read_text() == "attachment" and not (live / "old").exists()
+
+
 # --------------------------------------------------------------------------------------------
 # Planning against the example config
 

@@ -66,6 +66,10 @@ JOB_DUMP_PATH = "/tmp/oduflow-restore.dump"
 ARCHIVE_PATH = "/tmp/oduflow-restore-filestore.tar.gz"
 FILESTORE_MOUNT = "/restore"
 NEUTRALIZE_SCRIPT_PATH = "/tmp/oduflow-neutralize.sh"
+REFUSED_ARCHIVE = (
+    "the filestore archive holds a symlink, device, fifo, socket, hard link or setuid/setgid file: "
+    "refused, the live filestore is untouched"
+)
 # psql prints this only once the COMMIT went through.
 COMMITTED = "oduflow-restore-committed"
 # How long the restore waits for a lock held by a session it could not end (another role's).
@@ -230,6 +234,16 @@ def filestore_restore_script(
             f"rm -rf {stage} {new} {old}",
             f"mkdir -p {stage} {shlex.quote(root + '/filestore')}",
             f"tar -xzf {shlex.quote(archive)} -C {stage}",
+            # The archive is the job's, whose key can write anything: extracted as root, a
+            # `filestore/SOURCE` that is a symlink (to /etc, /proc/self...) would become the live
+            # filestore, and a device, fifo, socket, hard link or setuid/setgid file has no place
+            # among attachments. Odoo's filestore holds plain files and directories only.
+            # (A find that fails stops the script, `set -e`: refused as well.)
+            f"odd=$(find {stage} \\( -type l -o -type b -o -type c -o -type p -o -type s"
+            " -o \\( -type f -links +1 \\) -o -perm -4000 -o -perm -2000 \\) -print)",
+            f'if [ -L {src} ] || [ -n "$odd" ]; then',
+            f"  echo {shlex.quote(REFUSED_ARCHIVE)} >&2; rm -rf {stage}; exit 1",
+            "fi",
             # A backup of a database without attachments has no directory: an empty one.
             f"if [ -d {src} ]; then mv {src} {new}; else mkdir {new}; fi",
             f"if [ -e {shlex.quote(dst)} ]; then mv {shlex.quote(dst)} {old}; fi",
