@@ -233,9 +233,7 @@ def _planted_archives() -> dict[str, bytes]:
 
 @pytest.mark.parametrize("tools", ["system", "busybox"])
 @pytest.mark.parametrize("attack", sorted(_planted_archives()))
-def test_an_archive_with_anything_but_files_and_directories_is_refused(
-    tmp_path: Path, tools: str, attack: str
-) -> None:
+def test_an_archive_with_anything_but_files_and_directories_is_refused(tmp_path: Path, tools: str, attack: str) -> None:
     """The job's key can write the archive: as root, a symlinked `filestore/DB` would become the
     live filestore, a device or setuid file would land in it. All refused, the live files kept."""
     import os
@@ -482,3 +480,65 @@ def test_an_interrupted_copy_is_emptied_and_not_started(config_path: Path) -> No
         restorer.run(plan)
     assert database.calls == ["oduflow_1_staging", "empty oduflow_1_staging"]
     assert not docker.running
+
+
+def _into_staging(
+    config_path: Path, docker: FakeDocker, neutraliser: object
+) -> tuple[restore.Restorer, restore.RestorePlan]:
+    plan = restore.plan_restore(load_config(config_path), "1", "main", SETS, into="staging")
+    now = backup_ops.NowResult(True, [], "", "ok")
+    database = FakeDatabase()
+    restorer = restore.Restorer(
+        FakeStore(),
+        docker,
+        "unix:///x",
+        database,
+        lambda: now,
+        neutraliser=neutraliser,  # type: ignore[arg-type]
+    )
+    return restorer, plan
+
+
+class _Neutralised:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def neutralise(self, plan: restore.RestorePlan) -> tuple[int, str]:
+        self.calls += 1
+        return 0, ""
+
+
+def test_a_copy_whose_filestore_fails_is_emptied_and_not_started(config_path: Path) -> None:
+    """Production's rows (its ir.mail_server records) are in the copy once the dump is replayed:
+    a failed filestore step must not start Odoo on them."""
+    docker, neutraliser = FakeDocker(fail={"cp"}), _Neutralised()
+    restorer, plan = _into_staging(config_path, docker, neutraliser)
+    result = restorer.run(plan)
+    staging = naming.env_container_name("1", "staging")
+    assert not result.ok and result.state.startswith("NOT NEUTRALISED: the filestore of the copy")
+    assert "EMPTY" in result.state and f"{staging} is left STOPPED" in result.state
+    assert restorer.database.calls == ["oduflow_1_staging", "empty oduflow_1_staging"]  # type: ignore[attr-defined]
+    assert neutraliser.calls == 0
+    assert not docker.running and not any(c[:2] == ["start", staging] for c in docker.calls)
+
+
+def test_a_copy_whose_neutraliser_raises_is_emptied_and_not_started(config_path: Path) -> None:
+    class Raising:
+        def neutralise(self, plan: restore.RestorePlan) -> tuple[int, str]:
+            raise RuntimeError("could not inspect oduflow-1-staging")
+
+    docker = FakeDocker()
+    restorer, plan = _into_staging(config_path, docker, Raising())
+    with pytest.raises(RuntimeError):
+        restorer.run(plan)
+    assert restorer.database.calls == ["oduflow_1_staging", "empty oduflow_1_staging"]  # type: ignore[attr-defined]
+    assert not docker.running
+    assert not any(c[:2] == ["start", naming.env_container_name("1", "staging")] for c in docker.calls)
+
+
+def test_a_copy_without_a_neutraliser_changes_nothing(config_path: Path) -> None:
+    docker = FakeDocker()
+    restorer, plan = _into_staging(config_path, docker, None)
+    with pytest.raises(UsageError, match="neutralised"):
+        restorer.run(plan)
+    assert docker.calls == [] and restorer.database.calls == []  # type: ignore[attr-defined]

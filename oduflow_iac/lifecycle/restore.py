@@ -36,9 +36,10 @@ layout the operator's stack does not even hold that password. The dump travels S
 `docker cp`: the read-only restore key never leaves the operator's machine.
 
 A failure after the container was stopped says what state things are in and starts it again,
-with one exception: when the neutralisation of a copy failed, the copy is emptied again and the
-container stays stopped (starting it, or a later `up` starting it, would run production's mail
-servers and crons against the copy).
+with one exception: a copy (`--into`) that was replayed but is not neutralised -- its filestore
+step failed, its neutralisation failed or raised, the restore was interrupted -- is emptied again
+and the container stays stopped (starting it, or a later `up` starting it, would run production's
+mail servers and crons against the copy). A copy is never attempted without a neutraliser.
 """
 
 from __future__ import annotations
@@ -555,6 +556,13 @@ class Restorer:
             code, output = self._filestore(plan, archive)
             if output:
                 self._say(result, output)
+            if code != 0 and plan.neutralise:
+                # The copy is not neutralised yet: fail closed, as when its neutralisation fails.
+                keep_stopped = True
+                result.state = self._fail_closed(
+                    plan, f"the filestore of the copy could not be restored (exit {code})", undo, result
+                )
+                return result
             if code != 0:
                 result.state = (
                     f"PARTLY RESTORED: {plan.target_db} holds backup {plan.backup.stamp}, but its filestore could "
@@ -568,14 +576,8 @@ class Restorer:
                 if code != 0:
                     # Fail closed: no copy of production with its mail servers and crons on.
                     keep_stopped = True
-                    emptied, said = self.database.empty(plan.target_db)
-                    if said:
-                        self._say(result, said)
-                    now = "is now EMPTY" if emptied == 0 else "could NOT be emptied: do not start it"
-                    result.state = (
-                        f"NOT NEUTRALISED: the neutralisation of the copy of {plan.source_db} in {plan.target_db} "
-                        f"failed (exit {code}); the database {now} and {plan.container} is left STOPPED: fix the "
-                        f"cause and run the restore again{undo}"
+                    result.state = self._fail_closed(
+                        plan, f"the neutralisation of the copy failed (exit {code})", undo, result
                     )
                     return result
             copy_in_place = False
@@ -594,6 +596,10 @@ class Restorer:
             )
             raise
         finally:
+            # Whatever way out this is, an un-neutralised copy of another environment is never
+            # started (the paths above have emptied it; this only guards paths added later).
+            if copy_in_place and not result.ok:
+                keep_stopped = True
             if result.state:
                 self._say(result, result.state)
             if running and not keep_stopped:
@@ -603,6 +609,18 @@ class Restorer:
                 else:
                     result.ok = False
                     self._say(result, f"could not start {plan.container} again: {started.output}")
+
+    def _fail_closed(self, plan: RestorePlan, why: str, undo: str, result: RestoreResult) -> str:
+        """Empty the copy that could not be neutralised (the caller keeps its Odoo stopped: a later
+        `up` starts a stopped container); the state line saying so."""
+        emptied, said = self.database.empty(plan.target_db)
+        if said:
+            self._say(result, said)
+        now = "is now EMPTY" if emptied == 0 else "could NOT be emptied: do not start it"
+        return (
+            f"NOT NEUTRALISED: {why}, in {plan.target_db} (a copy of {plan.source_db}); the database {now} and "
+            f"{plan.container} is left STOPPED: fix the cause and run the restore again{undo}"
+        )
 
     def _filestore(self, plan: RestorePlan, archive: Path) -> tuple[int, str]:
         name = naming.env_restore_container_name(plan.team_id, plan.target_branch, "filestore")
