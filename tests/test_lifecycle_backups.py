@@ -542,3 +542,38 @@ def test_a_copy_without_a_neutraliser_changes_nothing(config_path: Path) -> None
     with pytest.raises(UsageError, match="neutralised"):
         restorer.run(plan)
     assert docker.calls == [] and restorer.database.calls == []  # type: ignore[attr-defined]
+
+
+def test_a_stamp_is_trusted_only_as_far_as_s3s_own_clock_agrees() -> None:
+    now = datetime(2026, 11, 29, 10, 0, tzinfo=timezone.utc)
+
+    def problem(stamp: str, stored: datetime | None, versions: int = 1) -> str | None:
+        obj = StoredObject(f"daily/{DB}/{stamp}.dump", 1, stored, versions)
+        return backup_ops.stamp_problem(stamp, obj, now)
+
+    assert problem("20261129T030000Z", datetime(2026, 11, 29, 4, 30, tzinfo=timezone.utc)) is None  # a long run
+    assert problem("20261129T030000Z", datetime(2026, 11, 29, 2, 55, tzinfo=timezone.utc)) is None  # clock skew
+    assert "in the future" in (problem("20261129T110000Z", None) or "")
+    assert "dated after it was stored" in (
+        problem("20261129T090000Z", datetime(2026, 11, 29, 3, tzinfo=timezone.utc)) or ""
+    )
+    assert "more than" in (problem("20261101T030000Z", datetime(2026, 11, 29, 3, tzinfo=timezone.utc)) or "")
+    assert "written 2 times" in (problem("20261129T030000Z", None, versions=2) or "")
+    stored = datetime(2026, 11, 29, 3, 1, tzinfo=timezone.utc)
+    planted = [
+        StoredObject(f"daily/{DB}/20261129T030000Z.dump", 1, stored),
+        StoredObject(f"daily/{DB}/20261129T030000Z.filestore.tar.gz", 1, stored),
+        StoredObject(f"daily/{DB}/20261129T090000Z.dump", 1, stored),
+        StoredObject(f"daily/{DB}/20261129T090000Z.filestore.tar.gz", 1, stored),
+    ]
+    sets = backup_ops.group_backups(planted, TIERS, now)
+    assert [(s.stamp, bool(s.suspicious)) for s in sets] == [("20261129T090000Z", True), ("20261129T030000Z", False)]
+    assert restore.pick_backup(sets, DB).stamp == "20261129T030000Z"
+    # Status objects: ordered as S3 stored them, a suspicious one is a failure, never skipped.
+    runs = [
+        backup_ops.RunStatus("20261128T030000Z", False, {DB: False}, datetime(2026, 11, 28, 3, 5, tzinfo=timezone.utc)),
+        backup_ops.RunStatus("99991231T235959Z", True, {}, datetime(2026, 11, 27, tzinfo=timezone.utc)),
+    ]
+    assert backup_ops.last_run_for(runs, DB).stamp == "20261128T030000Z"  # type: ignore[union-attr]
+    odd = backup_ops.RunStatus("99991231T235959Z", False, {}, datetime(2026, 11, 29, tzinfo=timezone.utc), "planted")
+    assert backup_ops.last_run_for([*runs, odd], DB) is odd

@@ -3,8 +3,10 @@ of it into another environment of the same team, neutralised).
 
 What a restore does, in this order (docs/operations.md, "Restoring a backup"):
 1. Pick the backup: the newest complete pair (dump + filestore of the SAME run) at or before
-   `--at`, the one `--key` names, or the newest. Both objects are downloaded before anything
-   changes, with operator credentials (lifecycle/backup_ops.py).
+   `--at`, the one `--key` names, or the newest; never one whose stamp or versions show it is not
+   what the job wrote (backup_ops.stamp_problem: the job's key can PUT any key). Both objects are
+   downloaded (their one version, by id) before anything changes, with operator credentials
+   (lifecycle/backup_ops.py).
 2. Back up the target now (the team job, `backup now`), so the restore itself can be undone.
 3. Stop the target's Odoo container (`docker stop`, its naming.py name; never removed).
 4. The database, in ONE transaction (`database_restore_script`): end the other sessions on it,
@@ -116,11 +118,18 @@ def pick_backup(
         if chosen.database != database:
             raise UsageError(f"--key {key}: a backup of {chosen.database}, not of {database}")
     else:
-        candidates = [s for s in mine if s.complete and (at is None or s.at <= at)]
+        # A suspicious backup (its stamp or versions are not the job's: backup_ops.stamp_problem)
+        # is never the default: a planted future-dated pair would otherwise win every restore.
+        candidates = [s for s in mine if s.complete and not s.suspicious and (at is None or s.at <= at)]
         if not candidates:
             when = f" at or before {at.isoformat()}" if at else ""
             raise UsageError(f"no complete backup of {database}{when} (`oduflow-iac backup list` shows them)")
         chosen = max(candidates, key=lambda s: s.stamp)
+    if chosen.suspicious:
+        raise UsageError(
+            f"backup {chosen.stamp} of {chosen.database} is suspicious, refused: {chosen.suspicious} "
+            "(`oduflow-iac backup list` shows it)"
+        )
     if not chosen.complete:
         missing = "dump" if chosen.dump_size is None else "filestore archive"
         raise UsageError(f"backup {chosen.stamp} of {database} has no {missing}: a restore takes both halves or none")
