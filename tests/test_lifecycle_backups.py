@@ -577,3 +577,13 @@ def test_a_stamp_is_trusted_only_as_far_as_s3s_own_clock_agrees() -> None:
     assert backup_ops.last_run_for(runs, DB).stamp == "20261128T030000Z"  # type: ignore[union-attr]
     odd = backup_ops.RunStatus("99991231T235959Z", False, {}, datetime(2026, 11, 29, tzinfo=timezone.utc), "planted")
     assert backup_ops.last_run_for([*runs, odd], DB) is odd
+
+
+def test_the_roles_file_is_not_presented_as_something_to_apply() -> None:
+    """The job's key writes `{tier}/roles/{stamp}.sql` and can write anything there (an `ALTER
+    ROLE ... SUPERUSER`): nothing tells an operator to run it (the stack declares the roles)."""
+    header = backup.ROLES_HEADER
+    assert all(line.startswith("-- ") for line in header.splitlines())
+    assert "Do not apply" in header and "psql" not in header and "-f " not in header
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert "never apply" in operations and "single-transaction\n-f" not in operations
