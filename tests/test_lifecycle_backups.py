@@ -140,7 +140,13 @@ def test_the_restore_scripts_are_posix_sh_and_one_transaction() -> None:
     assert subprocess.run(["sh", "-n"], input=script, text=True, check=False).returncode == 0
     # BEGIN first, the emptying, then the dump, and COMMIT only after pg_restore read all of it.
     assert script.index("BEGIN;") < script.index("DROP SCHEMA") < script.index("pg_restore --no-owner")
-    assert "if pg_restore --no-owner --no-privileges --file=- /tmp/x.dump; then printf 'COMMIT;" in script
+    assert "if pg_restore --no-owner --no-privileges --restrict-key=" in script
+    assert "--file=- /tmp/x.dump; then printf 'COMMIT;" in script
+    # The success marker carries a nonce of the run: two scripts never share it.
+    assert restore.database_restore_script(DB, "/tmp/x.dump", "n1") != restore.database_restore_script(
+        DB, "/tmp/x.dump", "n2"
+    )
+    assert f"*{restore.COMMITTED}-n1*)" in restore.database_restore_script(DB, "/tmp/x.dump", "n1")
     assert "--dbname=oduflow_1_main" in script and "pg_terminate_backend" in script
     assert "CREATE SCHEMA public AUTHORIZATION pg_database_owner" in script
     assert "DROP DATABASE" not in script and "CREATE DATABASE" not in script

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import shlex
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -73,7 +74,8 @@ REFUSED_ARCHIVE = (
     "the filestore archive holds a symlink, device, fifo, socket, hard link or setuid/setgid file: "
     "refused, the live filestore is untouched"
 )
-# psql prints this only once the COMMIT went through.
+# psql prints this, followed by a nonce of the run, only once the COMMIT went through. The nonce
+# is new for every restore, so a dump (whose SQL could print any text) cannot print the marker.
 COMMITTED = "oduflow-restore-committed"
 # How long the restore waits for a lock held by a session it could not end (another role's).
 LOCK_TIMEOUT = "60s"
@@ -179,32 +181,57 @@ def restore_prelude_sql() -> str:
     )
 
 
-def pg_restore_args(dump: str) -> list[str]:
-    """The dump as SQL: objects owned by whoever runs it (the team role), no GRANTs of the source."""
-    return ["pg_restore", "--no-owner", "--no-privileges", "--file=-", dump]
+def pg_restore_args(dump: str, restrict_key: str) -> list[str]:
+    """The dump as SQL: objects owned by whoever runs it (the team role), no GRANTs of the source,
+    between `\\restrict KEY` and `\\unrestrict KEY`: psql runs none of its meta-commands (`\\!`
+    runs a shell command) in between, so a crafted dump cannot reach the job container's shell
+    (CVE-2025-8714; PostgreSQL 13.22, 14.19, 15.14, 16.10, 17.6 and later)."""
+    return ["pg_restore", "--no-owner", "--no-privileges", f"--restrict-key={restrict_key}", "--file=-", dump]
+
+
+# What the script says, and does, when the job image's pg_restore cannot restrict psql.
+OLD_PG_RESTORE = (
+    "the backup job image's pg_restore has no --restrict-key (PostgreSQL older than 13.22, 14.19, 15.14, "
+    "16.10 or 17.6): psql would run a dump's meta-commands; nothing was changed: update platform.backup_image"
+)
 
 
 def psql_args(database: str) -> list[str]:
     return ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", f"--dbname={database}"]
 
 
-def database_restore_script(database: str, dump: str) -> str:
+def database_restore_script(database: str, dump: str, nonce: str | None = None) -> str:
     """POSIX sh: empty `database` and replay `dump` into it in ONE transaction, with libpq's PG*
     variables saying where and as whom. COMMIT is sent only when pg_restore read the whole dump, and
-    the script succeeds only when psql confirms it (POSIX sh has no pipefail): a dump that breaks
-    half-way, an object that fails, a lock not granted -- all roll back to the database as it was."""
+    the script succeeds only when psql exits 0 and printed the run's marker after the COMMIT (POSIX
+    sh has no pipefail): a dump that breaks half-way, an object that fails, a lock not granted --
+    all roll back to the database as it was.
+
+    Why psql at all, not `pg_restore --dbname --single-transaction`: the emptying must be in the
+    same transaction as the replay, and pg_restore runs nothing of ours in its own. psql reads the
+    dump only restricted (pg_restore_args), and the marker carries `nonce` (new for every run):
+    neither a meta-command nor a row the dump prints can fake the outcome."""
+    nonce = nonce or secrets.token_hex(16)
+    marker = f"{COMMITTED}-{nonce}"
+    # The restrict key is another secret of the run (pg_restore refuses characters other than
+    # letters and digits): the dump cannot name it to lift the restriction.
+    restrict_key = secrets.token_hex(16)
     return "\n".join(
         [
             "set -eu",
+            "case \"$(pg_restore --help 2>&1)\" in *--restrict-key*) ;;",
+            f"  *) echo {shlex.quote(OLD_PG_RESTORE)} >&2; exit 1 ;;",
+            "esac",
             "out=$(",
             "  {",
             "    cat <<'ODUFLOW_SQL'",
             restore_prelude_sql(),
             "ODUFLOW_SQL",
-            f"    if {shlex.join(pg_restore_args(dump))}; then printf 'COMMIT;\\n\\\\echo {COMMITTED}\\n'; fi",
+            f"    if {shlex.join(pg_restore_args(dump, restrict_key))}; then"
+            f" printf 'COMMIT;\\n\\\\echo {marker}\\n'; fi",
             f"  }} | {shlex.join(psql_args(database))}",
-            ") || true",
-            f'case "$out" in *{COMMITTED}*) echo "database {database} restored" ;;',
+            ") || out=''",
+            f'case "$out" in *{marker}*) echo "database {database} restored" ;;',
             f'  *) echo "the restore of {database} was rolled back: the database is as it was" >&2; exit 1 ;;',
             "esac",
         ]
