@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from oduflow_iac.offline.plan import PlanResult
 
 ROOT = Path(__file__).resolve().parent.parent
-FULL = (Scenario(5, 10), Scenario(20, 50), Scenario(40, 50))
+FULL = (Scenario(5, 10), Scenario(20, 50), Scenario(20, 50, servers=3), Scenario(40, 50))
 QUICK = (Scenario(2, 3),)
 WARM_UP = Scenario(1, 1)
 COLUMNS = (
@@ -340,10 +340,14 @@ def report(rows: Sequence[Row]) -> str:
 
 
 def _scenario(text: str) -> Scenario:
-    teams, sep, envs = text.partition("x")
-    if not (sep and teams.isdigit() and envs.isdigit() and int(teams) > 0 and int(envs) > 0):
-        raise argparse.ArgumentTypeError(f"expected TEAMSxENVS such as 20x50, got {text!r}")
-    return Scenario(int(teams), int(envs))
+    """`20x50`, or `3s-20x50` for 20 teams of 50 environments on 3 servers."""
+    servers, dash, rest = text.partition("s-")
+    if not dash:
+        servers, rest = "1", text
+    teams, sep, envs = rest.partition("x")
+    if not (sep and teams.isdigit() and envs.isdigit() and servers.isdigit() and int(teams) > 0 and int(envs) > 0):
+        raise argparse.ArgumentTypeError(f"expected [SERVERSs-]TEAMSxENVS such as 20x50 or 3s-20x50, got {text!r}")
+    return Scenario(int(teams), int(envs), max(1, int(servers)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -354,8 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--scenario",
         action="append",
         type=_scenario,
-        metavar="TEAMSxENVS",
-        help="measure this scenario instead of the default three (repeatable), e.g. 20x50",
+        metavar="[SERVERSs-]TEAMSxENVS",
+        help="measure this scenario instead of the default ones (repeatable), e.g. 20x50 or 3s-20x50",
     )
     parser.add_argument("--repeat", type=int, default=1, help="time each side in N processes (median)")
     parser.add_argument("--workdir", type=Path, help="where scenarios and results are written")

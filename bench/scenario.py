@@ -48,10 +48,12 @@ _WORDS = (
 class Scenario:
     teams: int
     environments: int  # per team
+    servers: int = 1  # more than one: `default`, s2, s3, ... each team on one, round robin
 
     @property
     def name(self) -> str:
-        return f"{self.teams}x{self.environments}"
+        fleet = f"{self.servers}s-" if self.servers > 1 else ""
+        return f"{fleet}{self.teams}x{self.environments}"
 
     @property
     def total_environments(self) -> int:
@@ -134,9 +136,26 @@ def render(scenario: Scenario) -> str:
         'region = "eu-west-1"',
         "",
     ]
+    if scenario.servers > 1:
+        # Teams round robin: the default server keeps the names of a one-server platform.
+        for n, name in enumerate(server_names(scenario.servers)):
+            host = "unix:///var/run/docker.sock" if n == 0 else f"ssh://deploy@{name}.example.com"
+            out += [
+                f"[server.{name}]",
+                f'docker_host = "{host}"',
+                f'address = "203.0.113.{10 + n}"',
+                "",
+            ]
     for t in range(1, teams + 1):
-        out += _team(t, envs, types, per_team_cpu, per_team_mem)
+        team = _team(t, envs, types, per_team_cpu, per_team_mem)
+        if scenario.servers > 1:
+            team.insert(1, f'server = "{server_names(scenario.servers)[(t - 1) % scenario.servers]}"')
+        out += team
     return "\n".join(out) + "\n"
+
+
+def server_names(count: int) -> list[str]:
+    return ["default", *(f"s{n}" for n in range(2, count + 1))]
 
 
 def _db_connections(envs: int) -> int:

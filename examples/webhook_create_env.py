@@ -11,9 +11,12 @@
    oduflow.toml are read from ODUFLOW_SECRET_<KEY> environment variables, else from the stack's
    Pulumi config secret `oduflow-secrets:KEY`.
 2. If the branch has no environment yet: add it to oduflow.toml (comments and formatting kept) and
-   record its host port in the port lock. A branch that already has one is left as it is (webhooks
-   fire on every push).
-3. Deploy that team only (`up` of its component, or of its team-N stack in the per-team layout).
+   record its host port in the port lock. A branch that already has one is updated instead: a push
+   moves its addon repositories, so `env update` pins each one's new head (and its modules' trees
+   and versions) in the revision lock, `<config stem>.revisions.json`.
+3. Deploy that team only (`up` of its component, or of its team-N stack in the per-team layout):
+   a new environment is created; an updated one fetches the new commits, upgrades the modules whose
+   code or version changed, and only then replaces its Odoo. A push that moved nothing deploys nothing.
 4. Print the URL (one JSON object with --json).
 
 Exit status: 0 done, 1 the deployment failed, 2 refused (unknown token, invalid branch, ...).
@@ -28,9 +31,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from oduflow_iac import automation, teams
+from oduflow_iac import automation, git_revisions, teams, updates
+from oduflow_iac.config import load_config
 from oduflow_iac.errors import OduflowError, UsageError
 from oduflow_iac.stack_settings import resolve_config
+
+# How a push's new heads are read: git, with the addon fetcher's protocol allow-list.
+make_remote = git_revisions.GitRemote
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,14 +67,16 @@ def run(ns: argparse.Namespace) -> int:
     deploy = not ns.no_deploy
     if deploy:
         automation.require_pulumi_cli()
-    config, settings = resolve_config(None, ns.stack, ns.project_dir)
+    # The lock may pin a repository the file no longer has: `env update` re-records the environment.
+    config, settings = resolve_config(None, ns.stack, ns.project_dir, check_revisions=False)
     if settings is None:  # pragma: no cover - without --config the stack is always read
         raise UsageError(f"no stack config for stack {ns.stack}")
 
     resolvers = [teams.env_secrets()]
     if shutil.which("pulumi"):
         resolvers.append(automation.stack_secrets(settings.project_dir, settings.stack))
-    team_id = teams.resolve_team(config, ns.token, ns.host, secrets=teams.chain(*resolvers), strict=True)
+    secrets = teams.chain(*resolvers)
+    team_id = teams.resolve_team(config, ns.token, ns.host, secrets=secrets, strict=True)
 
     runner = automation.Runner(settings.project_dir, out=lambda line: print(line, file=sys.stderr))
     lifecycle = automation.Lifecycle(
@@ -78,8 +87,17 @@ def run(ns: argparse.Namespace) -> int:
     )
     existing = any(e.branch == ns.branch for e in config.team[team_id].environments)
     exit_code = 0
+    updated = False
     if existing:
-        print(f"environment {ns.branch!r} of team {team_id} already exists", file=sys.stderr)
+        # A push: pin the repositories' new heads, deploy when something moved (`env update`).
+        remote = make_remote(updates.team_secrets(config, team_id, secrets))
+        update = updates.resolve_revisions(config, team_id, ns.branch, remote)
+        path, updated = updates.write_entry(config, team_id, ns.branch, update.after)
+        for line in update.lines(team_id, ns.branch):
+            print(line, file=sys.stderr)
+        print(f"{path}: {'updated' if updated else 'unchanged'}", file=sys.stderr)
+        if updated and lifecycle.deploy is not None:
+            exit_code = lifecycle.deploy(load_config(config.path), team_id, ()).exit_code
         info = automation.environment_info(config, team_id, ns.branch)
     else:
         outcome, info = lifecycle.create_environment(
@@ -93,7 +111,8 @@ def run(ns: argparse.Namespace) -> int:
             "url": info.url,
             "hostPort": info.host_port,
             "created": not existing,
-            "deployed": deploy and not existing and exit_code == 0,
+            "updated": updated,
+            "deployed": deploy and (updated or not existing) and exit_code == 0,
         }
         print(json.dumps(result))
     else:

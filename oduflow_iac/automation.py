@@ -23,7 +23,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,11 +32,13 @@ from oduflow_iac import backup, naming, ports, teams, tunnel
 from oduflow_iac.config import SECRETS_NAMESPACE, Config, EnvType, branch_problem, load_config
 from oduflow_iac.editing import ConfigEdit, TomlValue
 from oduflow_iac.errors import ConfigError, OduflowError, PulumiCliMissing, UsageError
+from oduflow_iac.lifecycle import pause
+from oduflow_iac.naming import DEFAULT_SERVER
 from oduflow_iac.stack_settings import StackSettings, read_stack_settings
 
 Operation = Literal["preview", "up", "destroy", "refresh"]
 OPERATIONS: tuple[Operation, ...] = ("preview", "up", "destroy", "refresh")
-LAYOUTS = ("all", "shared", "team")
+LAYOUTS = ("all", "shared", "server", "team")
 SHARED_STACK = "shared"
 MAX_PARALLEL = 4
 POLICY_DIR = "policies"
@@ -128,12 +130,33 @@ def stack_docker_host(settings: StackSettings, config: Config) -> str:
     return config.platform.docker_host
 
 
-def _tunnel_target(settings: StackSettings, config: Config) -> tunnel.SshTarget | None:
-    docker_host = stack_docker_host(settings, config)
-    try:
-        return tunnel.tunnel_target(docker_host, config.platform.postgres_admin_host)
-    except ValueError as exc:
-        raise UsageError(f"Docker host of stack {settings.stack}: {exc}") from None
+def _tunnel_targets(settings: StackSettings, config: Config) -> list[tuple[str, tunnel.SshTarget]]:
+    """The ssh:// servers whose PostgreSQL a stack's program dials, each with its tunnel's target: a
+    server stack its own server, a team stack every server the team sits on, the one-stack layout
+    every server (program.stack_servers decides the same from inside the program)."""
+    layout = layout_of(settings)
+    if layout in ("server", "shared"):
+        servers = [settings.get("server") or DEFAULT_SERVER]
+    elif layout == "team" and (settings.get("team") or "") in config.team:
+        servers = config.team_servers(settings.get("team") or "")
+    else:
+        servers = list(config.servers)
+    targets = []
+    for server in servers:
+        if layout in ("server", "shared") or (server == DEFAULT_SERVER and not config.server):
+            docker_host = stack_docker_host(settings, config)
+        elif server in config.servers:
+            docker_host = config.servers[server].docker_host
+        else:
+            continue
+        try:
+            target = tunnel.tunnel_target(docker_host, config.platform.postgres_admin_host)
+        except ValueError as exc:
+            where = "" if server == DEFAULT_SERVER else f" (server {server})"
+            raise UsageError(f"Docker host of stack {settings.stack}{where}: {exc}") from None
+        if target is not None:
+            targets.append((server, target))
+    return targets
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,7 +164,7 @@ def _tunnel_target(settings: StackSettings, config: Config) -> tunnel.SshTarget 
 
 CONTAINER_TYPE = "docker:index/container:Container"
 POSTGRESQL_PROVIDER_TYPE = "pulumi:providers:postgresql"
-ONE_SHOT_ROLES = ("init", "template-init", "addons-fetch")
+ONE_SHOT_ROLES = ("init", "template-init", "addons-fetch", "refresh", "upgrade")
 
 
 @dataclass(frozen=True)
@@ -177,7 +200,7 @@ def state_labels(resource: Mapping[str, Any]) -> dict[str, str]:
 
 
 def failed_one_shots(deployment: Mapping[str, Any] | None, team: str | None = None) -> list[FailedOneShot]:
-    """One-shot containers (init, template-init, addons-fetch) whose recorded exit code is not 0, or
+    """One-shot containers (init, template-init, addons-fetch, refresh) whose recorded exit code is not 0, or
     whose creation failed (`initErrors`): `oduflow-iac up` replaces them so they run again. `team`
     keeps only that team's (a one-stack `--team` run touches nothing else)."""
     found = []
@@ -197,12 +220,14 @@ def failed_one_shots(deployment: Mapping[str, Any] | None, team: str | None = No
     return sorted(found, key=lambda f: f.urn)
 
 
-def recorded_postgres_port(deployment: Mapping[str, Any] | None) -> int | None:
-    """The loopback port the stack's postgresql provider was last configured with: the port a tunnel
-    should bind so that the provider's configuration does not change (and the only one refresh and
-    destroy can use: they do not run the program and configure the provider from the state)."""
+def recorded_postgres_port(deployment: Mapping[str, Any] | None, server: str = DEFAULT_SERVER) -> int | None:
+    """The loopback port `server`'s postgresql provider (`shared-postgresql`, `shared@s2-postgresql`)
+    was last configured with: the port a tunnel should bind so that the provider's configuration
+    does not change (and the only one refresh and destroy can use: they do not run the program and
+    configure the provider from the state)."""
+    suffix = f"::{naming.shared_component_name(server)}-postgresql"
     for resource in _resources(deployment):
-        if resource.get("type") != POSTGRESQL_PROVIDER_TYPE:
+        if resource.get("type") != POSTGRESQL_PROVIDER_TYPE or not str(resource.get("urn", "")).endswith(suffix):
             continue
         inputs = resource.get("inputs") or {}
         if str(inputs.get("host") or tunnel.LOCALHOST) not in tunnel.LOOPBACK_HOSTS:
@@ -345,6 +370,7 @@ class Runner:
         self.env_vars = dict(env_vars or {})
         self.parallel = max(1, parallel)
         self._tunnel_lock = threading.Lock()  # parallel team stacks: one port choice at a time
+        self.docker: DockerRunner = run_docker  # stops and starts Odoo around upgrades
 
     def out(self, line: str) -> None:
         with self._lock:
@@ -404,9 +430,9 @@ class Runner:
         name = selection.stack
         try:
             stack = self._stack(name, create=operation in ("preview", "up"))
-            target = _tunnel_target(selection.settings, config)
+            targets = _tunnel_targets(selection.settings, config)
             deployment: Mapping[str, Any] | None = None
-            if operation == "up" or target is not None:
+            if operation == "up" or targets:
                 deployment = stack.export_stack().deployment
             retried: list[FailedOneShot] = []
             if operation == "up":
@@ -416,9 +442,20 @@ class Runner:
                     self.out(prefix + failed.line())
                 if retried:
                     kwargs = {**kwargs, "replace": [f.urn for f in retried]}
-            with self._tunnel(operation, config, target, deployment, prefix) as env:
+            with self._tunnels(operation, config, targets, deployment, prefix) as env:
                 stack.workspace.env_vars = {**self.env_vars, **env}
-                result = self._engine(operation, stack, name, kwargs)
+                if operation == "up":
+                    # Odoo stopped around upgrades and refreshes (lifecycle/pause.py).
+                    docker_env = {"DOCKER_HOST": stack_docker_host(selection.settings, config)}
+                    result = pause.up_paused(
+                        stack,
+                        kwargs,
+                        lambda: self._engine(operation, stack, name, kwargs),
+                        lambda args: self.docker(args, docker_env),
+                        lambda line: self.out(prefix + line),
+                    )
+                else:
+                    result = self._engine(operation, stack, name, kwargs)
             result.retried = [f.name for f in retried]
             return result
         except StackNotFoundError:
@@ -453,19 +490,33 @@ class Runner:
         return RunResult(name, operation, True, changes=dict(destroyed.summary.resource_changes or {}))
 
     @contextmanager
+    def _tunnels(
+        self,
+        operation: Operation,
+        config: Config,
+        targets: Sequence[tuple[str, tunnel.SshTarget]],
+        deployment: Mapping[str, Any] | None,
+        prefix: str,
+    ) -> Iterator[dict[str, str]]:
+        """The environment of one run: for each ssh:// server the stack deploys to, an SSH tunnel to
+        its PostgreSQL, open for the run and closed after it (also on error or Ctrl-C), and the local
+        port it listens on (ODUFLOW_POSTGRES_ADMIN_PORT, `..._PORT_S2` for server s2)."""
+        with ExitStack() as stack:
+            env: dict[str, str] = {}
+            for server, target in targets:
+                env.update(stack.enter_context(self._tunnel(operation, config, server, target, deployment, prefix)))
+            yield env
+
+    @contextmanager
     def _tunnel(
         self,
         operation: Operation,
         config: Config,
-        target: tunnel.SshTarget | None,
+        server: str,
+        target: tunnel.SshTarget,
         deployment: Mapping[str, Any] | None,
         prefix: str,
     ) -> Iterator[dict[str, str]]:
-        """The environment of one run: for an ssh:// Docker host, an SSH tunnel to its PostgreSQL, open
-        for the run and closed after it (also on error or Ctrl-C), and the local port it listens on."""
-        if target is None:
-            yield {}
-            return
         # refresh and destroy do not run the program: the engine configures the provider from the
         # state, so only the port recorded there works. preview and up (targeted ones too: the engine
         # targets providers implicitly, pulumi/pulumi pkg/resource/deploy/step_generator.go,
@@ -474,13 +525,15 @@ class Runner:
         strict = operation in ("refresh", "destroy")
         remote = config.platform.postgres_port
         with self._tunnel_lock:
-            opened = tunnel.open_tunnel(target, remote, preferred=recorded_postgres_port(deployment), strict=strict)
+            opened = tunnel.open_tunnel(
+                target, remote, preferred=recorded_postgres_port(deployment, server), strict=strict
+            )
         try:
             self.out(
                 f"{prefix}tunnel: {tunnel.LOCALHOST}:{opened.local_port} -> "
                 f"{target.destination} {tunnel.LOCALHOST}:{remote} (PostgreSQL, over ssh)"
             )
-            yield tunnel.tunnel_env(opened)
+            yield tunnel.tunnel_env(opened, server)
         finally:
             opened.close()
             self.out(f"{prefix}tunnel: closed {tunnel.LOCALHOST}:{opened.local_port}")
@@ -687,8 +740,10 @@ def expected_containers(config: Config, team_id: str) -> set[str]:
     """Names of the containers the program declares for a team."""
     team = config.team[team_id]
     names = {naming.fit_identifier(f"oduflow-{team_id}-template-{t}-init") for t in team.templates}
+    names |= {naming.template_upgrade_container_name(team_id, t) for t in team.templates}
     for env in team.environments:
         names.add(naming.env_addons_fetch_container_name(team_id, env.branch))
+        names.add(naming.env_upgrade_container_name(team_id, env.branch))
         if not env.disabled:
             names.add(naming.env_container_name(team_id, env.branch))
     if config.backup is not None:

@@ -301,6 +301,35 @@ class ConfigEdit:
         self.summary.append(f"team {team_id} environment {branch!r}: {key} {shown}")
         return True
 
+    def set_placement(self, team_id: str, branch: str | None, server: str | None) -> bool:
+        """Place a team (`branch` None) or one of its environments on a server: `server = "NAME"`
+        (None removes the key). Through tomlkit, which keeps comments and the other keys as they are."""
+        index = None if branch is None else self.environment_index(team_id, branch)
+        data = self._team(team_id) if branch is None else self.environment(team_id, branch)
+        if data.get("server") == server:
+            return False
+
+        def by_lines(lines: list[str]) -> None:
+            raise _LayoutUnsupported
+
+        def by_doc(doc: Any) -> None:
+            table = _doc_team(doc, team_id)
+            if index is not None:
+                table = table["environments"][index]
+            if server is None:
+                del table["server"]
+            else:
+                table["server"] = server
+
+        self._apply(by_lines, by_doc)
+        if server is None:
+            data.pop("server", None)
+        else:
+            data["server"] = server
+        what = f"team {team_id}" if branch is None else f"team {team_id} environment {branch!r}"
+        self.summary.append(f"{what}: server {'removed' if server is None else f'set to {server}'}")
+        return True
+
     def remove_environment(self, team_id: str, branch: str) -> None:
         index = self.environment_index(team_id, branch)
         self._apply(

@@ -118,6 +118,26 @@ def env_addons_fetch_container_name(team_id: str, branch: str) -> str:
     return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-addons-fetch")
 
 
+def env_upgrade_container_name(team_id: str, branch: str) -> str:
+    """The module-upgrade one-shot of an environment (lifecycle/upgrade.py)."""
+    return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-upgrade")
+
+
+def template_upgrade_container_name(team_id: str, name: str) -> str:
+    """The module-upgrade one-shot of a template (an image bump of the template)."""
+    return fit_identifier(f"oduflow-{team_id}-template-{slugify_branch(name)}-upgrade")
+
+
+COMMIT_DIR_CHARS = 12
+
+
+def addons_checkout_dir(repo: str, commit: str | None) -> str:
+    """The directory of one repository under the addons root: `{repo}@{commit[:12]}` for a pinned
+    commit (one directory per revision, so the running Odoo keeps its code while the next revision
+    is upgraded), `{repo}` for an unpinned branch head. `@` is in no repository name."""
+    return f"{repo}@{commit[:COMMIT_DIR_CHARS]}" if commit else repo
+
+
 def env_refresh_container_name(team_id: str, branch: str) -> str:
     """The refresh one-shot of an environment with `clone_from` (lifecycle/refresh.py)."""
     return fit_identifier(f"oduflow-{team_id}-{slugify_branch(branch)}-refresh")
@@ -205,3 +225,35 @@ def env_hostname(base: str, branch: str, mode: str, slot: int) -> str:
 def resource_name(*parts: str) -> str:
     """Pulumi logical names: parts joined by `-`; long names are fitted so URNs stay readable."""
     return "-".join(p for p in parts if p)
+
+
+def server_scoped(name: str, server: str) -> str:
+    """The logical name of a component placed on `server`: unchanged on the default server (every
+    config and state from before servers keeps every URN), `name@server` elsewhere. `@` appears in
+    no other logical name, so `team-1@s2` can never be the name of a team `1@s2`."""
+    return name if server == DEFAULT_SERVER else f"{name}@{server}"
+
+
+def split_server_scoped(name: str) -> tuple[str, str]:
+    """`(name, server)` of a name made by `server_scoped`."""
+    base, _, server = name.partition("@")
+    return base, server or DEFAULT_SERVER
+
+
+SHARED_COMPONENT = "shared"
+
+
+def shared_component_name(server: str = DEFAULT_SERVER) -> str:
+    """The SharedInfra of `server`: `shared` on the default server, `shared@s2` elsewhere."""
+    return server_scoped(SHARED_COMPONENT, server)
+
+
+def team_component_name(team_id: str, server: str = DEFAULT_SERVER) -> str:
+    """A team's TeamStack on `server`: `team-1` on the default server, `team-1@s2` elsewhere."""
+    return server_scoped(f"team-{team_id}", server)
+
+
+def team_of_component(name: str) -> tuple[str, str] | None:
+    """`(team_id, server)` of a TeamStack's logical name, None for any other name."""
+    base, server = split_server_scoped(name)
+    return (base.removeprefix("team-"), server) if base.startswith("team-") else None

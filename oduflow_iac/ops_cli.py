@@ -13,8 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from oduflow_iac import automation, teams
-from oduflow_iac.config import ENV_TYPES, Config
+from oduflow_iac import automation, fleet, git_revisions, teams, updates
+from oduflow_iac.config import ENV_TYPES, Config, load_config
 from oduflow_iac.errors import UsageError
 from oduflow_iac.stack_settings import StackSettings, print_notices, resolve_config
 
@@ -40,8 +40,10 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
         p.set_defaults(stack=None)  # `local`, or `shared` with --all
         scope = p.add_mutually_exclusive_group()
         scope.add_argument("--team", help="only this team: its stack team-N, or its component in a one-stack layout")
-        scope.add_argument("--all", action="store_true", help="the shared stack, then every team-N stack in parallel")
-        p.add_argument("--parallel", type=int, default=automation.MAX_PARALLEL, help="team stacks at once (--all)")
+        scope.add_argument(
+            "--all", action="store_true", help="every server's stack in parallel, then every team-N stack in parallel"
+        )
+        p.add_argument("--parallel", type=int, default=automation.MAX_PARALLEL, help="stacks at once (--all)")
         if operation in ("preview", "up"):
             p.add_argument("--no-policy", action="store_true", help="do not run the policy pack")
         p.set_defaults(handler=_operation_handler(operation), no_policy=False)
@@ -65,6 +67,25 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
     p.add_argument("--branch", required=True, help=_BRANCH_HELP)
     p.add_argument("--force", action="store_true", help="delete a production environment without a backup")
     p.set_defaults(handler=_env_delete)
+    fleet.register_env(env_sub, add_config_args)
+
+    p = _lifecycle_parser(
+        env_sub, "update", "pin the addon repositories to their heads (or --rev), then deploy", add_config_args
+    )
+    p.add_argument("--branch", required=True, help=_BRANCH_HELP)
+    p.add_argument(
+        "--rev",
+        action="append",
+        default=[],
+        metavar="REPO=SHA",
+        help="pin this repository to this commit (full 40-hex id) instead of its head; repeatable",
+    )
+    p.set_defaults(handler=_env_update)
+    p = _lifecycle_parser(
+        env_sub, "refresh", "copy the environment's source (clone_from) again, then deploy", add_config_args
+    )
+    p.add_argument("--branch", required=True, help=_BRANCH_HELP)
+    p.set_defaults(handler=_env_refresh)
 
     p = env_sub.add_parser("credentials", help="print an environment's Odoo admin login and password")
     add_config_args(p)
@@ -78,6 +99,8 @@ def register(sub: Any, add_config_args: AddConfigArgs) -> None:
         help="print the password even when stdout is not a terminal (a pipe, a file, a CI log)",
     )
     p.set_defaults(handler=_env_credentials)
+
+    fleet.register_team(sub, add_config_args)
 
     template = sub.add_parser("template", help="init, list or delete a team's templates")
     template_sub = template.add_subparsers(dest="template_command", metavar="ACTION", required=True)
@@ -189,7 +212,7 @@ def _operation_handler(operation: automation.Operation) -> Callable[[argparse.Na
             automation.check_config_file(settings, config.path)
         runner = automation.Runner(settings.project_dir, policy=not ns.no_policy, parallel=ns.parallel)
         if ns.all:
-            results = runner.run_all(operation, settings, config)
+            results = fleet.run_all(runner, operation, settings, config)
             print("summary:")
             for result in results:
                 print(f"  {result.line()}")
@@ -220,11 +243,13 @@ def _require_settings(settings: StackSettings | None, ns: argparse.Namespace) ->
 # Lifecycle commands
 
 
-def _lifecycle(ns: argparse.Namespace, *, deploys: bool = True) -> tuple[automation.Lifecycle, Config, str]:
+def _lifecycle(
+    ns: argparse.Namespace, *, deploys: bool = True, check_revisions: bool = True
+) -> tuple[automation.Lifecycle, Config, str]:
     deploy = deploys and not getattr(ns, "no_deploy", False)
     if deploy:
         automation.require_pulumi_cli()
-    config, settings = resolve_config(ns.config, ns.stack, ns.project_dir)
+    config, settings = resolve_config(ns.config, ns.stack, ns.project_dir, check_revisions=check_revisions)
     print_notices(config)
     team_id = teams.require_team(config, ns.team) if ns.team is not None else teams.resolve_team(config)
     deploy_fn = None
@@ -270,6 +295,40 @@ def _env_enable(ns: argparse.Namespace) -> int:
 def _env_delete(ns: argparse.Namespace) -> int:
     lifecycle, _, team_id = _lifecycle(ns)
     return _print(lifecycle.delete_environment(team_id, ns.branch, force=ns.force))
+
+
+# How `env update` reads the repositories: the git client with the fetcher's protocol allow-list.
+# Tests replace it with a reader of local repositories.
+RemoteFactory = Callable[[git_revisions.Secrets], git_revisions.Remote]
+make_remote: RemoteFactory = git_revisions.GitRemote
+
+
+def _record(lifecycle: automation.Lifecycle, config: Config, team_id: str, branch: str, update: updates.Update) -> int:
+    """Write the environment's entry, say what moved, deploy when something did."""
+    path, changed = updates.write_entry(config, team_id, branch, update.after)
+    outcome = lifecycle._outcome(*update.lines(team_id, branch), f"{path}: {'updated' if changed else 'unchanged'}")
+    if not changed:
+        outcome.add("nothing to deploy (`oduflow-iac up` retries a failed deployment)")
+        return _print(outcome)
+    return _print(lifecycle._finish(outcome, load_config(config.path), team_id))
+
+
+def _env_update(ns: argparse.Namespace) -> int:
+    # The lock may pin repositories the file no longer has: this command is how it is put right.
+    lifecycle, config, team_id = _lifecycle(ns, check_revisions=False)
+    revs = git_revisions.parse_revs(ns.rev)
+    resolver = teams.env_secrets()
+    settings = lifecycle.settings
+    if settings is not None:
+        resolver = teams.chain(resolver, automation.stack_secrets(settings.project_dir, settings.stack))
+    remote = make_remote(updates.team_secrets(config, team_id, resolver))
+    update = updates.resolve_revisions(config, team_id, ns.branch, remote, revs, out=print)
+    return _record(lifecycle, config, team_id, ns.branch, update)
+
+
+def _env_refresh(ns: argparse.Namespace) -> int:
+    lifecycle, config, team_id = _lifecycle(ns)
+    return _record(lifecycle, config, team_id, ns.branch, updates.next_refresh(config, team_id, ns.branch))
 
 
 def stdout_is_terminal() -> bool:

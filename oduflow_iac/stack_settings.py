@@ -127,11 +127,16 @@ def read_stack_settings(stack: str, project_dir: Path | None = None) -> StackSet
 
 
 def resolve_config(
-    config_path: Path | None, stack: str | None, project_dir: Path | None = None, *, move_ports: bool = False
+    config_path: Path | None,
+    stack: str | None,
+    project_dir: Path | None = None,
+    *,
+    move_ports: bool = False,
+    check_revisions: bool = True,
 ) -> tuple[Config, StackSettings | None]:
     """The oduflow.toml to use: `--config` when given, else the stack's `oduflow:configFile`.
     `stack` None is the default stack `local`, which an explicit config file does without; a
-    stack named on the command line must exist. `move_ports`: see `load_config`."""
+    stack named on the command line must exist. `move_ports`, `check_revisions`: see `load_config`."""
     if config_path is not None:
         settings = None
         try:
@@ -140,12 +145,15 @@ def resolve_config(
             if stack is not None:
                 raise
             settings = None  # an explicit config file works without a project around it
-        return load_config(config_path, move_ports=move_ports), settings
+        return load_config(config_path, move_ports=move_ports, check_revisions=check_revisions), settings
     settings = read_stack_settings(stack or DEFAULT_STACK, project_dir)
     relative = settings.get("configFile")
     if not relative:
         raise ConfigError.single(str(settings.stack_file), "config.oduflow:configFile", "required key is missing")
-    return load_config(settings.project_dir / relative, move_ports=move_ports), settings
+    return (
+        load_config(settings.project_dir / relative, move_ports=move_ports, check_revisions=check_revisions),
+        settings,
+    )
 
 
 def print_notices(config: Config) -> None:

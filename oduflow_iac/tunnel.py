@@ -10,6 +10,10 @@ it in `program.admin_endpoint`, so the one-stack and per-team layouts behave ali
 
 The local port is not assumed to be the remote one: a local PostgreSQL often holds 5432 already.
 
+With several servers each remote PostgreSQL needs a local endpoint of its own: the default server's
+keeps ODUFLOW_POSTGRES_ADMIN_HOST/PORT, server `s2` reads ODUFLOW_POSTGRES_ADMIN_HOST_S2/PORT_S2
+(`server_env_names`: upper case, `-` as `_`), so a stack spanning servers gets every tunnel at once.
+
 Everything here is a small pure function (parsing, the command line, the message) plus thin
 socket/process helpers, so the tests can check each against a fake `ssh`.
 """
@@ -28,6 +32,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from oduflow_iac.errors import OduflowError
+from oduflow_iac.naming import DEFAULT_SERVER
 
 ENV_ADMIN_HOST = "ODUFLOW_POSTGRES_ADMIN_HOST"
 ENV_ADMIN_PORT = "ODUFLOW_POSTGRES_ADMIN_PORT"
@@ -127,16 +132,35 @@ def unreachable_message(
     )
 
 
-def admin_endpoint(default_host: str, default_port: int, environ: Mapping[str, str]) -> tuple[str, int]:
-    """Where the postgresql provider dials: ODUFLOW_POSTGRES_ADMIN_HOST/PORT when set (by
-    `oduflow-iac` for its tunnel, or by an operator), else the configured defaults."""
-    host = environ.get(ENV_ADMIN_HOST) or default_host
-    raw = environ.get(ENV_ADMIN_PORT)
+def server_env_names(server: str = DEFAULT_SERVER) -> tuple[str, str]:
+    """The variables giving `server`'s PostgreSQL endpoint: ODUFLOW_POSTGRES_ADMIN_HOST/PORT for the
+    default server (as before servers), `..._HOST_S2`/`..._PORT_S2` for server `s2`. Server names
+    are `[a-z][a-z0-9-]*`: upper-cased with `-` as `_` they are valid variable names, and
+    distinct (no server name holds `_`)."""
+    if server == DEFAULT_SERVER:
+        return ENV_ADMIN_HOST, ENV_ADMIN_PORT
+    suffix = server.upper().replace("-", "_")
+    return f"{ENV_ADMIN_HOST}_{suffix}", f"{ENV_ADMIN_PORT}_{suffix}"
+
+
+def admin_endpoint(
+    default_host: str, default_port: int, environ: Mapping[str, str], server: str = DEFAULT_SERVER
+) -> tuple[str, int]:
+    """Where the postgresql provider of `server` dials: its ODUFLOW_POSTGRES_ADMIN_HOST/PORT[_SERVER]
+    when set (by `oduflow-iac` for its tunnel, or by an operator), else the configured defaults."""
+    host_var, port_var = server_env_names(server)
+    host = environ.get(host_var) or default_host
+    raw = environ.get(port_var)
     if not raw:
         return host, default_port
     if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-        raise ValueError(f"{ENV_ADMIN_PORT}={raw!r} is not a port number (1-65535)")
+        raise ValueError(f"{port_var}={raw!r} is not a port number (1-65535)")
     return host, int(raw)
+
+
+def has_endpoint(environ: Mapping[str, str], server: str) -> bool:
+    """The run was told where `server`'s PostgreSQL is (its port variable is set)."""
+    return bool(environ.get(server_env_names(server)[1]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,6 +303,7 @@ def open_tunnel(
     raise last
 
 
-def tunnel_env(tunnel: Tunnel) -> dict[str, str]:
-    """What the program reads to dial PostgreSQL through `tunnel`."""
-    return {ENV_ADMIN_HOST: LOCALHOST, ENV_ADMIN_PORT: str(tunnel.local_port)}
+def tunnel_env(tunnel: Tunnel, server: str = DEFAULT_SERVER) -> dict[str, str]:
+    """What the program reads to dial `server`'s PostgreSQL through `tunnel`."""
+    host_var, port_var = server_env_names(server)
+    return {host_var: LOCALHOST, port_var: str(tunnel.local_port)}

@@ -109,7 +109,7 @@ def fake_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCli:
     fake = FakeCli(tmp_path / "pulumi-calls.jsonl", tmp_path / "pulumi-state.json")
     monkeypatch.setenv("FAKE_PULUMI_LOG", str(fake.log))
     monkeypatch.setenv("FAKE_PULUMI_STATE", str(fake.state))
-    for name in ("FAKE_PULUMI_FAIL", "FAKE_PULUMI_SLEEP", "FAKE_PULUMI_SECRETS"):
+    for name in ("FAKE_PULUMI_FAIL", "FAKE_PULUMI_SLEEP", "FAKE_PULUMI_SECRETS", "FAKE_PULUMI_STEPS"):
         monkeypatch.delenv(name, raising=False)
     return fake
 
@@ -698,11 +698,26 @@ def test_webhook_resolves_the_team_by_token_creates_deploys_and_prints_the_url(
     assert "feature/hook" in [e.branch for e in load_config(config_file).team["2"].environments]
     [call] = fake_cli.engine("up")
     assert flag_values(call["args"], "--target") == ["urn:pulumi:local::oduflow::oduflow:index:TeamStack::team-2"]
-    # a second delivery for the same branch changes nothing
+    # a second delivery (a push) pins the repositories' new heads and deploys; a third, with
+    # nothing moved, changes nothing
+    class Heads:
+        def head(self, addon: Any) -> str:
+            return "c" * 40
+
+        def modules(self, addon: Any, commit: str) -> dict[str, Any]:
+            return {}
+
+    monkeypatch.setattr(webhook, "make_remote", lambda secrets: Heads())
     before = config_file.read_bytes()
     assert webhook.main([*args, "--token", "team-b-token"]) == 0
-    assert json.loads(capsys.readouterr().out)["created"] is False
-    assert config_file.read_bytes() == before and len(fake_cli.engine("up")) == 1
+    second = json.loads(capsys.readouterr().out)
+    assert second["created"] is False and second["updated"] is True and second["deployed"] is True
+    lock = json.loads((config_file.parent / "oduflow.revisions.json").read_text())
+    assert {r["commit"] for r in lock["teams"]["2"]["feature/hook"]["repos"].values()} == {"c" * 40}
+    assert len(fake_cli.engine("up")) == 2
+    assert webhook.main([*args, "--token", "team-b-token"]) == 0
+    assert json.loads(capsys.readouterr().out)["updated"] is False
+    assert config_file.read_bytes() == before and len(fake_cli.engine("up")) == 2
 
 
 def test_webhook_refuses_an_unknown_token(

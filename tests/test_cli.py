@@ -68,7 +68,7 @@ def test_lock_writes_the_port_lock_and_keeps_it(write_config: Callable[[str], Pa
     [
         (
             "config:\n  oduflow:configFile: examples/oduflow.toml\n  oduflow:layout: bogus\n",
-            "oduflow:layout is 'bogus'; it must be one of all, shared, team",
+            "oduflow:layout is 'bogus'; it must be one of all, server, shared, team",
         ),
         (
             "config:\n  oduflow:configFile: examples/oduflow.toml\n  oduflow:layout: team\n  oduflow:team: '9'\n",

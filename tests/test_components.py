@@ -56,10 +56,10 @@ def test_resource_counts_by_type_per_team() -> None:
     assert counts["1"]["postgresql:index/role:Role"] == 0
     assert counts[None]["postgresql:index/role:Role"] == 2 + 2
     assert counts[None][GRANT] == 2 + 1  # and CONNECT on postgres for the provisioning roles
-    # Odoo containers + the template's one-shot init + per environment an addons fetcher and an init
-    # + the team's PostgreSQL proxy.
-    assert counts["1"][CONTAINER] == 4 + 1 + 4 + 4 + 1 + 1  # and its mail catcher
-    assert counts["2"][CONTAINER] == 3 + 1 + 3 + 3 + 1 + 1
+    # Odoo containers + the template's one-shot init and upgrade + per environment an addons
+    # fetcher, an init and an upgrade + the team's PostgreSQL proxy and its mail catcher.
+    assert counts["1"][CONTAINER] == 4 + 2 + 4 + 4 + 4 + 1 + 1
+    assert counts["2"][CONTAINER] == 3 + 2 + 3 + 3 + 3 + 1 + 1
     assert counts[None][CONTAINER] == 3  # oduflow-db, oduflow-traefik and oduflow-docker-proxy
     assert counts[None]["docker:index/network:Network"] == 1
     assert counts[None]["pulumi:providers:postgresql"] == 1
@@ -447,7 +447,10 @@ def test_every_environment_database_is_initialised_once() -> None:
     # The Odoo container starts after its init, and the clone's database after the template's init.
     odoo = named(run, CONTAINER, "oduflow-1-main-odoo")
     database = next(r for r in run.of_type(DATABASE) if reveal(r.inputs)["name"] == "oduflow_1_main")
-    assert clone.urn in odoo.dependencies and template_init.urn in database.dependencies
+    assert clone.urn in odoo.dependencies
+    # ... after the template's upgrade one-shot (an image bump of the template), itself after its init.
+    template_upgrade = named(run, CONTAINER, "oduflow-1-template-default-upgrade")
+    assert template_upgrade.urn in database.dependencies and template_init.urn in template_upgrade.dependencies
 
 
 def _one_shots(run: PlannedRun) -> dict[str, PlannedResource]:

@@ -64,7 +64,7 @@ def test_json_contract_on_the_example() -> None:
     result = run_cli("--stack", "local", "--format", "json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert set(doc) == {"formatVersion", "project", "stack", "resources", "violations", "notes", "summary"}
+    assert set(doc) == {"formatVersion", "project", "stack", "resources", "revisions", "violations", "notes", "summary"}
     assert doc["formatVersion"] == 2
     assert (doc["project"], doc["stack"]) == ("oduflow", "local")
     urns = {r["urn"] for r in doc["resources"]}
@@ -78,12 +78,19 @@ def test_json_contract_on_the_example() -> None:
             "inputs",
             "dependencies",
             "protect",
+            "provider",
             "ignoreChanges",
             "replaceOnChanges",
             "deleteBeforeReplace",
             "secrets",
         }
         assert r["parent"] is None or r["parent"] in urns
+        # a resource of a server's engines names the provider resource it goes through (random's
+        # is the default provider: none); a component none
+        if r["type"].startswith(("docker:", "postgresql:", "cloudflare:", "aws:")):
+            assert r["provider"] in urns and "pulumi:providers:" in r["provider"].split("::")[2], r["urn"]
+        elif not r["custom"]:
+            assert r["provider"] is None
         assert all(d in urns for d in r["dependencies"])
         assert isinstance(r["custom"], bool) and isinstance(r["protect"], bool)
     odoo = next(r for r in doc["resources"] if r["inputs"].get("name") == "oduflow-1-main-odoo")
@@ -231,7 +238,8 @@ def test_table_is_a_tree_then_a_summary() -> None:
     team1 = next(i for i, line in enumerate(lines) if "oduflow:index:TeamStack  team-1" in line)
     env = next(i for i, line in enumerate(lines) if "oduflow:index:OdooEnvironment  team-1-feature-login" in line)
     assert shared < team1 < env
-    assert lines[-1].startswith("Plan: 109 resources to create · 0 mandatory")  # 2 teams' mail catchers
+    # 2 teams' mail catchers; an upgrade one-shot per environment (7) and template (2)
+    assert lines[-1].startswith("Plan: 118 resources to create · 0 mandatory")
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "markdown"])

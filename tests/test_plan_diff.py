@@ -77,9 +77,13 @@ def test_an_image_bump_replaces_exactly_that_odoo_container(write_config: Callab
     after = INLINE.replace('odoo_image = "odoo:18.0"', 'odoo_image = "odoo:18.0.1"')
     d = diff_of(write_config, INLINE, after)
     odoo = _odoo_container(plan_doc(write_config(after, "h.toml")), "2", "main")
-    # The init one-shot lists the image in its ignoreChanges: an upgrade, never a re-init.
-    assert {c.urn for c in d.changed} == {odoo["urn"]}, [(c.name, c.action, c.paths) for c in d.changed]
-    (c,) = d.changed
+    # The init one-shot lists the image in its ignoreChanges: an upgrade, never a re-init. The
+    # upgrade one-shot's digest label moves with the image: it runs `-u all` before the new Odoo.
+    upgrade = next(c for c in d.changed if c.role == "upgrade")
+    assert {c.urn for c in d.changed} == {odoo["urn"], upgrade.urn}, [(c.name, c.action, c.paths) for c in d.changed]
+    assert upgrade.name == "team-2-main-upgrade" and upgrade.action == "replace"
+    assert upgrade.paths == ["labels[4].value"]
+    (c,) = [c for c in d.changed if c.urn == odoo["urn"]]
     assert (c.action, c.replacing) == ("replace", ["image"])
     # An Odoo container of a non-production environment: interruption said, not as production.
     (line,) = d.interruptions()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from oduflow_iac.errors import ConfigError
 from oduflow_iac.lifecycle import refresh
 from oduflow_iac.offline import changes
 from oduflow_iac.offline.plan import PlanResult, plan_run, render_json
+from oduflow_iac.revisions import EnvRevisions
 from oduflow_iac.stack_settings import resolve_config
 from tests.conftest import ROOT, SEED
 
@@ -185,7 +185,7 @@ def _container(doc: dict[str, Any], name: str) -> dict[str, Any] | None:
 
 def _generation(monkeypatch: pytest.MonkeyPatch, generation: int) -> None:
     """A revision lock whose refresh generation is `generation` for every environment."""
-    monkeypatch.setattr(Config, "env_revisions", lambda self, t, b: SimpleNamespace(repos={}, refresh=generation))
+    monkeypatch.setattr(Config, "env_revisions", lambda self, t, b: EnvRevisions(repos={}, refresh=generation))
 
 
 def test_the_refresh_one_shot_replaces_the_init(write_config: Callable[..., Path]) -> None:
@@ -251,11 +251,21 @@ def test_a_new_generation_replaces_the_copy_and_its_odoo_only(
     d = changes.diff_plans(base, head, "base", {("1", "main"): "production", ("1", "staging"): "staging"})
     job = _container(head, naming.env_refresh_container_name("1", "staging"))
     odoo = _container(head, naming.env_container_name("1", "staging"))
-    assert job is not None and odoo is not None
-    assert {(c.urn, c.action) for c in d.changed} == {(job["urn"], "replace"), (odoo["urn"], "replace")}
-    kinds = dict(changes.notes(d))
+    # The copy's upgrade one-shot too: the copied database carries its source's recorded state.
+    upgrade = _container(head, naming.env_upgrade_container_name("1", "staging"))
+    assert job is not None and odoo is not None and upgrade is not None
+    assert {(c.urn, c.action) for c in d.changed} == {
+        (job["urn"], "replace"),
+        (odoo["urn"], "replace"),
+        (upgrade["urn"], "replace"),
+    }
+    notes = changes.notes(d)
+    kinds = dict(notes)
     assert kinds["refresh"].startswith("staging ← copy of main (refresh 3 → 4), team 1: ")
-    assert "re-run" not in kinds  # said once, as a refresh
+    # Said once, as a refresh; the only re-run is the copy's upgrade.
+    assert [t for k, t in notes if k == "re-run"] == [
+        "one-shot `oduflow-1-staging-upgrade` (upgrade) of 1/staging is re-created and runs again (labels[4].value)."
+    ]
     text = "\n".join(t for _, t in changes.text_lines(d))
     assert "staging ← copy of main (refresh 3 → 4)" in text
     assert "staging ← copy of main (refresh 3 → 4)" in "\n".join(changes.markdown_lines(d, 60000, "local"))
@@ -340,3 +350,39 @@ def test_the_program_gives_the_catcher_to_non_production_only(write_config: Call
     assert confs["team-1-staging-odoo"]["smtp_server"] == naming.team_mail_catcher_container_name("1")
     assert confs["team-1-feature-x-odoo"]["smtp_port"] == "1025"
     assert "smtp_server" not in confs["team-1-main-odoo"] and "smtp_server" not in confs["team-2-main-odoo"]
+
+
+def test_a_failed_refresh_is_retried_by_the_next_up() -> None:
+    from oduflow_iac import automation
+
+    urn = (
+        "urn:pulumi:local::oduflow::oduflow:index:TeamStack$oduflow:index:OdooEnvironment"
+        "$docker:index/container:Container::team-1-staging-refresh"
+    )
+    deployment = {
+        "resources": [
+            {
+                "urn": urn,
+                "type": CONTAINER,
+                "inputs": {"name": "oduflow-1-staging-refresh"},
+                "outputs": {
+                    "name": "oduflow-1-staging-refresh",
+                    "exitCode": 3,
+                    "labels": [{"label": "oduflow.role", "value": "refresh"}, {"label": "oduflow.team", "value": "1"}],
+                },
+            }
+        ]
+    }
+    (failed,) = automation.failed_one_shots(deployment)
+    assert (failed.name, failed.role, failed.exit_code) == ("oduflow-1-staging-refresh", "refresh", 3)
+
+
+def test_a_copy_across_servers_is_refused(write_config: Callable[..., Path]) -> None:
+    servers = (
+        '[server.default]\ndocker_host = "unix:///var/run/docker.sock"\n'
+        '[server.prod]\ndocker_host = "ssh://deploy@prod.example.com"\n'
+    )
+    text = servers + _set(CLONED, "main", 'server = "prod"')
+    text = text.replace("[team.1]\n", '[team.1]\nserver = "default"\n', 1)
+    shown = _problem(write_config, text.replace("[team.2]\n", '[team.2]\nserver = "default"\n', 1))
+    assert "environments[1].clone_from: 'main' runs on server 'prod' and this environment on 'default'" in shown

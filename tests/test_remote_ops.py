@@ -126,7 +126,61 @@ def test_the_tunnel_reuses_the_port_the_state_records(fake_cli: FakeCli, fake_ss
     assert run_cli(project, "up", "--stack", "remote") == 0
     assert run_cli(project, "refresh", "--stack", "remote") == 0
     ports = [int(c["env"][tunnel.ENV_ADMIN_PORT]) for c in fake_cli.engine()]
-    assert ports == [recorded, recorded]
+    # `up` previews first (which Odoo to stop around upgrades: lifecycle/pause.py), in the same tunnel.
+    assert [c["args"][0] for c in fake_cli.engine()] == ["preview", "up", "refresh"]
+    assert ports == [recorded, recorded, recorded]
+
+
+FLEET_TWO_SSH = """
+[server.default]
+docker_host = "ssh://ops@odoo.example.com:2222"
+[server.s2]
+docker_host = "ssh://ops@odoo2.example.com"
+
+[team.1]
+hostname = "team-a.example.com"
+ui_password = "pass-a"
+port_range = [50000, 50050]
+server = "default"
+
+[[team.1.environments]]
+branch = "main"
+type = "production"
+odoo_image = "odoo:17.0-20260908@sha256:8779f8157ddcc37b84014c94646073f46fd4ad776b7a5d95fc3b0dc73a24a8fa"
+
+[team.2]
+hostname = "team-b.example.com"
+ui_password = "pass-b"
+port_range = [50050, 50100]
+server = "s2"
+
+[[team.2.environments]]
+branch = "main"
+type = "production"
+odoo_image = "odoo:17.0-20260908@sha256:8779f8157ddcc37b84014c94646073f46fd4ad776b7a5d95fc3b0dc73a24a8fa"
+"""
+
+
+def test_a_stack_on_two_ssh_servers_runs_inside_a_tunnel_to_each(
+    fake_cli: FakeCli, fake_ssh: FakeSsh, project: Path
+) -> None:
+    # Each server has its own PostgreSQL: the program dials s2's through ODUFLOW_POSTGRES_ADMIN_PORT_S2
+    # (tunnel.server_env_names), and the port recorded for s2's provider is s2's, not default's.
+    (project / "fleet.toml").write_text(FLEET_TWO_SSH)
+    (project / "stacks" / "Pulumi.fleet.yaml").write_text("config:\n  oduflow:configFile: fleet.toml\n")
+    recorded = tunnel.free_port()
+    s2_provider = postgres_provider("fleet", recorded)
+    s2_provider["urn"] = s2_provider["urn"].replace("::shared-postgresql", "::shared@s2-postgresql")
+    seed(fake_cli, "fleet", resources=[s2_provider])
+    assert run_cli(project, "refresh", "--stack", "fleet") == 0
+    [call] = fake_cli.engine("refresh")
+    env = call["env"]
+    host_s2, port_s2 = tunnel.server_env_names("s2")
+    assert int(env[port_s2]) == recorded and env[host_s2] == "127.0.0.1"
+    assert int(env[tunnel.ENV_ADMIN_PORT]) != recorded
+    destinations = sorted(c["argv"][-1] if "@" in c["argv"][-1] else " ".join(c["argv"]) for c in fake_ssh.calls())
+    assert len(fake_ssh.calls()) == 2
+    assert any("odoo2.example.com" in d for d in destinations) and any("odoo.example.com" in d for d in destinations)
 
 
 def test_a_busy_recorded_port_moves_up_but_stops_refresh(

@@ -14,7 +14,7 @@ import pulumi_docker as docker
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
-from oduflow_iac import addons_fetch, docker_form, labels, naming, odoo_conf, odoo_init
+from oduflow_iac import addons_fetch, docker_form, labels, naming, odoo_conf, odoo_init, revisions
 from oduflow_iac.cascade import ResolvedAddon
 from oduflow_iac.components.common import (
     as_secret,
@@ -27,7 +27,7 @@ from oduflow_iac.components.common import (
 )
 from oduflow_iac.components.refs import SharedRefs, TeamDatabaseAccess
 from oduflow_iac.config import EnvType, TypeDefaults
-from oduflow_iac.lifecycle import refresh
+from oduflow_iac.lifecycle import refresh, upgrade
 
 # Odoo creates its databases from template0 in UTF-8 with the C collation (stable index order
 # whatever the host's locale); the character classes stay Unicode-aware.
@@ -76,6 +76,9 @@ class OdooEnvironmentArgs:
     # The team's git credentials: which exist, and their secret `NAME=value` variables.
     git_credentials: addons_fetch.GitCredentials = field(default_factory=addons_fetch.GitCredentials)
     git_envs: list[pulumi.Input[str]] = field(default_factory=list)
+    # The revision lock's entry: repository -> pinned commit, and the modules of those commits.
+    pins: dict[str, str] = field(default_factory=dict)
+    modules: dict[str, revisions.ModuleRevision] = field(default_factory=dict)
     protect: bool = False
     disabled: bool = False
     depends_on: list[pulumi.Input[pulumi.Resource]] = field(default_factory=list)
@@ -158,7 +161,7 @@ class OdooEnvironment(pulumi.ComponentResource):
                 container_name=fetch_name,
                 image=args.addons_fetch_image,
                 entrypoints=["/bin/sh", "-c"],
-                command=[addons_fetch.fetch_script(args.addons, credentials=args.git_credentials)],
+                command=[addons_fetch.fetch_script(args.addons, credentials=args.git_credentials, pins=args.pins)],
                 envs=args.git_envs or None,
                 volumes=[
                     docker.ContainerVolumeArgsDict(volume_name=addons_volume.name, container_path=odoo_conf.ADDONS_ROOT)
@@ -176,7 +179,10 @@ class OdooEnvironment(pulumi.ComponentResource):
                     volume_name=addons_volume.name, container_path=odoo_conf.ADDONS_ROOT, read_only=True
                 )
             )
-            addons_paths = [f"{odoo_conf.ADDONS_ROOT}/{a.name}" for a in args.addons]
+            # The pinned revision's own directories: a new revision is a new odoo.conf, so the Odoo
+            # container is replaced (uploads are ForceNew, docs/docker-provider.md), and only once
+            # the upgrade below succeeded.
+            addons_paths = [addons_fetch.checkout_dir(a, args.pins) for a in args.addons]
 
         self.admin_password = random.RandomPassword(
             f"{name}-admin-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
@@ -231,6 +237,18 @@ class OdooEnvironment(pulumi.ComponentResource):
             )
         else:
             gates.append(self._init(name, args, init_envs, conf_upload, script, init_volumes, waits_for, gates))
+        # After the init (or the refresh): the modules whose code moved, before the Odoo container.
+        gates.append(
+            self._upgrade(
+                name,
+                args,
+                conf_upload,
+                [*db_envs, f"PGDATABASE={self.database_name}"],
+                volumes,
+                depends_on=[*waits_for, *gates],
+                opts=on_docker,
+            )
+        )
 
         label_values = labels.oduflow_labels(team, branch, "odoo") | labels.traefik_labels(
             labels.Route(
@@ -368,3 +386,45 @@ class OdooEnvironment(pulumi.ComponentResource):
             ),
         )
         return succeeded(job, refresh_name)
+
+    def _upgrade(
+        self,
+        name: str,
+        args: OdooEnvironmentArgs,
+        conf_upload: docker.ContainerUploadArgsDict,
+        envs: list[pulumi.Input[str]],
+        volumes: list[docker.ContainerVolumeArgsDict],
+        *,
+        depends_on: list[pulumi.Input[pulumi.Resource]],
+        opts: pulumi.ResourceOptions,
+    ) -> pulumi.Output[docker.Container]:
+        """The module-upgrade one-shot (lifecycle/upgrade.py), gating the Odoo container. Its label
+        carries a digest of the image and the pinned modules' trees and versions: labels are
+        ForceNew, so it is re-created (and runs) exactly when one of them changes; every other
+        input is ignored like any one-shot's (common.ONE_SHOT_IGNORED)."""
+        team, branch = args.team_id, args.branch
+        container_name = naming.env_upgrade_container_name(team, branch)
+        state = revisions.upgrade_state(args.image, args.modules)
+        script = upgrade.upgrade_script(self.database_name, container_name, production=args.env_type == "production")
+        label_values = labels.oduflow_labels(team, branch, "upgrade") | {
+            upgrade.LABEL_DIGEST: revisions.upgrade_digest(
+                args.image, args.modules, args.clone.generation if args.clone is not None else None
+            )
+        }
+        container = one_shot(
+            f"{name}-upgrade",
+            container_name=container_name,
+            image=args.image,
+            entrypoints=["/bin/sh"],
+            command=[upgrade.SCRIPT_PATH],
+            envs=envs,
+            uploads=[
+                conf_upload,
+                *(docker.ContainerUploadArgsDict(file=f, content=c) for f, c in upgrade.uploads(script, state)),
+            ],
+            volumes=volumes,
+            networks=[args.team_network],
+            labels=label_args(label_values),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=depends_on)),
+        )
+        return succeeded(container, container_name)

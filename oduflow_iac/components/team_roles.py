@@ -38,6 +38,8 @@ class TeamDatabaseRolesArgs:
     tenant_group: pulumi.Input[str]
     admin_group: pulumi.Input[str] | None = None
     provisioner: bool = False
+    # The server whose PostgreSQL holds them: a team has roles on every server it sits on.
+    server: str = naming.DEFAULT_SERVER
 
 
 class TeamDatabaseRoles(pulumi.ComponentResource):
@@ -63,8 +65,9 @@ class TeamDatabaseRoles(pulumi.ComponentResource):
                 return pulumi.ResourceOptions()
             return pulumi.ResourceOptions(aliases=[pulumi.Alias(name=resource_name, parent=moved_from)])
 
-        # The same logical names the team stack used, so `moved_from` finds them.
-        prefix = f"team-{team_id}"
+        # The same logical names the team stack used, so `moved_from` finds them; on another server
+        # than the default one, that server's TeamStack name (`team-1@s2`), unique in the stack.
+        prefix = naming.team_component_name(team_id, args.server)
         password = random.RandomPassword(
             f"{prefix}-role-password",
             length=32,

@@ -15,6 +15,7 @@ import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 import pulumi_docker as docker
 import pulumi_postgresql as postgresql
+from pulumi.resource import create_urn
 
 from oduflow_iac import (
     addons_fetch,
@@ -26,8 +27,8 @@ from oduflow_iac import (
     naming,
     odoo_conf,
     odoo_init,
+    revisions,
 )
-from oduflow_iac.cascade import resolve_addons
 from oduflow_iac.components.common import (
     hardening,
     init_uploads,
@@ -48,6 +49,8 @@ from oduflow_iac.components.odoo_environment import (
 )
 from oduflow_iac.components.refs import SharedRefs, TeamDatabaseAccess, TeamRole
 from oduflow_iac.config import Config, Environment
+from oduflow_iac.errors import UsageError
+from oduflow_iac.lifecycle import upgrade
 
 DB_PROXY_GRACE_SECONDS = 10
 BACKUP_GRACE_SECONDS = 30
@@ -63,24 +66,66 @@ class TeamStackArgs:
     ui_password: pulumi.Input[str] | None = None
     git_token: pulumi.Input[str] | None = None
     git_ssh_key: pulumi.Input[str] | None = None
+    # The server this TeamStack is on: it declares the team's environments placed there.
+    server: str = naming.DEFAULT_SERVER
+    # The team's TeamStack on its own server, when this one is on another: the team's backup bucket
+    # and job key are that one's.
+    home: TeamStack | None = None
 
 
-def dns_record_names(config: Config, team_id: str) -> list[str]:
-    """Hostnames that need a record: the team hostname, one wildcard under the team's base (so a
-    new branch is reachable at once, with no DNS change or propagation wait), and each
-    environment's own hostname when it is outside that wildcard. Names outside the managed zone
-    (a client's own domain) are left to whoever runs that domain's DNS."""
+def dns_record_names(config: Config, team_id: str, server: str | None = None) -> list[str]:
+    """Hostnames that need a record on `server` (every server when None): on the team's own server
+    the team hostname and one wildcard under the team's base (so a new branch is reachable at once,
+    with no DNS change or propagation wait); on the server DNS sends an environment to, the
+    environment's own hostname when the wildcard does not already point there (outside it, or
+    the environment is on another server than its team). Names outside the managed zone (a
+    client's own domain) are left to whoever runs that domain's DNS."""
     assert config.dns is not None
     zone = config.dns.zone.lower().rstrip(".")
     team = config.team[team_id]
-    names = [team.hostname.lower(), f"*.{team.base.lower()}"]
+    own = team_dns_server(config, team_id)
+    names = [team.hostname.lower(), f"*.{team.base.lower()}"] if server in (None, own) else []
     suffix = f".{team.base.lower()}"
     for env in team.environments:
+        at = config.env_dns_server(team_id, env)
+        if server is not None and at != server:
+            continue
         host = config.env_hostname(team_id, env).lower()
         inside_wildcard = host.endswith(suffix) and "." not in host[: -len(suffix)]
-        if not inside_wildcard and host not in names:
+        if (not inside_wildcard or at != own) and host not in names:
             names.append(host)
     return [n for n in names if n == zone or n.endswith(f".{zone}")]
+
+
+def team_dns_server(config: Config, team_id: str) -> str:
+    """Where the team's own records (its hostname and wildcard) point: its server, and while the
+    whole team moves, where its environments are served (`from` while copying, then `to`)."""
+    for move in config.moves:
+        if move.team == team_id and move.branch is None:
+            return move.to if move.phase == "switched" else move.from_server
+    return config.team_server(team_id)
+
+
+def dns_address(config: Config, server: str) -> str:
+    """What the DNS records of `server`'s environments point to: its `address`, else `[dns] target`."""
+    assert config.dns is not None
+    return config.servers[server].address or config.dns.target
+
+
+def server_environments(config: Config, team_id: str, server: str) -> list[Environment]:
+    """The team's environments declared on `server`: those placed there, and during a move those
+    moving from or to it."""
+    return [e for e in config.team[team_id].environments if server in config.env_servers(team_id, e)]
+
+
+def server_templates(config: Config, team_id: str, server: str) -> list[str]:
+    """The templates the team's TeamStack on `server` creates: every one on the team's own server
+    (as before servers), elsewhere those its environments there are cloned from."""
+    team = config.team[team_id]
+    if server == config.team_server(team_id):
+        return list(team.templates)
+    used = {e.template for e in server_environments(config, team_id, server) if e.template is not None}
+    return [name for name in team.templates if name in used]
 
 
 def tls_resolver_for(config: Config, host: str) -> str:
@@ -137,8 +182,9 @@ class TeamStack(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TeamStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("oduflow:index:TeamStack", name, None, opts)
-        config, team_id, shared = args.config, args.team_id, args.shared
+        config, team_id, shared, server = args.config, args.team_id, args.shared, args.server
         team = config.team[team_id]
+        environments = server_environments(config, team_id, server)
         child = pulumi.ResourceOptions(parent=self)
         on_docker = pulumi.ResourceOptions(parent=self, provider=shared.docker_provider)
         on_pg = pulumi.ResourceOptions(parent=self, provider=shared.postgresql_provider)
@@ -202,7 +248,8 @@ class TeamStack(pulumi.ComponentResource):
         self.templates: dict[str, postgresql.Database] = {}
         self.templates_ready: dict[str, pulumi.Output[docker.Container]] = {}
         self.template_filestores: dict[str, docker.Volume] = {}
-        for tname, template in team.templates.items():
+        for tname in server_templates(config, team_id, server):
+            template = team.templates[tname]
             tkey = f"{name}-template-{naming.slugify_branch(tname)}"
             db_name = naming.template_db_name(team_id, tname)
             db = postgresql.Database(
@@ -246,8 +293,37 @@ class TeamStack(pulumi.ComponentResource):
                     on_docker, pulumi.ResourceOptions(depends_on=[db, revoke, self.db_proxy])
                 ),
             )
+            # An image bump of the template upgrades its modules (lifecycle/upgrade.py); environments
+            # cloned from it afterwards start from the upgraded database.
+            upgrade_name = naming.template_upgrade_container_name(team_id, tname)
+            template_upgrade = one_shot(
+                f"{tkey}-upgrade",
+                container_name=upgrade_name,
+                image=template.odoo_image,
+                entrypoints=["/bin/sh"],
+                command=[upgrade.SCRIPT_PATH],
+                uploads=[
+                    docker.ContainerUploadArgsDict(file=f, content=c)
+                    for f, c in upgrade.uploads(
+                        upgrade.upgrade_script(db_name, upgrade_name, production=False, conf=False),
+                        revisions.upgrade_state(template.odoo_image, {}),
+                    )
+                ],
+                envs=[*self.db_access.libpq_envs, f"PGDATABASE={db_name}"],
+                volumes=[
+                    docker.ContainerVolumeArgsDict(volume_name=filestore.name, container_path=odoo_conf.FILESTORE_PATH)
+                ],
+                networks=[self.network.name],
+                labels=label_args(
+                    labels.oduflow_labels(team_id, None, "upgrade")
+                    | {upgrade.LABEL_DIGEST: revisions.upgrade_digest(template.odoo_image, {})}
+                ),
+                opts=pulumi.ResourceOptions.merge(
+                    on_docker, pulumi.ResourceOptions(depends_on=[succeeded(init, init_name)])
+                ),
+            )
             self.templates[tname] = db
-            self.templates_ready[tname] = succeeded(init, init_name)
+            self.templates_ready[tname] = succeeded(template_upgrade, upgrade_name)
             self.template_filestores[tname] = filestore
 
         basic_auth: pulumi.Output[str] | None = None
@@ -265,17 +341,15 @@ class TeamStack(pulumi.ComponentResource):
         if args.git_ssh_key is not None:
             git_envs.append(secret_env(addons_fetch.SSH_KEY_ENV, args.git_ssh_key))
         self.environments = {}
-        levels = [
-            ("platform", config.platform.addons),
-            ("organisation", config.organisation.addons),
-            ("project", team.addons),
-        ]
         tls = config.platform.tls
         mail_host = config.mail_catcher_hostname(team_id)
         self.mail_catcher: docker.Container | None = None
-        if mail_host is not None and basic_auth is not None:
+        # On the team's own server (its web UI's hostname points there), and on any other server
+        # with non-production environments: their Odoo sends mail to the catcher on its network.
+        catches = server == config.team_server(team_id) or any(e.type != "production" for e in environments)
+        if mail_host is not None and basic_auth is not None and catches:
             self.mail_catcher = self._mail_catcher(name, config, team_id, mail_host, basic_auth, on_docker)
-        for env in clone_order(team.environments):
+        for env in clone_order(environments):
             image = config.env_image(team_id, env)
             depends: list[pulumi.Input[pulumi.Resource]] = []
             template_db: pulumi.Input[str] | None = None
@@ -285,6 +359,7 @@ class TeamStack(pulumi.ComponentResource):
                 template_filestore = self.template_filestores[env.template].name
                 depends.append(self.templates_ready[env.template])
             host = config.env_hostname(team_id, env)
+            pinned = config.env_revisions(team_id, env.branch)
             env_name = naming.resource_name(name, env.slug)
             self.environments[env.branch] = OdooEnvironment(
                 env_name,
@@ -308,12 +383,14 @@ class TeamStack(pulumi.ComponentResource):
                     ),
                     template_filestore=template_filestore,
                     tls_resolver=tls_resolver_for(config, host),
-                    addons=resolve_addons(levels, env.type, image, env.addons),  # type: ignore[arg-type]
+                    addons=revisions.env_addons(config, team_id, env),
                     addons_fetch_image=config.platform.addons_fetch_image,
                     extra_networks=list(env.networks),
                     odoo_options=dict(env.odoo_options),
                     git_credentials=git_credentials,
                     git_envs=git_envs,
+                    pins={repo: r.commit for repo, r in pinned.repos.items()},
+                    modules=pinned.modules(),
                     protect=env.is_protected,
                     disabled=env.disabled,
                     depends_on=depends,
@@ -327,14 +404,15 @@ class TeamStack(pulumi.ComponentResource):
                 opts=child,
             )
         # In the file's order (sources were declared first).
-        self.environments = {e.branch: self.environments[e.branch] for e in team.environments}
+        self.environments = {e.branch: self.environments[e.branch] for e in environments}
 
         if config.dns is not None and shared.cloudflare_provider is not None:
-            self._dns(name, config, team_id, shared.cloudflare_provider)
+            self._dns(name, config, team_id, server, shared.cloudflare_provider)
         self.bucket: aws.s3.Bucket | None = None
+        self.backup_key: aws.iam.AccessKey | None = None
         self.backup_restore_credentials: pulumi.Output[dict[str, str]] | None = None
         if config.backup is not None and shared.aws_provider is not None:
-            self._backups(name, config, team_id, shared)
+            self._backups(name, config, team_id, server, shared, args.home)
 
         self.register_outputs(
             {
@@ -348,6 +426,12 @@ class TeamStack(pulumi.ComponentResource):
     def _clone_source(self, config: Config, team_id: str, env: Environment) -> CloneSource | None:
         if env.clone_from is None:
             return None
+        if env.clone_from not in self.environments:
+            # A refresh copies within one server's PostgreSQL and Docker volumes.
+            raise UsageError(
+                f"{config.path}: team.{team_id} environment {env.branch!r} is refreshed from "
+                f"{env.clone_from!r}, which is not on the same server: place both on one server"
+            )
         source = self.environments[env.clone_from]
         return CloneSource(
             branch=env.clone_from,
@@ -387,17 +471,18 @@ class TeamStack(pulumi.ComponentResource):
             **hardening(config.platform.mail_catcher_memory_mb, MAIL_CATCHER_GRACE_SECONDS),
         )
 
-    def _dns(self, name: str, config: Config, team_id: str, provider: cloudflare.Provider) -> None:
+    def _dns(self, name: str, config: Config, team_id: str, server: str, provider: cloudflare.Provider) -> None:
         dns = config.dns
         assert dns is not None
         opts = pulumi.ResourceOptions(parent=self, provider=provider)
-        for host in dns_record_names(config, team_id):
+        address = dns_address(config, server)
+        for host in dns_record_names(config, team_id, server):
             cloudflare.DnsRecord(
                 f"{name}-dns-{naming.host_label(host.replace('*', 'wildcard'))}",
                 zone_id=dns.zone_id,
                 name=host,
                 type=dns.record_type,
-                content=dns.target,
+                content=address,
                 ttl=dns.ttl,
                 proxied=dns.proxied,
                 comment=f"oduflow team {team_id}",
@@ -409,10 +494,50 @@ class TeamStack(pulumi.ComponentResource):
     # optional read-only restore key, and the job container. The bucket's rules and the IAM
     # documents are pure functions in oduflow_iac.backup_storage; the job's scripts in backup.
 
-    def _backups(self, name: str, config: Config, team_id: str, shared: SharedRefs) -> None:
+    def _backups(
+        self, name: str, config: Config, team_id: str, server: str, shared: SharedRefs, home: TeamStack | None
+    ) -> None:
+        """The bucket and the job's key on the team's own server (`home` None); on each server, the
+        job dumping the environments DNS sends users to there (during a move, the placement that
+        serves: never the copy being restored), with the team's one key."""
+        if home is None:
+            self._backup_storage(name, config, team_id, shared)
+        key = (home or self).backup_key
+        assert key is not None
+        served = [
+            e
+            for e in config.team[team_id].environments
+            if e.branch in self.environments and config.env_dns_server(team_id, e) == server
+        ]
+        if home is not None and not any(e.backup for e in served):
+            return  # nothing to dump here; the team's own server always has its job, as before servers
+        self._backup_job(name, config, team_id, shared, key, served, home=home is None)
+
+    def _backup_storage(self, name: str, config: Config, team_id: str, shared: SharedRefs) -> None:
         plan = config.backup
         assert plan is not None
-        opts = pulumi.ResourceOptions(parent=self, provider=shared.aws_provider)
+        # The bucket and its users are the team's, not a server's: when the team's own server
+        # changes, they are the same resources under its TeamStack there (aliases from every other
+        # server's TeamStack name), never a new bucket beside a protected one.
+        others = [
+            naming.team_component_name(team_id, s)
+            for s in config.servers
+            if naming.team_component_name(team_id, s) != name
+        ]
+
+        def same_elsewhere(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult:
+            suffix = args.name[len(name) :]
+            aliases = [
+                pulumi.Alias(name=f"{other}{suffix}", parent=create_urn(other, "oduflow:index:TeamStack"))
+                for other in others
+            ]
+            return pulumi.ResourceTransformationResult(
+                args.props, pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(aliases=aliases))
+            )
+
+        opts = pulumi.ResourceOptions(
+            parent=self, provider=shared.aws_provider, transformations=[same_elsewhere] if others else None
+        )
         bucket_name = naming.team_backup_bucket_name(plan.bucket_prefix, team_id)
         tiers = plan.retention.tiers()
         tier_names = [t for t, _ in tiers]
@@ -491,31 +616,45 @@ class TeamStack(pulumi.ComponentResource):
             policy=backup_storage.job_policy_document(backup_storage.bucket_arn(bucket_name, plan.region), tier_names),
             opts=opts,
         )
-        key = aws.iam.AccessKey(f"{name}-backup-key", user=user.name, opts=opts)
+        self.backup_key = aws.iam.AccessKey(f"{name}-backup-key", user=user.name, opts=opts)
         if plan.restore_user:
             self.backup_restore_credentials = self._restore_user(name, team_id, bucket_name, plan.region, opts)
 
-        team = config.team[team_id]
+    def _backup_job(
+        self,
+        name: str,
+        config: Config,
+        team_id: str,
+        shared: SharedRefs,
+        key: aws.iam.AccessKey,
+        served: list[Environment],
+        home: bool = True,
+    ) -> None:
+        plan = config.backup
+        assert plan is not None
+        bucket_name = naming.team_backup_bucket_name(plan.bucket_prefix, team_id)
+        tier_names = [t for t, _ in plan.retention.tiers()]
         targets = [
             backup.BackupTarget(
                 naming.env_db_name(team_id, e.branch), naming.env_filestore_volume_name(team_id, e.branch)
             )
-            for e in team.environments
+            for e in served
             if e.backup
         ]
-        # The templates too: recreating one means re-installing its modules, and environments
-        # created later from it must get the same data.
-        targets += [
-            backup.BackupTarget(naming.template_db_name(team_id, t), naming.template_filestore_volume_name(team_id, t))
-            for t in sorted(team.templates)
-        ]
+        if home:
+            # The templates too, on the team's own server (the one holding every template):
+            # recreating one means re-installing its modules, and environments created later from
+            # it must get the same data.
+            targets += [
+                backup.BackupTarget(
+                    naming.template_db_name(team_id, t), naming.template_filestore_volume_name(team_id, t)
+                )
+                for t in sorted(config.team[team_id].templates)
+            ]
         volumes_by_db: dict[str, pulumi.Input[str]] = {
-            naming.env_db_name(team_id, e.branch): self.environments[e.branch].filestore.name
-            for e in team.environments
+            naming.env_db_name(team_id, e.branch): self.environments[e.branch].filestore.name for e in served
         }
-        volumes_by_db.update(
-            {naming.template_db_name(team_id, t): v.name for t, v in self.template_filestores.items()}
-        )
+        volumes_by_db.update({naming.template_db_name(team_id, t): v.name for t, v in self.template_filestores.items()})
         # The team's own roles, whose definitions every run saves (the provisioning role exists
         # in the per-team layout only: the job's query selects the roles that exist).
         roles = [naming.team_role_name(team_id), naming.team_db_admin_role_name(team_id)]

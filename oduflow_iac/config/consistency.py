@@ -7,7 +7,8 @@
 - `clone_from` needs Odoo's own `odoo neutralize`, which ships from Odoo 16.0 (odoo/odoo,
   odoo/cli/neutralize.py): refused on an older image, and on an image whose version neither its
   tag nor `odoo_version` tells (a copy of production that cannot be neutralised must never run);
-  refused as well when the source runs another Odoo version (its database would not start).
+  refused as well when the source runs another Odoo version (its database would not start), or on
+  another server (the copy reads the source's PostgreSQL and filestore volume on its own server).
 - `odoo_version` that contradicts the image's own tag: refused.
 """
 
@@ -85,6 +86,15 @@ def _clone_version(config: Config, team_id: str, i: int, shown: str) -> list[Pro
             )
         ]
     source = next((e for e in team.environments if e.branch == env.clone_from), None)
+    if source is not None and config.env_server(team_id, source) != config.env_server(team_id, env):
+        return [
+            Problem(
+                shown,
+                f"{key}.clone_from",
+                f"{env.clone_from!r} runs on server {config.env_server(team_id, source)!r} and this environment on "
+                f"{config.env_server(team_id, env)!r}: a copy is taken on one server (its PostgreSQL and volumes)",
+            )
+        ]
     theirs = config.env_odoo_version(team_id, source) if source is not None else None
     if theirs is not None and theirs != version:
         return [

@@ -31,14 +31,23 @@ from oduflow_iac.config.servers import placement_problems
 # Loading
 
 
-def load_config(path: str | Path, *, lock_path: str | Path | None = None, move_ports: bool = False) -> Config:
+def load_config(
+    path: str | Path,
+    *,
+    lock_path: str | Path | None = None,
+    move_ports: bool = False,
+    check_revisions: bool = True,
+) -> Config:
     """Read, validate and return an oduflow.toml. Raises `ConfigError` on any problem.
 
     Host ports come from the port lock beside the file (`ports.lock_path_for`) when it exists, so
     an environment keeps its port whatever else changes in the file. A pin on a port the lock
     gives to another environment is a problem, unless `move_ports` (that environment moves).
+    Pinned revisions come from the revision lock beside it (`revisions.lock_path_for`); a lock
+    pinning a repository outside an environment's cascade is a problem unless not
+    `check_revisions` (`env update` re-records such an environment).
     """
-    from oduflow_iac import ports  # ports depends on this module's models
+    from oduflow_iac import ports, revisions  # both depend on this module's models
 
     path = Path(path)
     shown = str(path)
@@ -67,6 +76,13 @@ def load_config(path: str | Path, *, lock_path: str | Path | None = None, move_p
     problems = slot_hostname_collisions(config, shown)  # slot numbers come from the ports
     if problems:
         raise ConfigError(problems)
+    revisions_file = revisions.lock_path_for(path)
+    recorded = revisions.read_revisions(revisions_file)
+    if check_revisions:
+        problems = revisions.cascade_problems(config, recorded, str(revisions_file))
+        if problems:
+            raise ConfigError(problems)
+    config._revisions = dict(recorded)
     _load_moves(config, path)
     config._unlocked = [
         f"{team_id}/{env.branch}"

@@ -6,7 +6,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -30,6 +30,9 @@ from oduflow_iac.config.values import (
 )
 from oduflow_iac.moves import Move
 from oduflow_iac.postgres_server import default_team_connections
+
+if TYPE_CHECKING:
+    from oduflow_iac.revisions import EnvRevisions
 
 EnvType = Literal["development", "staging", "production"]
 ENV_TYPES: tuple[EnvType, ...] = ("development", "staging", "production")
@@ -592,6 +595,7 @@ class Config(_Model):
     _ports: dict[str, dict[str, int]] = PrivateAttr(default_factory=dict)
     _unlocked: list[str] = PrivateAttr(default_factory=list)
     _notices: list[Any] = PrivateAttr(default_factory=list)  # errors.Problem: accepted, not honoured
+    _revisions: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)  # revisions.Lock
     # Servers and moves (config/servers.py, moves.py): the effective servers and the placement
     # index are computed once, on first use.
     _moves: list[Move] = PrivateAttr(default_factory=list)
@@ -622,6 +626,14 @@ class Config(_Model):
         """`team/branch` of environments without a pinned port or an entry in the port lock: their
         ports can still move when environments listed before them are removed."""
         return self._unlocked
+
+    def env_revisions(self, team_id: str, branch: str) -> EnvRevisions:
+        """The environment's pinned revisions and refresh generation from the revision lock
+        (`revisions.EnvRevisions`; empty when the lock has no entry for it)."""
+        from oduflow_iac.revisions import EnvRevisions  # at run time here: the lock module reads this model
+
+        found: EnvRevisions | None = self._revisions.get(team_id, {}).get(branch)
+        return found if found is not None else EnvRevisions()
 
     def environment_port(self, team_id: str, branch: str) -> int:
         return self._ports[team_id][branch]
@@ -676,15 +688,6 @@ class Config(_Model):
         a ForceNew upload, and replacing the proxy cuts every connection of the team."""
         quota = self.team[team_id].quota.db_connections
         return quota if quota is not None else self.platform.postgres_max_connections
-
-    def env_revisions(self, team_id: str, branch: str) -> Any:
-        """The environment's entry of the revision lock. Until the lock (`<stem>.revisions.json`,
-        oduflow_iac/revisions.py) is read here, no entry: no pinned repositories, refresh
-        generation 0."""
-        from types import SimpleNamespace
-
-        del team_id, branch
-        return SimpleNamespace(repos={}, refresh=0)
 
     def env_odoo_version(self, team_id: str, env: Environment) -> str | None:
         """The environment's Odoo version (`17.0`): its `odoo_version`, else its image's tag's."""
@@ -757,9 +760,7 @@ class Config(_Model):
         if not moves:
             return None
         for move in moves:
-            if move.team == team_id and (
-                move.branch == env.branch or (move.branch is None and env.server is None)
-            ):
+            if move.team == team_id and (move.branch == env.branch or (move.branch is None and env.server is None)):
                 return move
         return None
 

@@ -1,8 +1,9 @@
 """Refreshing an environment from another one (`clone_from`), as pure functions: the script of the
 refresh one-shot, which runs the environment's own Odoo image (Odoo for `odoo neutralize`, and the
-PostgreSQL client the official image ships) on the team network, as the team role (libpq's PG*
-variables), with the source's filestore volume mounted read-only at SOURCE_FILESTORE_MOUNT and the
-target's read-write at odoo_conf.FILESTORE_PATH.
+PostgreSQL client the official image ships: odoo/docker `17.0/Dockerfile`, "install latest
+postgresql-client" from apt.postgresql.org, so its pg_dump is at least the server's 16) on the
+team network, as the team role (libpq's PG* variables), with the source's filestore volume mounted
+read-only at SOURCE_FILESTORE_MOUNT and the target's read-write at odoo_conf.FILESTORE_PATH.
 
 1. Sessions on the TARGET database are ended: the SQL runs connected to the target and ends the
    other sessions of `current_database()` only; it names no database, so it cannot reach the

@@ -1,7 +1,7 @@
 """`plan --base-ref REF`: the files a plan reads, as they are at a git ref, in a temporary folder.
 
 Nothing in the working tree or the index is touched: each file is read with `git show REF:path`
-(Pulumi.yaml, the stack file, the stack's config file and the port lock beside it) and written at
+(Pulumi.yaml, the stack file, the stack's config file and the port and revision locks beside it) and written at
 the same relative place under a temporary directory, which is removed afterwards.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from oduflow_iac import ports
+from oduflow_iac import ports, revisions
 from oduflow_iac.errors import UsageError
 from oduflow_iac.stack_settings import PROJECT_FILE, find_project_dir, read_stack_settings
 
@@ -108,6 +108,6 @@ def checkout(ref: str, config: Path | None, stack: str, project_dir: Path | None
                 raise UsageError(f"--base-ref {ref}: {stack_dir}/Pulumi.{stack}.yaml has no oduflow:configFile")
             config_rel = rel(project / relative)
         base_config = put(config_rel, required=True)
-        lock = ports.lock_path_for(base_config)
-        put(PurePosixPath(lock.relative_to(root).as_posix()), required=False)
+        for lock in (ports.lock_path_for(base_config), revisions.lock_path_for(base_config)):
+            put(PurePosixPath(lock.relative_to(root).as_posix()), required=False)
         yield RefCheckout(ref, commit, base_project, base_config if config is not None else None, root)

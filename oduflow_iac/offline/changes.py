@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from oduflow_iac import naming
+from oduflow_iac import naming, revisions
 from oduflow_iac.lifecycle import refresh
 from oduflow_iac.offline import replacements
 
@@ -31,7 +31,7 @@ UNKNOWN_TEXT = "[unknown]"
 PROTECT_PATH = "(protect)"
 CONTAINER = "docker:index/container:Container"
 TEAM_STACK = "oduflow:index:TeamStack"
-ONE_SHOT_ROLES = frozenset({"init", "template-init", "addons-fetch", "refresh"})
+ONE_SHOT_ROLES = frozenset({"init", "template-init", "addons-fetch", "upgrade", "refresh"})
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HOST = re.compile(r"Host\(`([^`]+)`\)")
@@ -123,6 +123,8 @@ class PlanDiff:
     base: str  # what the plan is compared against, for people
     changes: list[Change]  # every resource of either plan, unchanged ones included
     env_types: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Per environment: repositories that move, modules upgraded (revisions.plan_moves).
+    revisions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def changed(self) -> list[Change]:
@@ -176,7 +178,9 @@ def diff_plans(
         before = old.get(r["urn"])
         changes.append(_compare(before, r, teams) if before is not None else _whole(r, "create", teams))
     changes += [_whole(r, "delete", teams) for r in base["resources"] if r["urn"] not in new]
-    return PlanDiff(base_label, changes, dict(env_types or {}))
+    # A base plan written before plans carried revisions shows none (nothing to compare with).
+    moved = revisions.plan_moves(base.get("revisions") or {}, head.get("revisions") or {})
+    return PlanDiff(base_label, changes, dict(env_types or {}), moved)
 
 
 def _whole(r: Mapping[str, Any], action: str, teams: Mapping[str, str | None]) -> Change:
@@ -295,7 +299,7 @@ def _teams(resources: list[Mapping[str, Any]]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for r in resources:
         if r["type"] == TEAM_STACK:
-            out[r["urn"]] = str(r["name"]).removeprefix("team-")
+            out[r["urn"]] = str(r["name"]).removeprefix("team-").split("@")[0]
         else:
             parent = r.get("parent")
             out[r["urn"]] = out.get(parent) if parent else None
@@ -494,6 +498,7 @@ def summary_doc(d: PlanDiff) -> dict[str, Any]:
         "interruptions": d.interruptions(),
         "reruns": [line for c in d.changes if (line := rerun(c))],
         "moves": d.moves(),
+        "revisions": d.revisions,
     }
 
 
@@ -538,7 +543,8 @@ def headline(d: PlanDiff) -> str:
 
 
 def notes(d: PlanDiff) -> list[tuple[str, str]]:
-    """(kind, text) lines of the summary: blocked, interruptions (critical first), moves."""
+    """(kind, text) lines of the summary: blocked, interruptions (critical first), revisions
+    (repositories that move, modules upgraded), re-runs, moves."""
     out: list[tuple[str, str]] = []
     for c in d.blocked:
         out.append(
@@ -551,6 +557,7 @@ def notes(d: PlanDiff) -> list[tuple[str, str]]:
     crit = [c for c in d.changes if interruption(c, d.env_types) and critical(c, d.env_types)]
     rest = [c for c in d.changes if interruption(c, d.env_types) and not critical(c, d.env_types)]
     out += [("interruption", interruption(c, d.env_types) or "") for c in [*crit, *rest]]
+    out += [("revision", revisions.describe_move(m)) for m in d.revisions]
     out += [("refresh", line) for c in d.changes if (line := refresh_note(c))]
     out += [("re-run", line) for c in d.changes if (line := rerun(c))]
     out += [("moves", m) for m in d.moves()]
@@ -582,7 +589,15 @@ def markdown_lines(d: PlanDiff, budget: int, stack: str) -> list[str]:
         return [*lines, "This change creates, updates, replaces and deletes nothing.", ""]
     counts = d.counts()
     lines += [" · ".join(f"**{counts[a]}** {a}" for a in ACTIONS), ""]
-    icon = {"blocked": "⛔", "interruption": "⚠️", "refresh": "🔄", "re-run": "🔁", "moves": "↪️", "unknown": "❓"}
+    icon = {
+        "blocked": "⛔",
+        "interruption": "⚠️",
+        "revision": "📌",
+        "refresh": "🔄",
+        "re-run": "🔁",
+        "moves": "↪️",
+        "unknown": "❓",
+    }
     for kind, text in notes(d):
         lines.append(f"- {icon[kind]} **{kind}**: {_md(text)}")
     if len(lines) > 4:

@@ -116,6 +116,8 @@ class PlannedResource:
     ignore_changes: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
     replace_on_changes: list[str] = field(default_factory=list)
+    # The (name, parent URN) of each alias naming another logical name (what a rename keeps).
+    aliases: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -124,6 +126,8 @@ class PlannedRun:
     stack: str
     resources: list[PlannedResource]
     outputs: dict[str, Any]
+    # What the program read rather than declared (StackReferences): in the state, not created.
+    reads: list[PlannedResource] = field(default_factory=list)
 
     def of_type(self, type_: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_]
@@ -141,13 +145,15 @@ STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
 SHARED_SECRET_OUTPUTS = frozenset({"teamDatabases"})
 
 
-def shared_stack_outputs(ref: str, team_ids: list[str] | None = None) -> dict[str, Any]:
-    """Plausible outputs of the `shared` stack, as a StackReference to it reads them: `teamDatabases`
-    holds the roles of `team_ids` (the team of a `team-N` stack)."""
+def shared_stack_outputs(
+    ref: str, team_ids: list[str] | None = None, docker_host: str = "unix:///var/run/docker.sock"
+) -> dict[str, Any]:
+    """Plausible outputs of a server stack (`shared` or `server-NAME`), as a StackReference to it
+    reads them: `teamDatabases` holds the roles of `team_ids` (the team of a `team-N` stack)."""
     from oduflow_iac import naming
 
     return {
-        "dockerHost": "unix:///var/run/docker.sock",
+        "dockerHost": docker_host,
         "networkName": naming.SHARED_NETWORK,
         "postgresAdminHost": "127.0.0.1",
         "postgresAdminPort": 5432,
@@ -168,9 +174,11 @@ def shared_stack_outputs(ref: str, team_ids: list[str] | None = None) -> dict[st
 class OfflineMocks(pulumi.runtime.Mocks):
     """Provider stand-ins: each resource's state is its inputs plus the outputs the program reads."""
 
-    def __init__(self, project: str, stack: str) -> None:
+    def __init__(self, project: str, stack: str, docker_hosts: dict[str, str] | None = None) -> None:
         self.project = project
         self.stack = stack
+        # The Docker host each referenced stack exports, by stack name (the config's, when known).
+        self.docker_hosts = docker_hosts or {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
@@ -193,7 +201,7 @@ class OfflineMocks(pulumi.runtime.Mocks):
             # A team stack reading the `shared` stack: the outputs `program._export_shared` exports.
             ref = str(state.get("name") or args.resource_id or name)
             team = self.stack[len("team-") :] if self.stack.startswith("team-") else None
-            outputs = shared_stack_outputs(ref, [team] if team else [])
+            outputs = shared_stack_outputs(ref, [team] if team else [], *filter(None, [self.docker_hosts.get(ref)]))
             return ref, {"name": ref, "outputs": outputs, "secretOutputNames": sorted(SHARED_SECRET_OUTPUTS)}
         return state.get("id") or f"{name}-id", state
 
@@ -210,7 +218,25 @@ class RecordingMonitor(mocks.MockMonitor):
         super().__init__(mocks_)
         self.on_register = on_register
         self.recorded: list[PlannedResource] = []
+        self.reads: list[PlannedResource] = []
         self.stack_urn = ""
+
+    def ReadResource(self, request: Any) -> Any:
+        response = super().ReadResource(request)
+        self.reads.append(
+            PlannedResource(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent or None,
+                custom=True,
+                inputs=decode(json_format.MessageToDict(request.properties)),
+                dependencies=sorted(set(request.dependencies)),
+                protect=False,
+                provider=request.provider or None,
+            )
+        )
+        return response
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         # As the engine does: a child's qualified type is its parent's qualified type, `$`, its own
@@ -254,6 +280,7 @@ class RecordingMonitor(mocks.MockMonitor):
             ignore_changes=list(request.ignoreChanges),
             delete_before_replace=bool(request.deleteBeforeReplace),
             replace_on_changes=list(request.replaceOnChanges),
+            aliases=[(a.spec.name, a.spec.parentUrn) for a in request.aliases if a.spec.name],
         )
         self.recorded.append(planned)
         if self.on_register is not None:
@@ -282,9 +309,13 @@ def run_offline(
     secret_keys: list[str] | None = None,
     preview: bool = True,
     on_register: Callable[[PlannedResource], None] | None = None,
+    referenced_docker_hosts: dict[str, str] | None = None,
 ) -> PlannedRun:
-    """Run `program` under mocks and return what it registered, in registration order."""
-    run = partial(_run_offline, program, project, stack, config, secret_keys, preview, on_register)
+    """Run `program` under mocks and return what it registered, in registration order.
+    `referenced_docker_hosts`: the `dockerHost` output of each stack a StackReference names."""
+    run = partial(
+        _run_offline, program, project, stack, config, secret_keys, preview, on_register, referenced_docker_hosts
+    )
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -322,8 +353,9 @@ def _run_offline(
     secret_keys: list[str] | None,
     preview: bool,
     on_register: Callable[[PlannedResource], None] | None,
+    referenced_docker_hosts: dict[str, str] | None = None,
 ) -> PlannedRun:
-    monitor = RecordingMonitor(OfflineMocks(project, stack), on_register)
+    monitor = RecordingMonitor(OfflineMocks(project, stack, referenced_docker_hosts), on_register)
     # Each run on an event loop and worker threads of its own, all closed at the end: nothing is
     # left for the interpreter to tear down (and complain about) when it exits, and nothing
     # pending from a failed run reaches the next one. Current from the start: `set_mocks`
@@ -370,7 +402,8 @@ def _run_offline(
         workers.close()
         loop.close()
         asyncio.set_event_loop(previous)
-    return PlannedRun(project, stack, stable_order(monitor.recorded), outputs)
+    reads = sorted(monitor.reads, key=lambda r: r.urn)
+    return PlannedRun(project, stack, stable_order(monitor.recorded), outputs, reads)
 
 
 # How long cancelled tasks get to finish after Ctrl-C before the loop is closed anyway.

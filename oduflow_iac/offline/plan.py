@@ -111,17 +111,14 @@ def plan_run(
 ) -> tuple[PlannedRun, list[str]]:
     """Run the program for `config` under mocks, with the stack's settings."""
     project = settings.project if settings else "oduflow"
-    program_settings = ProgramSettings(
-        docker_host=(settings.get("dockerHost") if settings else None) or config.platform.docker_host,
-        layout=(settings.get("layout") if settings else None) or "all",
-        team=(settings.get("team") if settings else None) or None,
-        shared_stack=(settings.get("sharedStack") if settings else None) or None,
-    )
+    program_settings = ProgramSettings.from_values(config, settings.get if settings else lambda _key: None)
     problem = program_settings.problem(config)
     if problem:
         where = f"{settings.stack_file}: " if settings else ""
         raise UsageError(f"{where}{problem}")
-    deployed = {"all": None, "shared": [], "team": [program_settings.team or ""]}.get(program_settings.layout)
+    deployed = {"all": None, "shared": [], "server": [], "team": [program_settings.team or ""]}.get(
+        program_settings.layout
+    )
     values, keys, missing = secret_config(config, settings, deployed)
     run = run_offline(
         partial(build, config, program_settings),  # not a lambda: one frame less in every stack the SDK captures
@@ -130,8 +127,22 @@ def plan_run(
         config=values,
         secret_keys=keys,
         on_register=on_register,
+        referenced_docker_hosts=referenced_docker_hosts(config, program_settings),
     )
     return run, missing
+
+
+def referenced_docker_hosts(config: Config, settings: ProgramSettings) -> dict[str, str]:
+    """What each server stack a team stack reads would export as `dockerHost`: the config's own
+    value, so the offline plan of a team stack shows which engine each resource goes to."""
+    from oduflow_iac.program import server_docker_host
+
+    if settings.layout != "team" or settings.team not in config.team:
+        return {}
+    return {
+        settings.server_stack(server): server_docker_host(config, settings, server)
+        for server in config.team_servers(settings.team)
+    }
 
 
 def plan_config(
@@ -190,6 +201,7 @@ def to_json(result: PlanResult, diff: PlanDiff | None = None) -> dict[str, Any]:
     if diff is not None:
         doc["changes"] = [changes.change_doc(c) for c in changes.ordered(diff)]
     doc["resources"] = [_resource_doc(r, whole_numbers(redact(r.inputs))) for r in run.resources]
+    doc["revisions"] = _revisions(result.config)
     doc["violations"] = [_violation_doc(v) for v in result.violations]
     doc["notes"] = plan_notes(result)
     doc["summary"] = _summary_doc(result, diff)
@@ -208,6 +220,37 @@ def whole_numbers(value: Any) -> Any:
     if isinstance(value, Secret):
         return Secret(whole_numbers(value.value))
     return value
+
+
+def _revisions(config: Config) -> dict[str, Any]:
+    """What each environment runs (revisions.plan_section): what `--diff-against` compares."""
+    from oduflow_iac import revisions
+
+    return revisions.plan_section(config)
+
+
+def _revisions_json(config: Config) -> str:
+    """One environment per line, like resources."""
+    section = _revisions(config)
+    if not section:
+        return "{}"
+    rows = [f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in section.items()]
+    return "{\n" + ",\n".join(rows) + "\n  }"
+
+
+def _unpinned_note(config: Config) -> str | None:
+    from oduflow_iac import revisions
+
+    envs = revisions.unpinned(_revisions(config))
+    if not envs:
+        return None
+    shown = ", ".join(envs[:5]) + (f" and {len(envs) - 5} more" if len(envs) > 5 else "")
+    return (
+        f"{plural(len(envs), 'environment')} {'runs' if len(envs) == 1 else 'run'} unpinned addon repositories "
+        f"({shown}): the fetcher takes each branch head when it runs and no module is upgraded; "
+        "`oduflow-iac env update --team N --branch B` pins them in "
+        f"{revisions.lock_path_for(config.path).name}"
+    )
 
 
 def plan_notes(result: PlanResult) -> list[dict[str, Any]]:
@@ -237,6 +280,12 @@ def plan_notes(result: PlanResult) -> list[dict[str, Any]]:
                 "message": _refresh_note(team, branch, source, generation),
             }
         )
+    unpinned = _unpinned_note(result.config)
+    if unpinned:
+        from oduflow_iac import revisions
+
+        envs = revisions.unpinned(_revisions(result.config))
+        notes.append({"kind": "unpinned", "environments": envs, "message": unpinned})
     return notes
 
 
@@ -295,6 +344,8 @@ def _resource_doc(r: PlannedResource, inputs: Any) -> dict[str, Any]:
         "inputs": inputs,
         "dependencies": r.dependencies,
         "protect": r.protect,
+        # Where it is created: the provider resource's URN (each server has its own providers).
+        "provider": provider_urn(r),
         "ignoreChanges": r.ignore_changes,
         "replaceOnChanges": r.replace_on_changes,
         # As the engine will do it: asked for by the program or always done by the provider.
@@ -345,6 +396,7 @@ def render_json(result: PlanResult, diff: PlanDiff | None = None) -> str:
         lines.append(f'  "changes": {array([json.dumps(changes.change_doc(c)) for c in changes.ordered(diff)])}')
     lines += [
         f'  "resources": {array(resources)}',
+        f'  "revisions": {_revisions_json(result.config)}',
         f'  "violations": {array(violations)}',
         f'  "notes": {array(notes)}',
         f'  "summary": {summary}',
@@ -369,15 +421,78 @@ def resource_tree(run: PlannedRun) -> list[_Node]:
 
 
 def team_of(run: PlannedRun) -> dict[str, str | None]:
-    """Each resource's team (from its TeamStack ancestor), None for shared resources. A parent is
-    always registered before its children, so one pass in registration order suffices."""
-    out: dict[str, str | None] = {}
+    """Each resource's team (from its TeamStack ancestor), None for shared resources."""
+    return {urn: team for urn, (_server, team) in placement_of(run).items()}
+
+
+def provider_urn(r: PlannedResource) -> str | None:
+    """The URN of the provider resource `r` is created through (the engine's reference is
+    `URN::ID`), None for components and the default provider."""
+    return r.provider.rsplit("::", 1)[0] if r.provider else None
+
+
+def placement_of(run: PlannedRun) -> dict[str, tuple[str | None, str | None]]:
+    """Each resource's (server, team): from its TeamStack or SharedInfra ancestor (`team-1@s2`,
+    `shared@s2`), a team's database roles from their name, a provider of a team stack from its name
+    (`shared@s2-docker`), anything else from the provider it goes through. None where nothing
+    places it (a StackReference). A parent is always registered before its children and a
+    provider before what uses it, so one pass in registration order suffices."""
+    from oduflow_iac import naming
+
+    out: dict[str, tuple[str | None, str | None]] = {}
     for r in run.resources:
-        if r.type == f"{COMPONENT_PREFIX}TeamStack":
-            out[r.urn] = r.name.removeprefix("team-")
-        else:
-            out[r.urn] = out.get(r.parent) if r.parent else None
+        where: tuple[str | None, str | None] = (None, None)
+        team = naming.team_of_component(r.name) if r.type == f"{COMPONENT_PREFIX}TeamStack" else None
+        if team is not None:
+            where = (team[1], team[0])
+        elif r.type in (f"{COMPONENT_PREFIX}SharedInfra", f"{COMPONENT_PREFIX}TeamDatabaseRoles"):
+            where = (naming.split_server_scoped(r.name)[1], None)
+        elif r.parent in out:
+            where = out[r.parent]
+        elif r.type.startswith("pulumi:providers:"):
+            where = (naming.split_server_scoped(r.name.rsplit("-", 1)[0])[1], None)
+        if where == (None, None) and provider_urn(r) in out:
+            where = (out[provider_urn(r) or ""][0], None)
+        out[r.urn] = where
     return out
+
+
+@dataclass(frozen=True)
+class ServerUse:
+    """What a server's placements ask of it against its capacity (None: no capacity declared)."""
+
+    server: str
+    environments: int
+    cpu: float
+    memory_mb: int
+    capacity_cpu: float | None = None
+    capacity_memory_mb: int | None = None
+
+    def text(self) -> str:
+        def of(used: float, cap: float | None, unit: str = "") -> str:
+            shown = f"{used:g}{unit}"
+            return f"{shown} of {cap:g}{unit}" if cap is not None else shown
+
+        return (
+            f"{plural(self.environments, 'environment')} · cpu {of(self.cpu, self.capacity_cpu)} · "
+            f"memory {of(self.memory_mb, self.capacity_memory_mb, ' MB')}"
+        )
+
+
+def server_use(config: Config, server: str) -> ServerUse:
+    """The environments declared on `server` (both placements of one being moved count: both run
+    during the move) and the sum of their cpu and memory limits, against the server's capacity."""
+    placed = config.server_environments(server)
+    limits = [config.env_limits(env) for _team, env in placed]
+    capacity = config.servers[server].capacity
+    return ServerUse(
+        server,
+        len(placed),
+        round(sum(limit.cpu for limit in limits), 3),
+        sum(limit.memory_mb for limit in limits),
+        capacity.cpu if capacity is not None else None,
+        capacity.memory_mb if capacity is not None else None,
+    )
 
 
 def _label(r: PlannedResource) -> str:
@@ -409,8 +524,15 @@ def render_table(result: PlanResult, out: Any = None, diff: PlanDiff | None = No
         for child in node.children:
             add(sub, child)
 
-    for root in resource_tree(run):
-        add(tree, root)
+    placement = placement_of(run)
+    roots = resource_tree(run)
+    for server, label in _server_groups(result.config, placement):
+        group = tree.add(f"[bold]{_escape(label)}[/bold]") if server is not None else tree
+        for root in sorted(
+            (n for n in roots if placement[n.resource.urn][0] == server),
+            key=lambda n: _team_key(placement[n.resource.urn][1]),
+        ):
+            add(group, root)
     console.print(tree)
 
     if result.violations:
@@ -430,6 +552,9 @@ def render_table(result: PlanResult, out: Any = None, diff: PlanDiff | None = No
         console.print(f"[yellow]note:[/yellow] {_escape(_missing_note(result))}", soft_wrap=True)
     for copy in _copies(result.config):
         console.print(f"[yellow]note:[/yellow] {_escape(_refresh_note(*copy))}", soft_wrap=True)
+    unpinned = _unpinned_note(result.config)
+    if unpinned:
+        console.print(f"[yellow]warning:[/yellow] {_escape(unpinned)}", soft_wrap=True)
     console.print(_summary_line(result), soft_wrap=True)
 
 
@@ -452,6 +577,30 @@ def _unlocked_note(config: Config) -> str:
         f"{lock_path_for(config.path).name} ({shown}): "
         "run `oduflow-iac lock` and commit the file, so their ports never move"
     )
+
+
+def _team_key(team: str | None) -> tuple[int, int, str]:
+    """Shared resources first, then teams in the config's order (numeric ids by number)."""
+    if team is None:
+        return (0, 0, "")
+    return (1, int(team), "") if team.isdigit() else (2, 0, team)
+
+
+def _server_groups(
+    config: Config, placement: Mapping[str, tuple[str | None, str | None]]
+) -> list[tuple[str | None, str]]:
+    """The plan's servers in the config's order with their use against capacity, then what no
+    server places (a stack reference), if anything."""
+    present = {server for server, _team in placement.values()}
+    groups: list[tuple[str | None, str]] = [
+        (server, f"server {server} · {server_use(config, server).text()}")
+        for server in config.servers
+        if server in present
+    ]
+    groups += [(s, f"server {s}") for s in sorted(x for x in present if x is not None and x not in config.servers)]
+    if None in present:
+        groups.append((None, ""))
+    return groups
 
 
 def _escape(text: str) -> str:
@@ -516,7 +665,8 @@ def render_markdown(result: PlanResult, limit: int = COMMENT_LIMIT, diff: PlanDi
     as counts; past that, violations come first and each table shows the rows that fit and how
     many it leaves out. With `diff`, the change comes first, in at most half of `limit`."""
     run = result.run
-    teams = team_of(run)
+    placement = placement_of(run)
+    teams = {urn: team for urn, (_server, team) in placement.items()}
     mandatory, advisory = len(result.mandatory), len(result.advisory)
     head = [
         COMMENT_MARKER,
@@ -538,8 +688,11 @@ def render_markdown(result: PlanResult, limit: int = COMMENT_LIMIT, diff: PlanDi
         notes += [f"> note: the stack has no value yet for {keys}; `pulumi up` needs them.", ""]
     for copy in _copies(result.config):
         notes += [f"> note: {_md(_refresh_note(*copy))}", ""]
+    unpinned = _unpinned_note(result.config)
+    if unpinned:
+        notes += [f"> warning: {_md(unpinned)}", ""]
     violations = _md_violations(result)
-    listed, counted = _md_teams(result, teams, listed=True), _md_teams(result, teams, listed=False)
+    listed, counted = _md_teams(result, placement, listed=True), _md_teams(result, placement, listed=False)
     by_type = _md_resource_types(run)
     for teams_table, resources in (
         (listed, _md_resources(run, teams)),
@@ -567,26 +720,30 @@ def render_markdown(result: PlanResult, limit: int = COMMENT_LIMIT, diff: PlanDi
     return "\n".join(parts)
 
 
-def _md_teams(result: PlanResult, teams: Mapping[str, str | None], listed: bool) -> _Section:
-    """Per team: its environments and ports, listed, or (`listed=False`) counted."""
+def _md_teams(result: PlanResult, placement: Mapping[str, tuple[str | None, str | None]], listed: bool) -> _Section:
+    """Per server (its use against its capacity, its shared resources), then per team on it: its
+    environments there and their ports, listed, or (`listed=False`) counted."""
     config = result.config
-    per_team: Counter[str | None] = Counter(teams.values())
+    per_place: Counter[tuple[str | None, str | None]] = Counter(placement.values())
     rows = []
-    for team_id, team in config.teams:
-        ports = sorted(config.ports.get(team_id, {}).values())
-        if listed:
-            envs = ", ".join(f"{e.branch} ({e.type})" for e in team.environments) or "–"
-            port_text = ", ".join(str(p) for p in ports) or "–"
-        else:
-            types = Counter(e.type for e in team.environments)
-            envs = f"{len(team.environments)}: " + ", ".join(f"{n} {t}" for t, n in sorted(types.items()))
-            port_text = f"{plural(len(ports), 'port')} in {ports[0]}–{ports[-1]}" if ports else "–"
-        rows.append(f"| {team_id} | {_md(envs)} | {per_team.get(team_id, 0)} | {port_text} |")
-    intro = [
-        "| team | environments | resources | ports |",
-        "|---|---|---|---|",
-        f"| shared | – | {per_team.get(None, 0)} | – |",
-    ]
+    for server, label in _server_groups(config, placement):
+        if server is not None:
+            rows.append(f"| **{_md(label)}** | | | |")
+        rows.append(f"| shared | – | {per_place.get((server, None), 0)} | – |")
+        for team_id, _team in config.teams:
+            if server is None or server not in config.team_servers(team_id):
+                continue
+            envs_here = [e for e in _team.environments if server in config.env_servers(team_id, e)]
+            ports = sorted(config.ports.get(team_id, {})[e.branch] for e in envs_here)
+            if listed:
+                envs = ", ".join(f"{e.branch} ({e.type})" for e in envs_here) or "–"
+                port_text = ", ".join(str(p) for p in ports) or "–"
+            else:
+                types = Counter(e.type for e in envs_here)
+                envs = f"{len(envs_here)}: " + ", ".join(f"{n} {t}" for t, n in sorted(types.items()))
+                port_text = f"{plural(len(ports), 'port')} in {ports[0]}–{ports[-1]}" if ports else "–"
+            rows.append(f"| {team_id} | {_md(envs)} | {per_place.get((server, team_id), 0)} | {port_text} |")
+    intro = ["| team | environments | resources | ports |", "|---|---|---|---|"]
     return _Section(intro, rows, [""], "teams")
 
 

@@ -22,9 +22,11 @@ def validate_ports(args: StackValidationArgs, report: ReportViolation) -> None:
     ranges: dict[str, tuple[int, int]] = {
         str(team): (int(r["start"]), int(r["end"])) for team, r in (config.get("ranges") or {}).items()
     }
-    # (protocol, host port) -> holder per ip and a holder on every address: O(1) per published port.
-    by_ip: dict[tuple[str, int], dict[str, str]] = {}
-    wildcard: dict[tuple[str, int], str] = {}
+    # (engine, protocol, host port) -> holder per ip and a holder on every address: O(1) per
+    # published port. The engine is the Docker provider the container goes through: each server is
+    # a host of its own, where the same port is free again.
+    by_ip: dict[tuple[str, str, int], dict[str, str]] = {}
+    wildcard: dict[tuple[str, str, int], str] = {}
     for r in args.resources:
         if r.resource_type != CONTAINER:
             continue
@@ -69,7 +71,7 @@ def validate_ports(args: StackValidationArgs, report: ReportViolation) -> None:
                 )
             if external is None:
                 continue
-            key = (protocol, external)
+            key = (r.provider.urn if r.provider is not None else "", protocol, external)
             shown = f"{ip or '0.0.0.0'}:{external}/{protocol}"
             holders = by_ip.setdefault(key, {})
             if ip in WILDCARD_IPS:

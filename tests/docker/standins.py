@@ -84,6 +84,7 @@ PROGRAMS = (
     "go-cron",
     "socat",
     "pg_dump",
+    "pg_restore",
     "python3",
     "haproxy",
     "aws",
@@ -137,7 +138,8 @@ PROGRAM = r"""#!/bin/sh
 # long-running scheduler, which idles like the image's main process.
 case "${0##*/}" in
     # The image's main process: the PostgreSQL image's entrypoint (which the platform's wrapper
-    # execs) and Odoo as a server (as a one-shot it runs with --stop-after-init).
+    # execs) and Odoo as a server (as a one-shot it runs with --stop-after-init, or a subcommand
+    # such as `odoo neutralize`).
     go-cron | docker-entrypoint.sh) exec /standin/run ;;
     odoo)
         # A server, except as a one-shot: --stop-after-init, or a subcommand that ends (neutralize).

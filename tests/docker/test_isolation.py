@@ -6,7 +6,9 @@ The matrix that must hold (every team is hostile to every other):
 - a team's containers reach their own team's Odoo and PostgreSQL proxy (by name);
 - PostgreSQL only through the team's own proxy: the database endpoint a container is configured
   with answers as PostgreSQL and is a proxy of its own team, and PostgreSQL itself answers nothing;
-- nothing of another team (Odoo, one-shots, backup job, its proxy) answers;
+- nothing of another team (Odoo, one-shots, backup job, its proxy, its mail catcher) answers;
+- a team's containers reach their own team's mail catcher (SMTP and web UI) by name; the catcher
+  publishes no port, and its web UI is routed by Traefik only behind the team's basic auth;
 - Traefik answers on its public entrypoints only (never the internal one, :8080), the Docker socket
   proxy answers nothing, and Traefik reaches every environment it routes to.
 Then a fourth team is added: no shared container's inputs change, and the matrix still holds.
@@ -116,7 +118,8 @@ def violations(built: Built) -> list[str]:
             elif target.team is None and target.role not in ("proxy",):
                 found.append(f"{who} reaches the shared {target.role} {answer.probe.target}")
         for target in built.plan:
-            own = target.team == source.team and target.role in ("odoo", "db-proxy") and target is not source
+            own = target.team == source.team and target.role in ("odoo", "db-proxy", "mail-catcher")
+            own = own and target is not source
             if own and target.name not in reached_by_name:
                 found.append(f"{who} cannot reach its own team's {target.role} {target.name}")
         endpoint = topology.db_endpoint(source)
@@ -141,17 +144,43 @@ def routing_violations(built: Built) -> list[str]:
     found = []
     for traefik in (c for c in built.plan if c.role == "proxy"):
         probes = []
-        for odoo in (c for c in built.plan if c.role == "odoo"):
+        for odoo in (c for c in built.plan if c.role in ("odoo", "mail-catcher")):
             labels = topology.labels_of(odoo.inputs)
             network = labels.get("traefik.docker.network")
             addresses = built.addresses(odoo.name)
             if network not in addresses:
                 found.append(f"{odoo.name}: Traefik's network {network!r} is not one of its {sorted(addresses)}")
                 continue
-            probes.append(Probe(f"{odoo.name} on {network}", addresses[network], naming.ODOO_HTTP_PORT))
+            for port in {int(v) for k, v in labels.items() if k.endswith(".loadbalancer.server.port")}:
+                probes.append(Probe(f"{odoo.name} on {network}", addresses[network], port))
         for answer in topology.probe(built.client, built.ids[traefik.name], probes):
             if not answer.reached:
                 found.append(f"Traefik cannot reach {answer.probe.target}:{answer.probe.port}")
+    return found
+
+
+def mail_catcher_violations(plan: list[PlannedContainer]) -> list[str]:
+    """A team's mail catcher: on its team's network only, no published port, and every router to it
+    behind the team's basic auth (the Internet reaches it only through Traefik, authenticated)."""
+    found = []
+    catchers = [c for c in plan if c.role == "mail-catcher"]
+    teams = {c.team for c in plan if c.role == "odoo" and c.team is not None}
+    if not catchers:
+        found.append("the plan has no mail catcher (container with label oduflow.role=mail-catcher)")
+    for c in catchers:
+        if c.networks != (naming.team_network_name(c.team or ""),):
+            found.append(f"{c.name}: on networks {c.networks}, not its team's alone")
+        if c.inputs.get("ports"):
+            found.append(f"{c.name}: publishes {c.inputs['ports']}")
+        labels = topology.labels_of(c.inputs)
+        routers = {k.split(".")[3] for k in labels if k.startswith("traefik.http.routers.")}
+        auth = f"{naming.team_auth_middleware_name(c.team or '')}@docker"
+        for router in routers:
+            if auth not in labels.get(f"traefik.http.routers.{router}.middlewares", "").split(","):
+                found.append(f"{c.name}: router {router} is not behind {auth}")
+        if not routers:
+            found.append(f"{c.name}: its web UI is not routed")
+    assert teams
     return found
 
 
@@ -182,6 +211,16 @@ def test_three_teams_reach_only_what_they_may(platform: Built) -> None:
 
 def test_traefik_reaches_every_environment(platform: Built) -> None:
     found = routing_violations(platform)
+    assert not found, "\n".join(found)
+
+
+def test_the_mail_catcher_is_reached_through_traefik_with_auth_only(platform: Built) -> None:
+    found = mail_catcher_violations(platform.plan)
+    # On the engine: no port of the catcher is published on the host.
+    for c in platform.plan:
+        if c.role == "mail-catcher":
+            published = platform.client.api.inspect_container(platform.ids[c.name])["NetworkSettings"]["Ports"]
+            found += [f"{c.name} publishes {port}: {bound}" for port, bound in (published or {}).items() if bound]
     assert not found, "\n".join(found)
 
 

@@ -21,7 +21,7 @@ from tests.docker import provider, standins, topology
 from tests.docker.conftest import Images, clean_engine
 from tests.docker.topology import Built, PlannedContainer
 
-ONE_SHOT_ROLES = ("init", "template-init", "addons-fetch")
+ONE_SHOT_ROLES = ("init", "template-init", "addons-fetch", "refresh", "upgrade")
 
 pytestmark = pytest.mark.docker
 

@@ -4,7 +4,7 @@ Everything about WHO is connected to WHAT comes from the plan: the networks each
 (`networksAdvanced`, `networkMode`, C:901-907 default "bridge"), the database host and port each
 team container is configured with (its HOST/PORT or PGHOST/PGPORT variables), Traefik's entrypoint
 addresses (its command). What stays here is knowledge of the real images: which ports their
-program listens on (Odoo 8069/8072, PostgreSQL 5432) — the stand-ins listen on the same ones.
+program listens on (Odoo 8069/8072, PostgreSQL 5432, Mailpit 1025/8025) — the stand-ins listen on the same ones.
 
 Safety: every network is created `internal` (no gateway route out), published ports go to
 127.0.0.1, host paths of the plan are replaced by placeholder files in a temporary directory
@@ -41,11 +41,28 @@ DEFAULT_BRIDGE = "oduflow-test-default-bridge"
 
 # Roles whose containers run a team's own code (its addons, its git remotes, its database dumps):
 # the sources of the reachability matrix, all treated as hostile.
-TENANT_ROLES = ("odoo", "init", "template-init", "addons-fetch", "backup")
-ALL_ROLES = ("odoo", "init", "template-init", "addons-fetch", "backup", "database", "proxy", "db-proxy", "docker-proxy")
+TENANT_ROLES = ("odoo", "init", "template-init", "addons-fetch", "refresh", "upgrade", "backup")
+ALL_ROLES = (
+    "odoo",
+    "init",
+    "template-init",
+    "addons-fetch",
+    "refresh",
+    "upgrade",
+    "backup",
+    "mail-catcher",
+    "database",
+    "proxy",
+    "db-proxy",
+    "docker-proxy",
+)
 
 # What the real images listen on (their programs' defaults, not the plan's topology).
-IMAGE_PORTS = {"odoo": (naming.ODOO_HTTP_PORT, naming.ODOO_LONGPOLLING_PORT), "database": (5432,)}
+IMAGE_PORTS = {
+    "odoo": (naming.ODOO_HTTP_PORT, naming.ODOO_LONGPOLLING_PORT),
+    "database": (5432,),
+    "mail-catcher": (naming.MAIL_CATCHER_SMTP_PORT, naming.MAIL_CATCHER_UI_PORT),
+}
 DB_ENV_HOST = ("HOST", "PGHOST", "DB_HOST", "POSTGRES_HOST")
 DB_ENV_PORT = ("PORT", "PGPORT", "DB_PORT", "POSTGRES_PORT")
 
