@@ -210,10 +210,14 @@ SELECT line FROM (
 ORDER BY part, role, detail"""
 
 
+# The file is for reading, never for applying: the job's key, which writes it, can write any content
+# under this key (an `ALTER ROLE ... SUPERUSER` among the lines), and applying it as a superuser
+# would run that. The roles are declared by Pulumi: `oduflow-iac up` creates them again, with
+# their attributes, limits and passwords. The file shows what they were at the run's time.
 ROLES_HEADER = (
-    "-- The team's PostgreSQL roles as the backup job saw them (oduflow-iac). No password is in\n"
-    "-- this file: `pulumi up` sets them again (or ALTER ROLE ... PASSWORD). Apply as a superuser:\n"
-    "--   psql -v ON_ERROR_STOP=1 --single-transaction -f THIS_FILE\n"
+    "-- The team's PostgreSQL roles as the backup job saw them (oduflow-iac), FOR READING ONLY.\n"
+    "-- Do not apply this file: whoever holds the backup job's key can write it. The roles are\n"
+    "-- declared by the stack: `oduflow-iac up` creates them again as declared.\n"
 )
 
 

@@ -15,8 +15,12 @@ Why these documents (see docs/architecture.md, "Backups"):
   nothing.
 - A PutObject on an existing key does not destroy history: the bucket is versioned, so the old
   object becomes a non-current version, which Object Lock keeps for the retention, and non-current
-  versions are kept at least that long. The job never writes the same key twice anyway (one
-  timestamp per run, runs serialised by a lock).
+  versions are kept at least that long. It does ADD a version, and the key can also create keys
+  with any stamp in their name (a future-dated backup, `status/99991231T235959Z.ok`): a stolen job
+  key can plant content. The operator tools therefore trust a key only as far as S3's own record
+  agrees (lifecycle/backup_ops.stamp_problem: LastModified, the number of versions; the job never
+  writes the same key twice: one timestamp per run, runs serialised by a lock) and download a
+  backup by the id of its one version.
 - Restores use other credentials (`restore_policy_document`): reading and listing, never writing
   or deleting.
 """
@@ -69,7 +73,9 @@ def job_object_arns(bucket_arn: str, tiers: Iterable[str]) -> list[str]:
 def job_policy(bucket_arn: str, tiers: Sequence[str]) -> dict[str, object]:
     """The job's IAM policy: write new objects under the tier prefixes and `status/`, and nothing
     else. A PutObject on a key that exists adds a version; the earlier one stays (versioning,
-    Object Lock), so a stolen key cannot rewrite a run's recorded result either."""
+    Object Lock), so a stolen key cannot destroy a run's recorded result, but it can add a version
+    or a new key: the readers refuse a key with several versions and order runs by LastModified
+    (lifecycle/backup_ops.py), never by the stamp the writer chose."""
     return {
         "Version": "2012-10-17",
         "Statement": [

@@ -504,3 +504,65 @@ def test_backup_list_shows_pairs_and_the_failed_last_run(
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
         assert "write-only" in refused.stderr or "may not read" in refused.stderr
         assert s3.job.secret_access_key not in refused.stderr + refused.stdout
+
+
+def test_what_the_job_key_plants_is_neither_restored_nor_hides_a_failure(
+    example_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's key may PUT any key under the tiers and status/: a future-dated backup, a status
+    object dated 9999, a second version of a real backup. None becomes what a restore takes or
+    what `backup list` calls the last run."""
+    from oduflow_iac.config import load_config
+    from oduflow_iac.errors import UsageError
+    from oduflow_iac.lifecycle import backup_ops, restore
+
+    config = load_config(example_config)
+    bucket = backup_ops.bucket_of(config, "1")
+    with serve_s3(bucket) as s3:
+        (tmp_path / "job").mkdir()
+        job = _job(s3, tmp_path / "job", ["oduflow_1_main", "oduflow_1_staging"])
+        assert job.run().returncode == 0
+        time.sleep(1.1)
+        assert job.run().returncode == 0
+        time.sleep(1.1)
+        assert job.run(FAIL_DB="oduflow_1_staging").returncode == 1
+
+        monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+        key = backup_ops.RestoreKey(s3.restore.access_key_id, s3.restore.secret_access_key, REGION)
+        store = backup_ops.S3Store(bucket, REGION, key)
+        genuine = [b for b in backup_ops.listing(config, "1", store).sets if b.database == "oduflow_1_main"]
+        assert len(genuine) == 3 and not any(b.suspicious for b in genuine)
+        newest, middle = genuine[0], genuine[1]
+
+        writer = s3.client(s3.job)
+        planted = "daily/oduflow_1_main/99991231T235959Z"
+        for suffix in (".dump", ".filestore.tar.gz"):
+            writer.put_object(Bucket=bucket, Key=planted + suffix, Body=b"planted")
+        writer.put_object(Bucket=bucket, Key="status/99991231T235959Z.ok", Body=b"ok oduflow_1_staging\n")
+        writer.put_object(Bucket=bucket, Key=newest.dump_key, Body=b"planted over a real backup")
+
+        listing = backup_ops.listing(config, "1", store)
+        sets = {b.stamp: b for b in listing.sets if b.database == "oduflow_1_main"}
+        assert "in the future" in (sets["99991231T235959Z"].suspicious or "")
+        assert "written 2 times" in (sets[newest.stamp].suspicious or "")
+        assert sets[middle.stamp].suspicious is None
+        # The default restore is the newest backup nobody tampered with.
+        assert restore.pick_backup(listing.sets, "oduflow_1_main").stamp == middle.stamp
+        with pytest.raises(UsageError, match="suspicious"):
+            restore.pick_backup(listing.sets, "oduflow_1_main", key=planted + ".dump")
+        # And the rewritten key itself is refused at download, whatever the listing said.
+        with pytest.raises(UsageError, match="written 2 times"):
+            store.download(newest.dump_key, tmp_path / "x.dump")
+        store.download(middle.dump_key, tmp_path / "y.dump")
+        assert (tmp_path / "y.dump").stat().st_size == 1000
+        # The planted "ok" does not hide the failed run: it shows, as a failure.
+        assert listing.last_run is not None and listing.last_run_failed
+        assert "SUSPICIOUS" in listing.last_run_line() and "99991231T235959Z" in listing.last_run_line()
+        assert backup_ops.listing(config, "1", store, "staging").last_run_failed
+
+        # Once the next real run is stored, the planted status is older than it: the real result shows.
+        time.sleep(1.1)
+        assert job.run(FAIL_DB="oduflow_1_staging").returncode == 1
+        last = backup_ops.listing(config, "1", store)
+        assert last.last_run is not None and last.last_run.suspicious is None
+        assert last.last_run.failed_targets == ["oduflow_1_staging"]

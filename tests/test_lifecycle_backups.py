@@ -114,6 +114,22 @@ def test_status_objects_say_which_run_failed_and_for_what() -> None:
     assert backup_ops.last_run_for(runs, "oduflow_1_nothing") is None
 
 
+def test_keys_and_status_lines_with_escapes_or_markup_are_dropped() -> None:
+    """The job's key may PUT any key and any status body: what `backup list` prints must not carry
+    terminal escapes (retitle the terminal, hide lines) nor rich markup."""
+    planted = [
+        f"daily/\x1b]0;owned\x07{DB}/20261101T030000Z.dump",
+        "daily/\x1b[2K\x1b[1A/20261101T030000Z.filestore.tar.gz",
+        "daily/[bold red]x[/]/20261101T030000Z.dump",
+        "daily/" + "a" * 64 + "/20261101T030000Z.dump",
+        f"daily/{DB}/20261101T030000Z.dump",
+    ]
+    assert [backup_ops.parse_backup_key(k, TIERS) is not None for k in planted] == [False] * 4 + [True]
+    assert [s.database for s in backup_ops.group_backups(objects(*planted), TIERS)] == [DB]
+    body = backup_ops.parse_status_body("ok \x1b[2Koduflow_1_main\nfailed [red]x[/red]\nfailed oduflow_1_dev\n")
+    assert body == {"oduflow_1_dev": False}
+
+
 def test_written_keys_come_from_the_jobs_own_lines() -> None:
     output = "wrote s3://b/daily/db/20261101T030000Z.dump\nbacked up db\nwrote s3://b/status/20261101T030000Z.ok\n"
     assert backup_ops.written_keys(output) == ["daily/db/20261101T030000Z.dump", "status/20261101T030000Z.ok"]
@@ -124,7 +140,13 @@ def test_the_restore_scripts_are_posix_sh_and_one_transaction() -> None:
     assert subprocess.run(["sh", "-n"], input=script, text=True, check=False).returncode == 0
     # BEGIN first, the emptying, then the dump, and COMMIT only after pg_restore read all of it.
     assert script.index("BEGIN;") < script.index("DROP SCHEMA") < script.index("pg_restore --no-owner")
-    assert "if pg_restore --no-owner --no-privileges --file=- /tmp/x.dump; then printf 'COMMIT;" in script
+    assert "if pg_restore --no-owner --no-privileges --restrict-key=" in script
+    assert "--file=- /tmp/x.dump; then printf 'COMMIT;" in script
+    # The success marker carries a nonce of the run: two scripts never share it.
+    assert restore.database_restore_script(DB, "/tmp/x.dump", "n1") != restore.database_restore_script(
+        DB, "/tmp/x.dump", "n2"
+    )
+    assert f"*{restore.COMMITTED}-n1*)" in restore.database_restore_script(DB, "/tmp/x.dump", "n1")
     assert "--dbname=oduflow_1_main" in script and "pg_terminate_backend" in script
     assert "CREATE SCHEMA public AUTHORIZATION pg_database_owner" in script
     assert "DROP DATABASE" not in script and "CREATE DATABASE" not in script
@@ -162,6 +184,93 @@ def test_the_filestore_swap_keeps_the_live_files_when_the_archive_is_bad(tmp_pat
     assert (live / "ab" / "abc").read_bytes() == b"attachment"
     assert (root / "sessions").is_dir()  # only the database's directory is swapped
     assert sorted(p.name for p in root.iterdir()) == ["filestore", "sessions"]
+
+
+def _busybox_path(tmp_path: Path) -> str | None:
+    """A PATH where sh, tar, find... are busybox's applets (the backup image's tools)."""
+    import shutil
+
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        return None
+    bin_dir = tmp_path / "busybox-bin"
+    bin_dir.mkdir()
+    for applet in ("sh", "tar", "gzip", "find", "mv", "rm", "mkdir", "echo", "["):
+        (bin_dir / applet).symlink_to(busybox)
+    return str(bin_dir)
+
+
+def _archive(members: list[tuple[str, bytes, str, int]]) -> bytes:
+    """A .tar.gz of (name, type, data or link target, mode) members."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, kind, target, mode in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = kind, mode
+            if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+                info.linkname = target
+                tar.addfile(info)
+            elif kind == tarfile.REGTYPE:
+                info.size = len(target)
+                tar.addfile(info, io.BytesIO(target.encode()))
+            else:
+                tar.addfile(info)
+    return buffer.getvalue()
+
+
+def _planted_archives() -> dict[str, bytes]:
+    import tarfile
+
+    base = f"./filestore/{DB}"
+    plain = (f"{base}/ab/abc", tarfile.REGTYPE, "attachment", 0o644)
+    return {
+        "the database's directory is a symlink to /etc": _archive([(base, tarfile.SYMTYPE, "/etc", 0o777)]),
+        "a symlink among the attachments": _archive([plain, (f"{base}/ab/x", tarfile.SYMTYPE, "/proc/self", 0o777)]),
+        "a setuid file": _archive([plain, (f"{base}/ab/su", tarfile.REGTYPE, "#!/bin/sh\n", 0o4755)]),
+        "a setgid file": _archive([plain, (f"{base}/ab/sg", tarfile.REGTYPE, "x", 0o2755)]),
+        "a hard link": _archive([plain, (f"{base}/ab/h", tarfile.LNKTYPE, f"{base}/ab/abc", 0o644)]),
+        "a fifo": _archive([plain, (f"{base}/ab/f", tarfile.FIFOTYPE, "", 0o644)]),
+        "a device": _archive([plain, (f"{base}/ab/d", tarfile.CHRTYPE, "", 0o666)]),
+    }
+
+
+@pytest.mark.parametrize("tools", ["system", "busybox"])
+@pytest.mark.parametrize("attack", sorted(_planted_archives()))
+def test_an_archive_with_anything_but_files_and_directories_is_refused(tmp_path: Path, tools: str, attack: str) -> None:
+    """The job's key can write the archive: as root, a symlinked `filestore/DB` would become the
+    live filestore, a device or setuid file would land in it. All refused, the live files kept."""
+    import os
+    import tarfile
+
+    env = dict(os.environ)
+    if tools == "busybox":
+        path = _busybox_path(tmp_path)
+        if path is None:
+            pytest.skip("no busybox here")
+        env["PATH"] = path
+    if attack == "a device" and os.geteuid() != 0:
+        pytest.skip("only root extracts a device node")
+    root = tmp_path / "volume"
+    live = root / "filestore" / "oduflow_1_staging"
+    live.mkdir(parents=True)
+    (live / "old").write_text("live")
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(_planted_archives()[attack])
+    script = restore.filestore_restore_script(DB, "oduflow_1_staging", str(archive), str(root))
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False, env=env)
+    assert done.returncode != 0
+    assert restore.REFUSED_ARCHIVE in done.stderr, done.stderr
+    assert not live.is_symlink() and sorted(p.name for p in live.iterdir()) == ["old"]
+    assert sorted(p.name for p in (root / "filestore").iterdir()) == ["oduflow_1_staging"]
+    assert not (root / ".oduflow-restore").exists()
+    # The same tools still restore a plain archive.
+    archive.write_bytes(_archive([(f"./filestore/{DB}/ab/abc", tarfile.REGTYPE, "attachment", 0o644)]))
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    assert (live / "ab" / "abc").read_text() == "attachment" and not (live / "old").exists()
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,3 +486,110 @@ def test_an_interrupted_copy_is_emptied_and_not_started(config_path: Path) -> No
         restorer.run(plan)
     assert database.calls == ["oduflow_1_staging", "empty oduflow_1_staging"]
     assert not docker.running
+
+
+def _into_staging(
+    config_path: Path, docker: FakeDocker, neutraliser: object
+) -> tuple[restore.Restorer, restore.RestorePlan]:
+    plan = restore.plan_restore(load_config(config_path), "1", "main", SETS, into="staging")
+    now = backup_ops.NowResult(True, [], "", "ok")
+    database = FakeDatabase()
+    restorer = restore.Restorer(
+        FakeStore(),
+        docker,
+        "unix:///x",
+        database,
+        lambda: now,
+        neutraliser=neutraliser,  # type: ignore[arg-type]
+    )
+    return restorer, plan
+
+
+class _Neutralised:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def neutralise(self, plan: restore.RestorePlan) -> tuple[int, str]:
+        self.calls += 1
+        return 0, ""
+
+
+def test_a_copy_whose_filestore_fails_is_emptied_and_not_started(config_path: Path) -> None:
+    """Production's rows (its ir.mail_server records) are in the copy once the dump is replayed:
+    a failed filestore step must not start Odoo on them."""
+    docker, neutraliser = FakeDocker(fail={"cp"}), _Neutralised()
+    restorer, plan = _into_staging(config_path, docker, neutraliser)
+    result = restorer.run(plan)
+    staging = naming.env_container_name("1", "staging")
+    assert not result.ok and result.state.startswith("NOT NEUTRALISED: the filestore of the copy")
+    assert "EMPTY" in result.state and f"{staging} is left STOPPED" in result.state
+    assert restorer.database.calls == ["oduflow_1_staging", "empty oduflow_1_staging"]  # type: ignore[attr-defined]
+    assert neutraliser.calls == 0
+    assert not docker.running and not any(c[:2] == ["start", staging] for c in docker.calls)
+
+
+def test_a_copy_whose_neutraliser_raises_is_emptied_and_not_started(config_path: Path) -> None:
+    class Raising:
+        def neutralise(self, plan: restore.RestorePlan) -> tuple[int, str]:
+            raise RuntimeError("could not inspect oduflow-1-staging")
+
+    docker = FakeDocker()
+    restorer, plan = _into_staging(config_path, docker, Raising())
+    with pytest.raises(RuntimeError):
+        restorer.run(plan)
+    assert restorer.database.calls == ["oduflow_1_staging", "empty oduflow_1_staging"]  # type: ignore[attr-defined]
+    assert not docker.running
+    assert not any(c[:2] == ["start", naming.env_container_name("1", "staging")] for c in docker.calls)
+
+
+def test_a_copy_without_a_neutraliser_changes_nothing(config_path: Path) -> None:
+    docker = FakeDocker()
+    restorer, plan = _into_staging(config_path, docker, None)
+    with pytest.raises(UsageError, match="neutralised"):
+        restorer.run(plan)
+    assert docker.calls == [] and restorer.database.calls == []  # type: ignore[attr-defined]
+
+
+def test_a_stamp_is_trusted_only_as_far_as_s3s_own_clock_agrees() -> None:
+    now = datetime(2026, 11, 29, 10, 0, tzinfo=timezone.utc)
+
+    def problem(stamp: str, stored: datetime | None, versions: int = 1) -> str | None:
+        obj = StoredObject(f"daily/{DB}/{stamp}.dump", 1, stored, versions)
+        return backup_ops.stamp_problem(stamp, obj, now)
+
+    assert problem("20261129T030000Z", datetime(2026, 11, 29, 4, 30, tzinfo=timezone.utc)) is None  # a long run
+    assert problem("20261129T030000Z", datetime(2026, 11, 29, 2, 55, tzinfo=timezone.utc)) is None  # clock skew
+    assert "in the future" in (problem("20261129T110000Z", None) or "")
+    assert "dated after it was stored" in (
+        problem("20261129T090000Z", datetime(2026, 11, 29, 3, tzinfo=timezone.utc)) or ""
+    )
+    assert "more than" in (problem("20261101T030000Z", datetime(2026, 11, 29, 3, tzinfo=timezone.utc)) or "")
+    assert "written 2 times" in (problem("20261129T030000Z", None, versions=2) or "")
+    stored = datetime(2026, 11, 29, 3, 1, tzinfo=timezone.utc)
+    planted = [
+        StoredObject(f"daily/{DB}/20261129T030000Z.dump", 1, stored),
+        StoredObject(f"daily/{DB}/20261129T030000Z.filestore.tar.gz", 1, stored),
+        StoredObject(f"daily/{DB}/20261129T090000Z.dump", 1, stored),
+        StoredObject(f"daily/{DB}/20261129T090000Z.filestore.tar.gz", 1, stored),
+    ]
+    sets = backup_ops.group_backups(planted, TIERS, now)
+    assert [(s.stamp, bool(s.suspicious)) for s in sets] == [("20261129T090000Z", True), ("20261129T030000Z", False)]
+    assert restore.pick_backup(sets, DB).stamp == "20261129T030000Z"
+    # Status objects: ordered as S3 stored them, a suspicious one is a failure, never skipped.
+    runs = [
+        backup_ops.RunStatus("20261128T030000Z", False, {DB: False}, datetime(2026, 11, 28, 3, 5, tzinfo=timezone.utc)),
+        backup_ops.RunStatus("99991231T235959Z", True, {}, datetime(2026, 11, 27, tzinfo=timezone.utc)),
+    ]
+    assert backup_ops.last_run_for(runs, DB).stamp == "20261128T030000Z"  # type: ignore[union-attr]
+    odd = backup_ops.RunStatus("99991231T235959Z", False, {}, datetime(2026, 11, 29, tzinfo=timezone.utc), "planted")
+    assert backup_ops.last_run_for([*runs, odd], DB) is odd
+
+
+def test_the_roles_file_is_not_presented_as_something_to_apply() -> None:
+    """The job's key writes `{tier}/roles/{stamp}.sql` and can write anything there (an `ALTER
+    ROLE ... SUPERUSER`): nothing tells an operator to run it (the stack declares the roles)."""
+    header = backup.ROLES_HEADER
+    assert all(line.startswith("-- ") for line in header.splitlines())
+    assert "Do not apply" in header and "psql" not in header and "-f " not in header
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert "never apply" in operations and "single-transaction\n-f" not in operations

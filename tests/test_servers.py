@@ -112,6 +112,8 @@ def test_accepted_docker_hosts(host: str) -> None:
         "ssh://deploy@s1.example.com#x",
         "ssh://de ploy@s1.example.com",
         "ssh://deploy@s1.example.com:99999",
+        "ssh://deploy@s1.example.com:0",
+        "tcp://10.0.0.5:0",
         "ssh://deploy@s1.example.com\nrm",
         "ssh://deploy@s1`id`.example.com",
         "ssh://",
@@ -134,6 +136,11 @@ def test_refused_docker_hosts(host: str) -> None:
         ("ssh://deploy@s1.example.com", "ssh://deploy@S1.Example.com:22"),
         ("ssh://deploy@s1.example.com", "ssh://deploy@s1.example.com/"),
         ("tcp://10.0.0.5:2376", "tcp://10.0.0.5:2376/"),
+        # A second name for the same machine must not pass as a second server.
+        ("ssh://deploy@s1.example.com", "ssh://deploy@s1.example.com."),
+        ("ssh://deploy@s1.example.com", "ssh://root@s1.example.com"),
+        ("ssh://deploy@s1.example.com", "ssh://s1.example.com"),
+        ("tcp://docker.internal:2376", "tcp://Docker.Internal.:2376"),
     ],
 )
 def test_one_engine_has_one_spelling(one: str, other: str) -> None:
@@ -143,7 +150,6 @@ def test_one_engine_has_one_spelling(one: str, other: str) -> None:
 @pytest.mark.parametrize(
     ("one", "other"),
     [
-        ("ssh://deploy@s1.example.com", "ssh://ops@s1.example.com"),
         ("ssh://deploy@s1.example.com", "ssh://deploy@s1.example.com:2222"),
         ("tcp://10.0.0.5:2375", "tcp://10.0.0.5:2376"),
         ("unix:///var/run/docker.sock", "unix:///run/docker.sock"),
@@ -242,6 +248,10 @@ def test_a_declared_default_server_takes_dns_target_as_address(write_config: Wri
         (
             ('"ssh://deploy@s2.example.com"', '"unix:///var/run//docker.sock/"', 1),
             "server.s2.docker_host: 'unix:///var/run//docker.sock/' is the Docker host of server.default",
+        ),
+        (
+            ('docker_host = "unix:///var/run/docker.sock"', 'docker_host = "ssh://root@S2.example.com."', 1),
+            "server.s2.docker_host: 'ssh://deploy@s2.example.com' is the Docker host of server.default",
         ),
         (("[server.s2]", "[server.S2]", 1), "server.S2: a server name is a lower-case letter"),
         (('server = "s2"', 'server = "S 2"', 1), "team.2.server: 'S 2': a server name is"),

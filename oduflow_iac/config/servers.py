@@ -118,6 +118,8 @@ def docker_host_problem(value: str) -> str | None:
         port = parts.port
     except ValueError:
         return "the port is not a number from 1 to 65535"
+    if port == 0:  # urllib accepts 0; no engine listens there and ssh reads it as "default"
+        return "the port is not a number from 1 to 65535"
     host = parts.hostname or ""
     if not _host_ok(host):
         return f"{scheme}:// needs a host name or IP address"
@@ -145,7 +147,10 @@ def _host_ok(host: str) -> bool:
 def normalise_docker_host(value: str) -> str:
     """One spelling per engine, to find two servers on one host: the scheme's default parts made
     explicit or dropped (`unix:///var/run//docker.sock/` = `unix:///var/run/docker.sock`,
-    `ssh://Deploy@S1.example:22` = `ssh://Deploy@s1.example`), host names lower-cased."""
+    `ssh://Deploy@S1.example.:22` = `ssh://s1.example`), host names lower-cased without the
+    root's trailing dot. The ssh user is dropped: `deploy@h` and `root@h` log in to the same
+    machine and reach the same engine, so two servers spelled that way would be one host counted
+    twice (capacity, placement)."""
     scheme, _, rest = value.partition("://")
     if scheme == "unix":
         return f"unix://{posixpath.normpath(rest)}"
@@ -156,11 +161,10 @@ def normalise_docker_host(value: str) -> str:
         port = None
     if scheme == "ssh" and port == 22:
         port = None
-    user = f"{parts.username}@" if parts.username else ""
-    host = (parts.hostname or "").lower()
+    host = (parts.hostname or "").lower().rstrip(".")
     if ":" in host:
         host = f"[{host}]"
-    return f"{scheme}://{user}{host}" + (f":{port}" if port is not None else "")
+    return f"{scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 def address_problem(value: str) -> str | None:

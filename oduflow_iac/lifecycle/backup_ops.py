@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,7 +30,17 @@ DUMP_SUFFIX = ".dump"
 FILESTORE_SUFFIX = ".filestore.tar.gz"
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 _STAMP = re.compile(r"^\d{8}T\d{6}Z$")
+# A database name as naming.py makes them (and PostgreSQL accepts: 63 bytes at most). The job's
+# write key may PUT any key: one with terminal escapes or markup in it is not shown, nor restored.
+_DATABASE = re.compile(r"[A-Za-z0-9_.-]{1,63}")
 RESTORE_OUTPUT = "backupRestore"
+# What a key's stamp may be trusted for. The job's key can PUT any key under the tiers and status/,
+# with any stamp in its name, but S3 sets LastModified itself: a run's objects are stored after the
+# run's stamp (by its clock, give or take CLOCK_SKEW) and within LONGEST_RUN of it. A stamp in the
+# future, after its object was stored, or long before it, is not the job's: such a backup is shown
+# as suspicious and never restored by default, such a status object counts as a failed run.
+CLOCK_SKEW = timedelta(minutes=10)
+LONGEST_RUN = timedelta(hours=24)
 # How many of the newest status objects `list --branch` reads to find the last run that covered
 # the branch (a `backup now` of another branch is a run too).
 STATUS_LOOKBACK = 20
@@ -52,6 +62,24 @@ def format_stamp(at: datetime) -> str:
 class StoredObject:
     key: str
     size: int
+    modified: datetime | None = None  # LastModified, set by S3 (not by whoever wrote the object)
+    versions: int = 1  # the job writes a key once: more is someone rewriting it
+
+
+def stamp_problem(stamp: str, obj: StoredObject, now: datetime) -> str | None:
+    """Why `obj`'s key stamp cannot be the job's (see CLOCK_SKEW), or None."""
+    if obj.versions > 1:
+        return f"{obj.key} was written {obj.versions} times (the job writes a key once)"
+    at = stamp_time(stamp)
+    if at > now + CLOCK_SKEW:
+        return f"{obj.key} is dated in the future"
+    if obj.modified is not None:
+        stored = obj.modified.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        if at > obj.modified + CLOCK_SKEW:
+            return f"{obj.key} is dated after it was stored ({stored} UTC)"
+        if obj.modified - at > LONGEST_RUN:
+            return f"{obj.key} was stored ({stored} UTC) more than {LONGEST_RUN} after its date"
+    return None
 
 
 @dataclass(frozen=True)
@@ -63,6 +91,8 @@ class BackupSet:
     tiers: tuple[str, ...]
     dump_size: int | None
     filestore_size: int | None
+    # Why a half's key or version is not what the job writes (stamp_problem), or None.
+    suspicious: str | None = None
 
     @property
     def at(self) -> datetime:
@@ -91,23 +121,34 @@ def parse_backup_key(key: str, tiers: Iterable[str]) -> tuple[str, str, str, str
     if len(parts) != 3 or parts[0] not in set(tiers) or parts[1] == backup.ROLES_DIR:
         return None
     tier, database, name = parts
+    if not _DATABASE.fullmatch(database):
+        return None
     for suffix in (DUMP_SUFFIX, FILESTORE_SUFFIX):
         if name.endswith(suffix) and _STAMP.match(name[: -len(suffix)]):
             return tier, database, name[: -len(suffix)], suffix
     return None
 
 
-def group_backups(objects: Iterable[StoredObject], tiers: Sequence[str]) -> list[BackupSet]:
-    """The backups in the bucket, newest first per database, databases in name order."""
+def group_backups(
+    objects: Iterable[StoredObject], tiers: Sequence[str], now: datetime | None = None
+) -> list[BackupSet]:
+    """The backups in the bucket, newest first per database, databases in name order; each marked
+    suspicious when one of its objects' stamp or versions is not the job's (stamp_problem)."""
+    now = now or datetime.now(timezone.utc)
     found: dict[tuple[str, str], dict[str, Any]] = {}
     for obj in objects:
         parsed = parse_backup_key(obj.key, tiers)
         if parsed is None:
             continue
         tier, database, stamp, suffix = parsed
-        entry = found.setdefault((database, stamp), {"tiers": set(), DUMP_SUFFIX: None, FILESTORE_SUFFIX: None})
+        entry = found.setdefault(
+            (database, stamp), {"tiers": set(), DUMP_SUFFIX: None, FILESTORE_SUFFIX: None, "problems": []}
+        )
         entry["tiers"].add(tier)
         entry[suffix] = obj.size
+        problem = stamp_problem(stamp, obj, now)
+        if problem is not None:
+            entry["problems"].append(problem)
     order = {t: i for i, t in enumerate(tiers)}
     sets = [
         BackupSet(
@@ -116,6 +157,7 @@ def group_backups(objects: Iterable[StoredObject], tiers: Sequence[str]) -> list
             tuple(sorted(entry["tiers"], key=lambda t: order[t])),
             entry[DUMP_SUFFIX],
             entry[FILESTORE_SUFFIX],
+            "; ".join(sorted(entry["problems"])) or None,
         )
         for (database, stamp), entry in found.items()
     ]
@@ -134,6 +176,9 @@ class RunStatus:
     stamp: str
     ok: bool
     results: dict[str, bool] = field(default_factory=dict)  # target -> ok
+    modified: datetime | None = None  # its object's LastModified: the order of runs
+    # Why its object is not what the job writes (stamp_problem): then it counts as a failed run.
+    suspicious: str | None = None
 
     @property
     def at(self) -> datetime:
@@ -158,21 +203,30 @@ def parse_status_body(text: str) -> dict[str, bool]:
     results: dict[str, bool] = {}
     for line in text.splitlines():
         word, _, target = line.strip().partition(" ")
-        if word in ("ok", "failed") and target:
+        if word in ("ok", "failed") and _DATABASE.fullmatch(target):
             results[target] = word == "ok"
     return results
 
 
 def status_keys_newest_first(keys: Iterable[str]) -> list[tuple[str, str, bool]]:
-    """(key, stamp, ok) of every status object, the newest run first."""
+    """(key, stamp, ok) of every status object, the newest stamp first."""
     parsed = [(k, *p) for k in keys if (p := parse_status_key(k)) is not None]
     return sorted(parsed, key=lambda item: item[1], reverse=True)
 
 
+def status_objects_newest_first(objects: Iterable[StoredObject]) -> list[tuple[StoredObject, str, bool]]:
+    """(object, stamp, ok) of every status object, the most recently STORED first: the order S3
+    saw them in, not the stamps the writer chose (a planted `status/99991231T235959Z.ok` would
+    otherwise stay "the last run" forever)."""
+    parsed = [(o, *p) for o in objects if (p := parse_status_key(o.key)) is not None]
+    return sorted(parsed, key=lambda item: (item[0].modified or stamp_time(item[1]), item[1]), reverse=True)
+
+
 def last_run_for(statuses: Iterable[RunStatus], database: str | None = None) -> RunStatus | None:
-    """The newest run, or the newest that covered `database`."""
-    for status in sorted(statuses, key=lambda s: s.stamp, reverse=True):
-        if database is None or database in status.results:
+    """The newest run, or the newest that covered `database`; a suspicious status object newer
+    than that run is returned instead (it must not hide a failure behind it)."""
+    for status in sorted(statuses, key=lambda s: (s.modified or s.at, s.stamp), reverse=True):
+        if status.suspicious or database is None or database in status.results:
             return status
     return None
 
@@ -211,10 +265,13 @@ class Listing:
 
     @property
     def last_run_failed(self) -> bool:
-        """The last run failed (for `--branch`: failed to back up that environment)."""
+        """The last run failed (for `--branch`: failed to back up that environment); a suspicious
+        status object counts as a failure."""
         run = self.last_run
         if run is None:
             return False
+        if run.suspicious:
+            return True
         if self.database is not None and self.database in run.results:
             return not run.results[self.database]
         return not run.ok
@@ -228,6 +285,7 @@ class Listing:
                 "ok": not self.last_run_failed,
                 "runOk": self.last_run.ok,
                 "failed": self.last_run.failed_targets,
+                "suspicious": self.last_run.suspicious,
             }
         return {
             "team": self.team,
@@ -246,6 +304,7 @@ class Listing:
                     "dumpBytes": s.dump_size,
                     "filestoreBytes": s.filestore_size,
                     "complete": s.complete,
+                    "suspicious": s.suspicious,
                 }
                 for s in self.sets
             ],
@@ -255,6 +314,8 @@ class Listing:
         run = self.last_run
         if run is None:
             return "last run: none recorded in the bucket"
+        if run.suspicious:
+            return f"last run: SUSPICIOUS status object, counted as FAILED: {run.suspicious}"
         when = f"{run.stamp} ({human_age((self.now - run.at).total_seconds())} ago)"
         if not self.last_run_failed:
             return f"last run: ok, {when}"
@@ -370,14 +431,41 @@ class S3Store:
         except BotoCoreError as exc:
             raise UsageError(f"s3://{self.bucket}: {what}: {exc.__class__.__name__}: {exc}") from None
 
+    def _versions(self, prefix: str) -> dict[str, list[dict[str, Any]]]:
+        """Every stored version of every key under `prefix`, oldest first (delete markers aside:
+        the job's key cannot delete). The bucket is versioned (backup_storage.py): a PutObject on
+        an existing key adds a version, which is how a rewritten key shows."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        paginator = self._client.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for version in page.get("Versions", []):
+                found.setdefault(version["Key"], []).append(version)
+        for versions in found.values():
+            versions.sort(key=lambda v: v["LastModified"])
+        return found
+
     def list(self, prefix: str) -> list[StoredObject]:
         def run() -> list[StoredObject]:
-            found = []
-            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                found += [StoredObject(o["Key"], int(o["Size"])) for o in page.get("Contents", [])]
-            return found
+            return [
+                StoredObject(key, int(versions[-1]["Size"]), versions[-1]["LastModified"], len(versions))
+                for key, versions in self._versions(prefix).items()
+            ]
 
         return list(self._call(f"list {prefix}", run))
+
+    def _only_version(self, key: str) -> str:
+        """The id of `key`'s one version; refused when it has several: the job writes a key once,
+        so a second version is someone with the job's key replacing a backup (or a status), and
+        which one is the job's cannot be told (a key can be planted before the job's run)."""
+        versions = self._call(f"list the versions of {key}", lambda: self._versions(key)).get(key, [])
+        if not versions:
+            raise UsageError(f"s3://{self.bucket}/{key}: no such object")
+        if len(versions) > 1:
+            raise UsageError(
+                f"s3://{self.bucket}/{key}: written {len(versions)} times, but the backup job writes a key once: "
+                "someone with the job's key may have replaced it; refused (pick another backup with --key)"
+            )
+        return str(versions[0]["VersionId"])
 
     def read(self, key: str) -> bytes:
         return bytes(
@@ -385,7 +473,12 @@ class S3Store:
         )
 
     def download(self, key: str, path: Path) -> None:
-        self._call(f"download {key}", lambda: self._client.download_file(self.bucket, key, str(path)))
+        """The key's one version, pinned by its id (a version added after the check is not it)."""
+        version = self._only_version(key)
+        self._call(
+            f"download {key}",
+            lambda: self._client.download_file(self.bucket, key, str(path), ExtraArgs={"VersionId": version}),
+        )
 
 
 def restore_key_from_outputs(outputs: Mapping[str, Any], stack: str, team_id: str) -> RestoreKey:
@@ -430,10 +523,15 @@ def read_restore_key(project_dir: Path, stack: str, team_id: str) -> RestoreKey:
 def read_statuses(store: Store, database: str | None, lookback: int = STATUS_LOOKBACK) -> list[RunStatus]:
     """The newest runs' results: the newest one, or, for a database, back to the newest run that
     covered it (at most `lookback` objects read)."""
-    keys = status_keys_newest_first(o.key for o in store.list(backup_storage.STATUS_PREFIX))
+    found = status_objects_newest_first(store.list(backup_storage.STATUS_PREFIX))
+    now = datetime.now(timezone.utc)
     statuses = []
-    for key, stamp, ok in keys[:lookback]:
-        status = RunStatus(stamp, ok, parse_status_body(store.read(key).decode("utf-8", "replace")))
+    for obj, stamp, ok in found[:lookback]:
+        problem = stamp_problem(stamp, obj, now)
+        if problem is not None:  # not read: counted as a failed run, and the search stops here
+            statuses.append(RunStatus(stamp, False, {}, obj.modified, problem))
+            break
+        status = RunStatus(stamp, ok, parse_status_body(store.read(obj.key).decode("utf-8", "replace")), obj.modified)
         statuses.append(status)
         if database is None or database in status.results:
             break
@@ -449,9 +547,10 @@ def listing(
     objects: list[StoredObject] = []
     for tier in tiers:
         objects += store.list(f"{tier}/{database}/" if database else f"{tier}/")
-    sets = group_backups(objects, tiers)
+    now = now or datetime.now(timezone.utc)
+    sets = group_backups(objects, tiers, now)
     last = last_run_for(read_statuses(store, database), database)
-    return Listing(team_id, store.bucket, databases, sets, last, now or datetime.now(timezone.utc), database)
+    return Listing(team_id, store.bucket, databases, sets, last, now, database)
 
 
 def print_listing(result: Listing) -> None:
@@ -466,10 +565,11 @@ def print_listing(result: Listing) -> None:
     for s in result.sets:
         filestore = human_size(s.filestore_size)
         dump = human_size(s.dump_size)
+        taken = s.at.strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(
             escape(s.database),
             escape(result.databases.get(s.database, "not in the config")),
-            s.at.strftime("%Y-%m-%d %H:%M:%S"),
+            f"[red]{taken} SUSPICIOUS[/red]" if s.suspicious else taken,
             human_age((result.now - s.at).total_seconds()),
             ",".join(s.tiers),
             dump if s.dump_size is not None else "[red]missing[/red]",
@@ -477,6 +577,12 @@ def print_listing(result: Listing) -> None:
         )
     if result.sets:
         console.print(table)
+        for s in result.sets:
+            if s.suspicious:
+                console.print(
+                    f"[bold red]SUSPICIOUS[/bold red] {escape(s.database)} {s.stamp}: {escape(s.suspicious)} "
+                    "(a restore never takes it)"
+                )
     else:
         console.print(f"no backups in s3://{escape(result.bucket)}")
     line = escape(result.last_run_line())

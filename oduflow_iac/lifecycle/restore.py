@@ -3,8 +3,10 @@ of it into another environment of the same team, neutralised).
 
 What a restore does, in this order (docs/operations.md, "Restoring a backup"):
 1. Pick the backup: the newest complete pair (dump + filestore of the SAME run) at or before
-   `--at`, the one `--key` names, or the newest. Both objects are downloaded before anything
-   changes, with operator credentials (lifecycle/backup_ops.py).
+   `--at`, the one `--key` names, or the newest; never one whose stamp or versions show it is not
+   what the job wrote (backup_ops.stamp_problem: the job's key can PUT any key). Both objects are
+   downloaded (their one version, by id) before anything changes, with operator credentials
+   (lifecycle/backup_ops.py).
 2. Back up the target now (the team job, `backup now`), so the restore itself can be undone.
 3. Stop the target's Odoo container (`docker stop`, its naming.py name; never removed).
 4. The database, in ONE transaction (`database_restore_script`): end the other sessions on it,
@@ -36,15 +38,17 @@ layout the operator's stack does not even hold that password. The dump travels S
 `docker cp`: the read-only restore key never leaves the operator's machine.
 
 A failure after the container was stopped says what state things are in and starts it again,
-with one exception: when the neutralisation of a copy failed, the copy is emptied again and the
-container stays stopped (starting it, or a later `up` starting it, would run production's mail
-servers and crons against the copy).
+with one exception: a copy (`--into`) that was replayed but is not neutralised -- its filestore
+step failed, its neutralisation failed or raised, the restore was interrupted -- is emptied again
+and the container stays stopped (starting it, or a later `up` starting it, would run production's
+mail servers and crons against the copy). A copy is never attempted without a neutraliser.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import shlex
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -66,7 +70,12 @@ JOB_DUMP_PATH = "/tmp/oduflow-restore.dump"
 ARCHIVE_PATH = "/tmp/oduflow-restore-filestore.tar.gz"
 FILESTORE_MOUNT = "/restore"
 NEUTRALIZE_SCRIPT_PATH = "/tmp/oduflow-neutralize.sh"
-# psql prints this only once the COMMIT went through.
+REFUSED_ARCHIVE = (
+    "the filestore archive holds a symlink, device, fifo, socket, hard link or setuid/setgid file: "
+    "refused, the live filestore is untouched"
+)
+# psql prints this, followed by a nonce of the run, only once the COMMIT went through. The nonce
+# is new for every restore, so a dump (whose SQL could print any text) cannot print the marker.
 COMMITTED = "oduflow-restore-committed"
 # How long the restore waits for a lock held by a session it could not end (another role's).
 LOCK_TIMEOUT = "60s"
@@ -111,11 +120,18 @@ def pick_backup(
         if chosen.database != database:
             raise UsageError(f"--key {key}: a backup of {chosen.database}, not of {database}")
     else:
-        candidates = [s for s in mine if s.complete and (at is None or s.at <= at)]
+        # A suspicious backup (its stamp or versions are not the job's: backup_ops.stamp_problem)
+        # is never the default: a planted future-dated pair would otherwise win every restore.
+        candidates = [s for s in mine if s.complete and not s.suspicious and (at is None or s.at <= at)]
         if not candidates:
             when = f" at or before {at.isoformat()}" if at else ""
             raise UsageError(f"no complete backup of {database}{when} (`oduflow-iac backup list` shows them)")
         chosen = max(candidates, key=lambda s: s.stamp)
+    if chosen.suspicious:
+        raise UsageError(
+            f"backup {chosen.stamp} of {chosen.database} is suspicious, refused: {chosen.suspicious} "
+            "(`oduflow-iac backup list` shows it)"
+        )
     if not chosen.complete:
         missing = "dump" if chosen.dump_size is None else "filestore archive"
         raise UsageError(f"backup {chosen.stamp} of {database} has no {missing}: a restore takes both halves or none")
@@ -165,32 +181,57 @@ def restore_prelude_sql() -> str:
     )
 
 
-def pg_restore_args(dump: str) -> list[str]:
-    """The dump as SQL: objects owned by whoever runs it (the team role), no GRANTs of the source."""
-    return ["pg_restore", "--no-owner", "--no-privileges", "--file=-", dump]
+def pg_restore_args(dump: str, restrict_key: str) -> list[str]:
+    """The dump as SQL: objects owned by whoever runs it (the team role), no GRANTs of the source,
+    between `\\restrict KEY` and `\\unrestrict KEY`: psql runs none of its meta-commands (`\\!`
+    runs a shell command) in between, so a crafted dump cannot reach the job container's shell
+    (CVE-2025-8714; PostgreSQL 13.22, 14.19, 15.14, 16.10, 17.6 and later)."""
+    return ["pg_restore", "--no-owner", "--no-privileges", f"--restrict-key={restrict_key}", "--file=-", dump]
+
+
+# What the script says, and does, when the job image's pg_restore cannot restrict psql.
+OLD_PG_RESTORE = (
+    "the backup job image's pg_restore has no --restrict-key (PostgreSQL older than 13.22, 14.19, 15.14, "
+    "16.10 or 17.6): psql would run a dump's meta-commands; nothing was changed: update platform.backup_image"
+)
 
 
 def psql_args(database: str) -> list[str]:
     return ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", f"--dbname={database}"]
 
 
-def database_restore_script(database: str, dump: str) -> str:
+def database_restore_script(database: str, dump: str, nonce: str | None = None) -> str:
     """POSIX sh: empty `database` and replay `dump` into it in ONE transaction, with libpq's PG*
     variables saying where and as whom. COMMIT is sent only when pg_restore read the whole dump, and
-    the script succeeds only when psql confirms it (POSIX sh has no pipefail): a dump that breaks
-    half-way, an object that fails, a lock not granted -- all roll back to the database as it was."""
+    the script succeeds only when psql exits 0 and printed the run's marker after the COMMIT (POSIX
+    sh has no pipefail): a dump that breaks half-way, an object that fails, a lock not granted --
+    all roll back to the database as it was.
+
+    Why psql at all, not `pg_restore --dbname --single-transaction`: the emptying must be in the
+    same transaction as the replay, and pg_restore runs nothing of ours in its own. psql reads the
+    dump only restricted (pg_restore_args), and the marker carries `nonce` (new for every run):
+    neither a meta-command nor a row the dump prints can fake the outcome."""
+    nonce = nonce or secrets.token_hex(16)
+    marker = f"{COMMITTED}-{nonce}"
+    # The restrict key is another secret of the run (pg_restore refuses characters other than
+    # letters and digits): the dump cannot name it to lift the restriction.
+    restrict_key = secrets.token_hex(16)
     return "\n".join(
         [
             "set -eu",
+            "case \"$(pg_restore --help 2>&1)\" in *--restrict-key*) ;;",
+            f"  *) echo {shlex.quote(OLD_PG_RESTORE)} >&2; exit 1 ;;",
+            "esac",
             "out=$(",
             "  {",
             "    cat <<'ODUFLOW_SQL'",
             restore_prelude_sql(),
             "ODUFLOW_SQL",
-            f"    if {shlex.join(pg_restore_args(dump))}; then printf 'COMMIT;\\n\\\\echo {COMMITTED}\\n'; fi",
+            f"    if {shlex.join(pg_restore_args(dump, restrict_key))}; then"
+            f" printf 'COMMIT;\\n\\\\echo {marker}\\n'; fi",
             f"  }} | {shlex.join(psql_args(database))}",
-            ") || true",
-            f'case "$out" in *{COMMITTED}*) echo "database {database} restored" ;;',
+            ") || out=''",
+            f'case "$out" in *{marker}*) echo "database {database} restored" ;;',
             f'  *) echo "the restore of {database} was rolled back: the database is as it was" >&2; exit 1 ;;',
             "esac",
         ]
@@ -230,6 +271,16 @@ def filestore_restore_script(
             f"rm -rf {stage} {new} {old}",
             f"mkdir -p {stage} {shlex.quote(root + '/filestore')}",
             f"tar -xzf {shlex.quote(archive)} -C {stage}",
+            # The archive is the job's, whose key can write anything: extracted as root, a
+            # `filestore/SOURCE` that is a symlink (to /etc, /proc/self...) would become the live
+            # filestore, and a device, fifo, socket, hard link or setuid/setgid file has no place
+            # among attachments. Odoo's filestore holds plain files and directories only.
+            # (A find that fails stops the script, `set -e`: refused as well.)
+            f"odd=$(find {stage} \\( -type l -o -type b -o -type c -o -type p -o -type s"
+            " -o \\( -type f -links +1 \\) -o -perm -4000 -o -perm -2000 \\) -print)",
+            f'if [ -L {src} ] || [ -n "$odd" ]; then',
+            f"  echo {shlex.quote(REFUSED_ARCHIVE)} >&2; rm -rf {stage}; exit 1",
+            "fi",
             # A backup of a database without attachments has no directory: an empty one.
             f"if [ -d {src} ]; then mv {src} {new}; else mkdir {new}; fi",
             f"if [ -e {shlex.quote(dst)} ]; then mv {shlex.quote(dst)} {old}; fi",
@@ -541,6 +592,13 @@ class Restorer:
             code, output = self._filestore(plan, archive)
             if output:
                 self._say(result, output)
+            if code != 0 and plan.neutralise:
+                # The copy is not neutralised yet: fail closed, as when its neutralisation fails.
+                keep_stopped = True
+                result.state = self._fail_closed(
+                    plan, f"the filestore of the copy could not be restored (exit {code})", undo, result
+                )
+                return result
             if code != 0:
                 result.state = (
                     f"PARTLY RESTORED: {plan.target_db} holds backup {plan.backup.stamp}, but its filestore could "
@@ -554,14 +612,8 @@ class Restorer:
                 if code != 0:
                     # Fail closed: no copy of production with its mail servers and crons on.
                     keep_stopped = True
-                    emptied, said = self.database.empty(plan.target_db)
-                    if said:
-                        self._say(result, said)
-                    now = "is now EMPTY" if emptied == 0 else "could NOT be emptied: do not start it"
-                    result.state = (
-                        f"NOT NEUTRALISED: the neutralisation of the copy of {plan.source_db} in {plan.target_db} "
-                        f"failed (exit {code}); the database {now} and {plan.container} is left STOPPED: fix the "
-                        f"cause and run the restore again{undo}"
+                    result.state = self._fail_closed(
+                        plan, f"the neutralisation of the copy failed (exit {code})", undo, result
                     )
                     return result
             copy_in_place = False
@@ -580,6 +632,10 @@ class Restorer:
             )
             raise
         finally:
+            # Whatever way out this is, an un-neutralised copy of another environment is never
+            # started (the paths above have emptied it; this only guards paths added later).
+            if copy_in_place and not result.ok:
+                keep_stopped = True
             if result.state:
                 self._say(result, result.state)
             if running and not keep_stopped:
@@ -589,6 +645,18 @@ class Restorer:
                 else:
                     result.ok = False
                     self._say(result, f"could not start {plan.container} again: {started.output}")
+
+    def _fail_closed(self, plan: RestorePlan, why: str, undo: str, result: RestoreResult) -> str:
+        """Empty the copy that could not be neutralised (the caller keeps its Odoo stopped: a later
+        `up` starts a stopped container); the state line saying so."""
+        emptied, said = self.database.empty(plan.target_db)
+        if said:
+            self._say(result, said)
+        now = "is now EMPTY" if emptied == 0 else "could NOT be emptied: do not start it"
+        return (
+            f"NOT NEUTRALISED: {why}, in {plan.target_db} (a copy of {plan.source_db}); the database {now} and "
+            f"{plan.container} is left STOPPED: fix the cause and run the restore again{undo}"
+        )
 
     def _filestore(self, plan: RestorePlan, archive: Path) -> tuple[int, str]:
         name = naming.env_restore_container_name(plan.team_id, plan.target_branch, "filestore")
