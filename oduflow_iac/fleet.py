@@ -200,38 +200,57 @@ def _parallel(runner: Runner, jobs: Sequence[Callable[[], RunResult]]) -> list[R
         return list(pool.map(lambda job: job(), jobs))
 
 
-def _server_job(runner: Runner, operation: Operation, entry: StackSettings, config: Config, server: str) -> RunResult:
-    name = server_stack_name(server)
+def _stack_job(
+    runner: Runner,
+    operation: Operation,
+    config: Config,
+    name: str,
+    ensure: Callable[[], StackSettings],
+    existing: Callable[[], StackSettings],
+    team_id: str | None = None,
+    prefix: str | None = None,
+) -> RunResult:
+    """One stack's run of `operation`: preview and up create the stack when missing (`ensure`);
+    refresh and destroy of a stack that does not exist have nothing to do."""
 
     def work() -> RunResult:
         if operation in ("preview", "up"):
-            settings = ensure_server_stack(runner, entry, config, server)
+            settings = ensure()
         else:
             try:
-                settings = server_stack_settings(entry, server)
+                settings = existing()
             except UsageError:
                 return RunResult(name, operation, True, "no such stack: nothing to do")
         check_config_file(settings, config.path)
-        return runner.run(operation, Selection(settings), config, prefix=f"[{settings.stack}] ", refresh_lock=False)
+        shown = prefix if prefix is not None else f"[{settings.stack}] "
+        return runner.run(operation, Selection(settings, team_id), config, prefix=shown, refresh_lock=False)
 
     return _guarded(name, operation, work)
+
+
+def _server_job(runner: Runner, operation: Operation, entry: StackSettings, config: Config, server: str) -> RunResult:
+    return _stack_job(
+        runner,
+        operation,
+        config,
+        server_stack_name(server),
+        lambda: ensure_server_stack(runner, entry, config, server),
+        lambda: server_stack_settings(entry, server),
+    )
 
 
 def _team_job(runner: Runner, operation: Operation, entry: StackSettings, config: Config, team_id: str) -> RunResult:
     name = team_stack_name(team_id)
-
-    def work() -> RunResult:
-        if operation in ("preview", "up"):
-            settings = ensure_team_stack(runner, entry, config, team_id)
-        else:
-            try:
-                settings = team_stack_settings(entry, team_id)
-            except UsageError:
-                return RunResult(name, operation, True, "no such stack: nothing to do")
-        check_config_file(settings, config.path)
-        return runner.run(operation, Selection(settings, team_id), config, prefix=f"[{name}] ", refresh_lock=False)
-
-    return _guarded(name, operation, work)
+    return _stack_job(
+        runner,
+        operation,
+        config,
+        name,
+        lambda: ensure_team_stack(runner, entry, config, team_id),
+        lambda: team_stack_settings(entry, team_id),
+        team_id,
+        prefix=f"[{name}] ",
+    )
 
 
 def run_all(runner: Runner, operation: Operation, entry: StackSettings, config: Config) -> list[RunResult]:
